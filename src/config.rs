@@ -1,0 +1,103 @@
+//! Server settings: everything an operator can choose, with the defaults the
+//! command line documents. Plain data; nothing here touches a socket.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default number of connections served at once.
+pub const DEFAULT_WORKERS: usize = 128;
+/// Default number of accepted connections that may wait for a free worker.
+pub const DEFAULT_QUEUE: usize = 64;
+/// Default longest accepted line, in bytes, not counting the line ending.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Default listen backlog handed to the kernel (which caps it at `somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 1024;
+/// Default idle timeout, in seconds.
+pub const DEFAULT_IDLE_SECS: u64 = 300;
+
+/// What the acceptor does when every worker is busy and the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// Stop accepting until a slot frees; new clients wait in the kernel backlog.
+    Block,
+    /// Accept, answer `ERR server busy`, close.
+    Reject,
+}
+
+impl FromStr for Overload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(Overload::Block),
+            "reject" => Ok(Overload::Reject),
+            other => Err(format!(
+                "unknown overload mode '{other}' (expected block or reject)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Overload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overload::Block => "block",
+            Overload::Reject => "reject",
+        })
+    }
+}
+
+/// Everything needed to start a [`Server`](crate::Server).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Host name or address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 takes any free port.
+    pub port: u16,
+    /// Connections served at once (at least 1).
+    pub workers: usize,
+    /// Accepted connections that may wait for a free worker.
+    pub queue: usize,
+    /// What happens when workers and queue are all taken.
+    pub overload: Overload,
+    /// Close a client that sends no complete line, or reads none of our
+    /// replies, for this long. `None` never closes an idle client.
+    pub idle_timeout: Option<Duration>,
+    /// Longest accepted line in bytes, not counting `\n` or `\r\n`.
+    pub max_line: usize,
+    /// Listen backlog: how many connections the kernel holds for us before
+    /// `accept`.
+    pub backlog: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: 8000,
+            workers: DEFAULT_WORKERS,
+            queue: DEFAULT_QUEUE,
+            overload: Overload::Block,
+            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
+            max_line: DEFAULT_MAX_LINE,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl Config {
+    /// The default settings, listening on `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Config {
+            host: host.into(),
+            port,
+            ..Config::default()
+        }
+    }
+
+    /// How many connections may hold a slot at once: being served or waiting.
+    pub fn capacity(&self) -> usize {
+        self.workers.saturating_add(self.queue)
+    }
+}

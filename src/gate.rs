@@ -1,0 +1,165 @@
+//! The connection limit. `threadpool` queues jobs without bound, so the bound
+//! is ours: a [`Permit`] is taken for every connection before it is handed to
+//! the pool, and given back when the permit is dropped, which happens when the
+//! job ends, whether it returned or panicked.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+/// A counting gate with a fixed number of slots.
+pub struct Gate {
+    capacity: usize,
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+struct State {
+    in_use: usize,
+    closed: bool,
+}
+
+/// One slot of a [`Gate`], released on drop.
+pub struct Permit {
+    gate: Arc<Gate>,
+}
+
+impl Gate {
+    /// A gate with `capacity` slots.
+    pub fn new(capacity: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            capacity,
+            state: Mutex::new(State {
+                in_use: 0,
+                closed: false,
+            }),
+            cond: Condvar::new(),
+        })
+    }
+
+    /// Waits for a free slot. Returns `None` once the gate is closed.
+    pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut state = self.state.lock();
+        while !state.closed && state.in_use >= self.capacity {
+            self.cond.wait(&mut state);
+        }
+        self.take(&mut state)
+    }
+
+    /// Takes a free slot if there is one, without waiting.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut state = self.state.lock();
+        if state.in_use >= self.capacity {
+            return None;
+        }
+        self.take(&mut state)
+    }
+
+    fn take(self: &Arc<Self>, state: &mut State) -> Option<Permit> {
+        if state.closed {
+            return None;
+        }
+        state.in_use += 1;
+        Some(Permit { gate: self.clone() })
+    }
+
+    /// Refuses every later `acquire` and wakes the ones waiting. Permits
+    /// already out stay valid until dropped.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.cond.notify_all();
+    }
+
+    /// How many slots are taken now.
+    pub fn in_use(&self) -> usize {
+        self.state.lock().in_use
+    }
+
+    /// Waits until every permit is back, or until `deadline`. Returns whether
+    /// every permit is back.
+    pub fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut state = self.state.lock();
+        while state.in_use > 0 {
+            if self.cond.wait_until(&mut state, deadline).timed_out() {
+                return state.in_use == 0;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock();
+        state.in_use -= 1;
+        drop(state);
+        // Both the acceptor (waiting for a slot) and the stop sequence
+        // (waiting for none in use) may be waiting; wake them all.
+        self.gate.cond.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn slots_are_bounded_and_come_back_on_drop() {
+        let gate = Gate::new(2);
+        let a = gate.try_acquire().expect("first slot");
+        let _b = gate.try_acquire().expect("second slot");
+        assert!(gate.try_acquire().is_none());
+        drop(a);
+        assert!(gate.try_acquire().is_some());
+    }
+
+    #[test]
+    fn a_panicking_pool_job_gives_its_slot_back() {
+        let gate = Gate::new(1);
+        let permit = gate.try_acquire().expect("slot");
+        let pool = threadpool::ThreadPool::new(1);
+        pool.execute(move || {
+            let _permit = permit;
+            panic!("handler failed");
+        });
+        pool.join();
+        assert_eq!(pool.panic_count(), 1);
+        assert_eq!(gate.in_use(), 0);
+    }
+
+    #[test]
+    fn acquire_waits_for_a_release() {
+        let gate = Gate::new(1);
+        let held = gate.try_acquire().expect("slot");
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.acquire().is_some())
+        };
+        drop(held);
+        assert!(waiter.join().expect("waiter panicked"));
+    }
+
+    #[test]
+    fn close_wakes_a_waiting_acquire() {
+        let gate = Gate::new(1);
+        let _held = gate.try_acquire().expect("slot");
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.acquire().is_none())
+        };
+        gate.close();
+        assert!(waiter.join().expect("waiter panicked"));
+        assert!(gate.try_acquire().is_none());
+    }
+
+    #[test]
+    fn wait_idle_reports_permits_still_out() {
+        let gate = Gate::new(1);
+        let held = gate.try_acquire().expect("slot");
+        assert!(!gate.wait_idle(Instant::now() + Duration::from_millis(10)));
+        drop(held);
+        assert!(gate.wait_idle(Instant::now() + Duration::from_secs(5)));
+    }
+}

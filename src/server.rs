@@ -1,0 +1,284 @@
+//! The acceptor and the stop sequence.
+//!
+//! [`Server::run`] is the acceptor thread: it takes a slot from the gate,
+//! accepts a socket, registers it and hands it to the pool. When the shutdown
+//! signal fires it stops accepting, shuts every registered socket down, waits
+//! for the workers to finish, joins the pool and returns a summary.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use socket2::{Domain, Protocol, Socket, Type};
+use threadpool::ThreadPool;
+
+use crate::config::{Config, Overload};
+use crate::gate::{Gate, Permit};
+use crate::handler::{ClientHandler, Limits};
+use crate::registry::Registry;
+use crate::shutdown::Shutdown;
+use crate::stats::{Stats, Summary};
+
+/// Stack size of each worker thread. A worker's deepest path is the line
+/// loop plus logging, far below this; a small stack keeps a pool of
+/// thousands of workers cheap.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// How long a stop waits for workers to write their last replies before it
+/// shuts their sockets down in both directions. Only a client that has
+/// stopped reading makes a stop wait this long.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// The first and the longest pause after an accept error such as running
+/// out of file descriptors.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A bound, not yet running line server.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Config,
+    shutdown: Shutdown,
+}
+
+impl Server {
+    /// Binds `config.host:config.port` with the configured backlog.
+    ///
+    /// The error names the address when the port cannot be had.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let addr = (config.host.as_str(), config.port)
+            .to_socket_addrs()
+            .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no address found for {}", config.host),
+                )
+            })?;
+        let listener = listen(addr, config.backlog)
+            .map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            config,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// The address the server listens on, with the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops this server from any thread.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown signal fires, then stops cleanly and returns
+    /// what the server did. Blocks the calling thread, which becomes the
+    /// acceptor.
+    pub fn run(self) -> io::Result<Summary> {
+        let Server {
+            listener,
+            local_addr,
+            config,
+            shutdown,
+        } = self;
+        let gate = Gate::new(config.capacity());
+        let registry = Registry::new();
+        let stats = Arc::new(Stats::default());
+        let pool = threadpool::Builder::new()
+            .num_threads(config.workers)
+            .thread_name("linepool-worker".to_string())
+            .thread_stack_size(WORKER_STACK)
+            .build();
+
+        // A stop must wake the acceptor wherever it blocks: in the gate
+        // (block mode, all slots taken) or in accept().
+        let waker = Socket::from(listener.try_clone()?);
+        shutdown.on_trigger(move || wake_acceptor(&waker, local_addr));
+        let gate_waker = gate.clone();
+        shutdown.on_trigger(move || gate_waker.close());
+
+        info!(
+            "listening on {local_addr} workers={} queue={} overload={}",
+            config.workers, config.queue, config.overload
+        );
+        let acceptor = Acceptor {
+            listener: &listener,
+            config: &config,
+            shutdown: &shutdown,
+            gate: &gate,
+            registry: &registry,
+            stats: &stats,
+            pool: &pool,
+        };
+        acceptor.accept_loop();
+        drop(listener);
+
+        info!("stopping: closing {} connections", registry.len());
+        // Waking every reader with end-of-input lets each worker finish the
+        // replies to lines it has read; it then closes its connection.
+        registry.shutdown_all(Direction::Read);
+        if !gate.wait_idle(Instant::now() + STOP_GRACE) {
+            let stuck = registry.shutdown_all(Direction::Both);
+            warn!("{stuck} connections still busy after the stop grace, cutting them off");
+        }
+        pool.join();
+        let summary = stats.summary();
+        let panics = pool.panic_count();
+        if panics > 0 {
+            warn!("{panics} connection handlers panicked");
+        }
+        info!("stopped {summary}");
+        Ok(summary)
+    }
+}
+
+/// The acceptor's view of the server.
+struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    config: &'a Config,
+    shutdown: &'a Shutdown,
+    gate: &'a Arc<Gate>,
+    registry: &'a Arc<Registry>,
+    stats: &'a Arc<Stats>,
+    pool: &'a ThreadPool,
+}
+
+impl Acceptor<'_> {
+    fn accept_loop(&self) {
+        let mut backoff = BACKOFF_MIN;
+        while !self.shutdown.is_triggered() {
+            // In block mode the slot is taken before accept(), so a full
+            // server leaves new clients in the kernel's listen backlog.
+            let reserved = match self.config.overload {
+                Overload::Block => match self.gate.acquire() {
+                    Some(permit) => Some(permit),
+                    None => break,
+                },
+                Overload::Reject => None,
+            };
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(_) if self.shutdown.is_triggered() => break,
+                Err(e) if is_transient(&e) => {
+                    debug!("accept skipped a failed connection error={e}");
+                    continue;
+                }
+                Err(e) => {
+                    warn!("accept failed error={e}, retrying in {backoff:?}");
+                    self.shutdown.wait_timeout(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            backoff = BACKOFF_MIN;
+            if self.shutdown.is_triggered() {
+                // Accepted just as the stop began: close it like the rest.
+                break;
+            }
+            match reserved.or_else(|| self.gate.try_acquire()) {
+                Some(permit) => self.dispatch(stream, peer, permit),
+                None => self.reject(stream, peer),
+            }
+        }
+    }
+
+    /// Registers the connection and queues it for a worker.
+    fn dispatch(&self, stream: TcpStream, peer: SocketAddr, permit: Permit) {
+        // Replies are written in batches; Nagle's algorithm would only delay
+        // them. Failing to set it costs latency, not correctness.
+        let _ = stream.set_nodelay(true);
+        let stream = Arc::new(stream);
+        let registration = self.registry.register(peer, stream.clone());
+        self.stats.connection();
+        let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
+            .with_limits(Limits::from_config(self.config))
+            .with_stats(self.stats.clone());
+        self.pool.execute(move || {
+            // Dropped after the handler, in reverse order, even if it panics:
+            // the registry entry first, then the slot.
+            let _permit = permit;
+            let _registration = registration;
+            handler.run();
+        });
+    }
+
+    /// Turns a connection away: one line, then close. Runs on the acceptor,
+    /// so nothing here may block.
+    fn reject(&self, stream: TcpStream, peer: SocketAddr) {
+        self.stats.rejected();
+        debug!("server busy, rejecting peer={peer}");
+        if stream.set_nonblocking(true).is_ok() {
+            // A fresh socket's send buffer is empty: the line goes out whole.
+            let _ = (&stream).write_all(b"ERR server busy\n");
+            let _ = stream.shutdown(Direction::Write);
+            // Read what the client already sent so that closing does not
+            // reset the connection and destroy the line in flight.
+            let mut scratch = [0u8; 4096];
+            while matches!((&stream).read(&mut scratch), Ok(n) if n > 0) {}
+        }
+    }
+}
+
+/// Accept errors that concern only the one connection being accepted.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EHOSTUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
+/// Opens a listening socket with our backlog; std's `TcpListener::bind`
+/// always asks for 128.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// Unblocks an acceptor waiting in `accept()`. On Linux shutting the
+/// listening socket down makes `accept()` fail at once; elsewhere a
+/// connection to ourselves does the same.
+fn wake_acceptor(listener: &Socket, addr: SocketAddr) {
+    if listener.shutdown(Direction::Read).is_ok() {
+        return;
+    }
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, Duration::from_millis(100));
+}
+
+fn context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}

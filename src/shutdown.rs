@@ -1,0 +1,134 @@
+//! The server-wide stop signal: a flag that is set once, plus the wake-ups that
+//! must happen the moment it is set (the blocked acceptor, the permit gate).
+//!
+//! Every copy of [`Shutdown`] shares one state, so the binary's signal handler,
+//! a worker that read `quit_server` and a test all stop the server the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// A cloneable handle that stops the server it belongs to.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    triggered: AtomicBool,
+    // Guards the waker list and lets back-off sleeps end early on a stop.
+    wakers: Mutex<Vec<Waker>>,
+    cond: Condvar,
+}
+
+impl Shutdown {
+    /// A fresh, untriggered signal.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Starts the stop. Only the first call does anything; it returns `true`.
+    /// Later calls, concurrent or not, return `false`.
+    pub fn trigger(&self) -> bool {
+        // The lock orders this against `on_trigger`: a waker is either in the
+        // list when we run the list, or sees the flag and runs itself.
+        let wakers = self.inner.wakers.lock();
+        if self.inner.triggered.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        for wake in wakers.iter() {
+            wake();
+        }
+        self.inner.cond.notify_all();
+        true
+    }
+
+    /// Whether the stop has started.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Runs `wake` when the stop starts, or at once if it already has.
+    /// Wakers run with the signal's lock held, so they must be quick and must
+    /// not call back into this signal.
+    pub fn on_trigger(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let mut wakers = self.inner.wakers.lock();
+        if self.is_triggered() {
+            drop(wakers);
+            wake();
+        } else {
+            wakers.push(Box::new(wake));
+        }
+    }
+
+    /// Sleeps for `timeout`, or less if the stop starts meanwhile. Returns
+    /// whether the stop has started.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let mut guard = self.inner.wakers.lock();
+        if !self.is_triggered() {
+            // A spurious wake-up only shortens a back-off sleep, which is harmless.
+            self.inner.cond.wait_for(&mut guard, timeout);
+        }
+        self.is_triggered()
+    }
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    #[test]
+    fn only_the_first_trigger_counts() {
+        let shutdown = Shutdown::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        shutdown.on_trigger(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(shutdown.trigger());
+        assert!(!shutdown.clone().trigger());
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn late_wakers_run_at_once() {
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        let woken = Arc::new(AtomicBool::new(false));
+        let flag = woken.clone();
+        shutdown.on_trigger(move || flag.store(true, Ordering::SeqCst));
+        assert!(woken.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn trigger_ends_a_wait_early() {
+        let shutdown = Shutdown::new();
+        let other = shutdown.clone();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            let stopped = other.wait_timeout(Duration::from_secs(30));
+            (stopped, start.elapsed())
+        });
+        // Whether this lands before or during the wait, the wait must end
+        // well before its timeout.
+        shutdown.trigger();
+        let (stopped, waited) = waiter.join().expect("waiter panicked");
+        assert!(stopped);
+        assert!(waited < Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,108 @@
+//! The command line: flags, help, refusals and logs.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use crate::support::{BinServer, run_bin};
+
+/// Bad flag values are refused with a message and a non-zero status.
+#[test]
+fn bad_flags_are_refused() {
+    for args in [
+        &["serve", "--workers", "0"][..],
+        &["serve", "--workers", "many"],
+        &["serve", "--port", "70000"],
+        &["serve", "--overload", "drop"],
+        &["serve", "--max-line", "0"],
+    ] {
+        let (status, text) = run_bin(args);
+        assert!(!status.success(), "{args:?} was accepted");
+        assert!(text.contains("error: invalid value"), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+    }
+}
+
+/// A port in use is refused with a message naming the address.
+#[test]
+fn port_in_use_is_refused_by_name() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (status, text) = run_bin(&["serve", "--port", &port]);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+/// Help describes every flag with its default.
+#[test]
+fn help_lists_every_flag_and_default() {
+    let (status, text) = run_bin(&["serve", "--help"]);
+    assert!(status.success());
+    for needle in [
+        "--host",
+        "[default: 127.0.0.1]",
+        "--port",
+        "[default: 8000]",
+        "--workers",
+        "[default: 128]",
+        "--queue",
+        "[default: 64]",
+        "--overload",
+        "[default: block]",
+        "--idle-timeout",
+        "[default: 300]",
+        "--max-line",
+        "[default: 65536]",
+        "--backlog",
+        "[default: 1024]",
+        "--log-level",
+        "[default: INFO]",
+    ] {
+        assert!(text.contains(needle), "serve --help lacks {needle}: {text}");
+    }
+    let (status, text) = run_bin(&["--help"]);
+    assert!(status.success());
+    assert!(text.contains("serve"), "{text}");
+}
+
+/// The listening line names the real port, and client errors are logged
+/// with the peer's address.
+#[test]
+fn logs_name_the_port_and_the_peer() {
+    let mut server = BinServer::start(&[]);
+    assert_ne!(server.addr.port(), 0);
+    let mut client = server.connect();
+    let peer = client.stream.local_addr().expect("addr");
+    client.send(b"\xff\n");
+    client.expect_closed();
+    let line = server.wait_log("invalid utf-8");
+    assert!(line.contains(&format!("peer={peer}")), "{line}");
+    assert!(line.contains("WARN"), "{line}");
+}
+
+/// Running out of file descriptors does not kill the server: it backs off,
+/// logs a warning and serves again once descriptors free up.
+#[test]
+fn running_out_of_descriptors_is_survived() {
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        r#"ulimit -n 24 && exec "$0" serve --port 0 --log-level debug"#,
+        env!("CARGO_BIN_EXE_linepool"),
+    ]);
+    let mut server = BinServer::spawn(command);
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        clients.push(server.connect());
+    }
+    server.wait_log("accept failed");
+    drop(clients);
+    // Once the held descriptors are closed, a new client is served again
+    // (within the client's read deadline, far above the longest back-off).
+    let mut client = server.connect();
+    client.send_line("back");
+    client.expect("ACK: back\n");
+}

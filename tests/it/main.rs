@@ -1,0 +1,9 @@
+//! Integration tests: the real server on an ephemeral port, checked by plain
+//! socket clients that compare the exact bytes on the wire.
+
+mod cli;
+mod lines;
+mod overload;
+mod stop;
+mod support;
+mod timeouts;

@@ -1,0 +1,126 @@
+//! The connection limit: workers plus queue, and what happens beyond it.
+
+use std::time::{Duration, Instant};
+
+use linepool::Overload;
+
+use crate::support::{Client, DEADLINE, TestServer};
+
+/// How long a test watches for a reply that must not come.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Connects until the server serves us (not `ERR server busy`), for tests
+/// where a slot frees a moment after a client leaves.
+fn connect_when_served(server: &TestServer) -> Client {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let mut client = server.connect();
+        client.send_line("probe");
+        let reply = client.line();
+        if reply == "ACK: probe\n" {
+            return client;
+        }
+        assert_eq!(reply, "ERR server busy\n");
+        assert!(Instant::now() < until, "no slot freed within {DEADLINE:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// With `block`, a client over the limit waits in the backlog and is served
+/// as soon as a slot frees.
+#[test]
+fn block_mode_holds_extra_clients_in_the_backlog() {
+    let server = TestServer::start(|c| {
+        c.workers = 1;
+        c.queue = 0;
+        c.overload = Overload::Block;
+    });
+    let mut first = server.connect();
+    first.send_line("one");
+    first.expect("ACK: one\n");
+
+    let mut waiting = server.connect();
+    waiting.send_line("two");
+    waiting.expect_silence(QUIET);
+
+    first.send_line("shutdown");
+    first.expect_closed();
+    waiting.expect("ACK: two\n");
+}
+
+/// With `block`, a queued client is accepted but not served until a worker
+/// frees, and clients beyond the queue wait in the backlog; all are served
+/// in turn.
+#[test]
+fn block_mode_serves_queue_and_backlog_in_turn() {
+    let server = TestServer::start(|c| {
+        c.workers = 1;
+        c.queue = 1;
+    });
+    let mut clients: Vec<Client> = (0..4).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send_line(&format!("c{i}"));
+    }
+    clients[0].expect("ACK: c0\n");
+    clients[1].expect_silence(QUIET);
+    for (i, mut client) in clients.into_iter().enumerate() {
+        if i > 0 {
+            client.expect(&format!("ACK: c{i}\n"));
+        }
+        client.send_line("shutdown");
+        client.expect_closed();
+    }
+    assert_eq!(server.stop().rejected, 0);
+}
+
+/// With `reject`, a client over the limit gets `ERR server busy` and a
+/// close, and the rejection is counted.
+#[test]
+fn reject_mode_turns_extra_clients_away() {
+    let server = TestServer::start(|c| {
+        c.workers = 1;
+        c.queue = 1;
+        c.overload = Overload::Reject;
+    });
+    let mut served = server.connect();
+    served.send_line("one");
+    served.expect("ACK: one\n");
+    // The queue holds one more without a reply...
+    let mut queued = server.connect();
+    queued.send_line("two");
+    // ...and the next is turned away at once.
+    let mut rejected = server.connect();
+    rejected.expect("ERR server busy\n");
+    rejected.expect_closed();
+
+    served.send_line("shutdown");
+    served.expect_closed();
+    queued.expect("ACK: two\n");
+    queued.send_line("shutdown");
+    queued.expect_closed();
+
+    let mut later = connect_when_served(&server);
+    later.send_line("three");
+    later.expect("ACK: three\n");
+    drop(later);
+    assert!(server.stop().rejected >= 1);
+}
+
+/// A rejected client that already sent a line still reads the whole error.
+#[test]
+fn rejected_client_that_sent_data_still_gets_the_error() {
+    let server = TestServer::start(|c| {
+        c.workers = 1;
+        c.queue = 0;
+        c.overload = Overload::Reject;
+    });
+    let mut served = server.connect();
+    served.send_line("hold");
+    served.expect("ACK: hold\n");
+    for _ in 0..20 {
+        let mut client = server.connect();
+        client.send("eager line\n".repeat(100));
+        client.expect("ERR server busy\n");
+    }
+    assert_eq!(server.stop().rejected, 20);
+}

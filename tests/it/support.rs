@@ -1,0 +1,293 @@
+//! Shared helpers: a server started through the library or as the built
+//! binary, and a line client with deadlines on every read.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use linepool::{Config, Server, Summary};
+
+/// The longest any single expected event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A server run through the library on `127.0.0.1:0`; stopped on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: linepool::Shutdown,
+    done: Receiver<io::Result<Summary>>,
+}
+
+impl TestServer {
+    /// Starts a server with the defaults changed by `configure`.
+    pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::new("127.0.0.1", 0);
+        configure(&mut config);
+        let server = Server::bind(config).expect("bind");
+        let addr = server.local_addr();
+        let shutdown = server.shutdown_handle();
+        let (tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(server.run());
+        });
+        TestServer {
+            addr,
+            shutdown,
+            done,
+        }
+    }
+
+    /// Starts a server with the default settings.
+    pub fn default() -> TestServer {
+        TestServer::start(|_| {})
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Waits for `run` to return (after a stop from any source).
+    pub fn wait_stopped(&self, within: Duration) -> Summary {
+        match self.done.recv_timeout(within) {
+            Ok(result) => result.expect("run failed"),
+            Err(RecvTimeoutError::Timeout) => panic!("server did not stop within {within:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("server thread died"),
+        }
+    }
+
+    /// Stops the server and returns its summary.
+    pub fn stop(&self) -> Summary {
+        self.shutdown.trigger();
+        self.wait_stopped(DEADLINE)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        let _ = self.done.recv_timeout(DEADLINE);
+    }
+}
+
+/// A plain line client. Every read fails the test after [`DEADLINE`].
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Client { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).expect("send");
+    }
+
+    /// Sends `line` and a newline.
+    pub fn send_line(&mut self, line: &str) {
+        self.send(format!("{line}\n"));
+    }
+
+    /// Ends our sending side, as `nc -N` does.
+    pub fn half_close(&mut self) {
+        self.stream.shutdown(Shutdown::Write).expect("half close");
+    }
+
+    /// The next line, with its `\n`. Fails on end of input or timeout.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("connection closed, expected a line"),
+            Ok(_) => line,
+            Err(e) => panic!("expected a line: {e}"),
+        }
+    }
+
+    /// Asserts that the next bytes are exactly `expected`.
+    pub fn expect(&mut self, expected: &str) {
+        let mut got = vec![0u8; expected.len()];
+        if let Err(e) = self.reader.read_exact(&mut got) {
+            panic!("expected {expected:?}: {e}");
+        }
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+    }
+
+    /// Everything until the server closes the connection. A reset after
+    /// the server's last bytes counts as the end too.
+    pub fn rest(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.reader.read(&mut chunk) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
+                Err(e) => panic!("waiting for the server to close: {e}"),
+            }
+        }
+    }
+
+    /// Asserts that the server closes the connection with nothing more said.
+    pub fn expect_closed(&mut self) {
+        let rest = self.rest();
+        assert!(
+            rest.is_empty(),
+            "expected close, got {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    /// Asserts that nothing arrives for `wait`: the only place a test waits
+    /// out a fixed time, because it checks for an absence.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+        self.stream
+            .set_read_timeout(Some(DEADLINE))
+            .expect("timeout");
+    }
+}
+
+/// The `linepool` binary, started with `serve --port 0`. Killed on drop.
+pub struct BinServer {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    log: Receiver<String>,
+    exit: Receiver<ExitStatus>,
+    exited: bool,
+    /// Every log line seen so far.
+    pub seen: Vec<String>,
+}
+
+impl BinServer {
+    /// Runs `linepool serve --port 0 --log-level debug` plus `args`.
+    pub fn start(args: &[&str]) -> BinServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
+        command
+            .args(["serve", "--port", "0", "--log-level", "debug"])
+            .args(args);
+        BinServer::spawn(command)
+    }
+
+    /// Runs `command`, which must start a server, and waits until it listens.
+    pub fn spawn(mut command: Command) -> BinServer {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn linepool");
+        let pid = child.id();
+        let (log_tx, log) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if log_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (exit_tx, exit) = mpsc::channel();
+        thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let mut server = BinServer {
+            addr: "0.0.0.0:0".parse().expect("addr"),
+            pid,
+            log,
+            exit,
+            exited: false,
+            seen: Vec::new(),
+        };
+        let listening = server.wait_log("listening on ");
+        let addr = listening
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in log line");
+        server.addr = addr.parse().expect("socket address");
+        server
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let status = self
+            .exit
+            .recv_timeout(within)
+            .unwrap_or_else(|_| panic!("linepool did not exit within {within:?}"));
+        self.exited = true;
+        status
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        if !self.exited && self.exit.try_recv().is_err() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Runs the binary to completion with `args`; returns status and stderr.
+pub fn run_bin(args: &[&str]) -> (ExitStatus, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run linepool");
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    (output.status, text)
+}
