@@ -25,6 +25,7 @@ pub mod connection;
 pub mod gate;
 pub mod handler;
 pub mod line;
+pub mod load;
 pub mod registry;
 pub mod server;
 pub mod shutdown;

@@ -2,8 +2,10 @@
 //! handlers, and runs the library's server.
 
 use std::io::IsTerminal;
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
@@ -12,14 +14,19 @@ use log::{LevelFilter, error, info};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE, DEFAULT_QUEUE, DEFAULT_WORKERS,
 };
+use linepool::load::{Limit, LoadConfig};
 use linepool::{Config, Overload, Server};
 
 /// Exit status when a second interrupt cuts a stop short, as shells report
 /// a death by SIGINT.
 const EXIT_INTERRUPTED: u8 = 130;
+
+/// Requests per connection when a load run names neither -n nor -d.
+const DEFAULT_LOAD_REQUESTS: u64 = 1000;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +43,53 @@ struct Cli {
 enum Command {
     /// Serve the line protocol: every line gets `ACK: <line>` back.
     Serve(ServeArgs),
+    /// Drive load against a running server, checking every reply.
+    Load(LoadArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("limit").args(["requests", "duration"])))]
+struct LoadArgs {
+    /// Server host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Connections sending requests at once.
+    #[arg(short = 'c', long, default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    connections: usize,
+    /// Requests on each connection [default: 1000 unless --duration is given].
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: Option<u64>,
+    /// Run for this many seconds instead of a number of requests.
+    #[arg(short = 'd', long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Requests in flight on each connection.
+    #[arg(long, value_name = "DEPTH", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pipeline: usize,
+    /// Length of each request line in bytes, newline not counted.
+    #[arg(long, value_name = "BYTES", default_value_t = 32)]
+    payload: usize,
+    /// Open a fresh connection for every request: connect, one line, read
+    /// the ACK, `shutdown`, close.
+    #[arg(long)]
+    connect_per_request: bool,
+    /// Also hold this many idle connections open for the whole run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    idle: usize,
+    /// Seconds a connect or a reply may take before it counts as a timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    timeout: f64,
+    /// Event-loop threads driving the connections.
+    #[arg(long, default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -92,6 +146,7 @@ impl ServeArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
+        Command::Load(args) => load(&args),
     }
 }
 
@@ -137,6 +192,102 @@ fn serve(args: &ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(args: &LoadArgs) -> ExitCode {
+    let config = match load_config(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let progress = AtomicU64::new(0);
+    let report = std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let bar = scope.spawn(|| show_progress(&config, &progress, finished));
+        let report = linepool::load::run(&config, &progress);
+        drop(done);
+        let _ = bar.join();
+        report
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("linepool: load failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    // A wrong reply means the server is broken, whatever else happened.
+    if report.has_mismatch() {
+        eprintln!(
+            "linepool: {} replies did not match their requests",
+            report.errors.mismatch
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn load_config(args: &LoadArgs) -> Result<LoadConfig, String> {
+    let addr = (args.host.as_str(), args.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", args.host))?
+        .next()
+        .ok_or_else(|| format!("no address found for {}", args.host))?;
+    let seconds = |name: &str, secs: f64| {
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
+    };
+    let limit = match (args.requests, args.duration) {
+        (_, Some(secs)) => Limit::Duration(seconds("duration", secs)?),
+        (Some(n), None) => Limit::Requests(n),
+        (None, None) => Limit::Requests(DEFAULT_LOAD_REQUESTS),
+    };
+    Ok(LoadConfig {
+        addr,
+        connections: args.connections,
+        limit,
+        pipeline: args.pipeline,
+        payload: args.payload,
+        connect_per_request: args.connect_per_request,
+        idle: args.idle,
+        timeout: seconds("timeout", args.timeout)?,
+        threads: args.threads,
+    })
+}
+
+/// Draws a progress bar on a terminal until `finished` disconnects; draws
+/// nothing when stderr is not a terminal.
+fn show_progress(config: &LoadConfig, replies: &AtomicU64, finished: Receiver<()>) {
+    let (length, timed) = match config.limit {
+        Limit::Requests(n) => (n.saturating_mul(config.connections as u64), false),
+        Limit::Duration(d) => (d.as_millis() as u64, true),
+    };
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(100)) {
+        let done = replies.load(Ordering::Relaxed);
+        let position = if timed {
+            start.elapsed().as_millis() as u64
+        } else {
+            done
+        };
+        bar.set_position(position.min(length));
+        bar.set_message(format!("{done} replies"));
+    }
+    bar.finish_and_clear();
 }
 
 /// The signals that stop the server (ctrlc's `termination` feature).

@@ -3,6 +3,7 @@
 
 mod cli;
 mod lines;
+mod load;
 mod overload;
 mod stop;
 mod support;

@@ -1,0 +1,429 @@
+//! One load thread: a `mio` event loop over its share of the connections.
+//! Each connection is a small state machine: connect, keep `pipeline`
+//! requests in flight, check every reply, close.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::payload::{is_ack_for, write_request};
+use super::report::Counts;
+use super::{Limit, LoadConfig};
+
+/// How often timeouts and the end of a timed run are checked.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What one thread measured.
+pub struct Outcome {
+    /// Reply latencies in nanoseconds.
+    pub latency: Histogram<u64>,
+    pub counts: Counts,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Connecting,
+    Running,
+    /// We sent `shutdown` (or were rejected) and wait for the server to close.
+    Closing,
+    Done,
+}
+
+struct Conn {
+    id: u64,
+    stream: Option<TcpStream>,
+    phase: Phase,
+    /// Requests started on this connection slot, over all its sockets.
+    issued: u64,
+    /// Replies received on this slot; the next reply answers request `answered`.
+    answered: u64,
+    /// Send times of the requests in flight, oldest first.
+    in_flight: VecDeque<Instant>,
+    out: Vec<u8>,
+    written: usize,
+    input: Vec<u8>,
+    /// When the current phase started waiting (connect, close).
+    since: Instant,
+}
+
+struct Driver<'a> {
+    config: &'a LoadConfig,
+    progress: &'a AtomicU64,
+    poll: Poll,
+    conns: Vec<Conn>,
+    live: usize,
+    stop_issuing: bool,
+    reopen: Vec<usize>,
+    counts: Counts,
+    latency: Histogram<u64>,
+    scratch: Vec<u8>,
+    buf: Box<[u8]>,
+}
+
+/// Drives connections `ids` until the run's limit is reached.
+pub fn drive(
+    config: &LoadConfig,
+    ids: &[u64],
+    start: Instant,
+    progress: &AtomicU64,
+) -> io::Result<Outcome> {
+    let now = Instant::now();
+    let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).map_err(io::Error::other)?;
+    let mut driver = Driver {
+        config,
+        progress,
+        poll: Poll::new()?,
+        conns: ids
+            .iter()
+            .map(|&id| Conn {
+                id,
+                stream: None,
+                phase: Phase::Connecting,
+                issued: 0,
+                answered: 0,
+                in_flight: VecDeque::with_capacity(config.pipeline),
+                out: Vec::new(),
+                written: 0,
+                input: Vec::new(),
+                since: now,
+            })
+            .collect(),
+        live: ids.len(),
+        stop_issuing: false,
+        reopen: Vec::new(),
+        counts: Counts::default(),
+        latency,
+        scratch: Vec::new(),
+        buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+    };
+    let end = match config.limit {
+        Limit::Duration(d) => Some(start + d),
+        Limit::Requests(_) => None,
+    };
+    for i in 0..driver.conns.len() {
+        driver.open(i);
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut next_tick = Instant::now() + TICK;
+    while driver.live > 0 {
+        for i in std::mem::take(&mut driver.reopen) {
+            driver.open(i);
+        }
+        let now = Instant::now();
+        let wait = next_tick.saturating_duration_since(now);
+        match driver.poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            driver.on_event(event.token().0, readable, event.is_writable());
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            if end.is_some_and(|end| now >= end) {
+                driver.stop_issuing = true;
+            }
+            driver.tick(now);
+        }
+    }
+    Ok(Outcome {
+        latency: driver.latency,
+        counts: driver.counts,
+    })
+}
+
+impl Driver<'_> {
+    /// Whether slot `i` may start another request now.
+    fn may_issue(&self, i: usize) -> bool {
+        if self.stop_issuing {
+            return false;
+        }
+        match self.config.limit {
+            Limit::Requests(n) => self.conns[i].issued < n,
+            Limit::Duration(_) => true,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        if self.config.connect_per_request {
+            1
+        } else {
+            self.config.pipeline
+        }
+    }
+
+    fn open(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        conn.phase = Phase::Connecting;
+        conn.since = Instant::now();
+        conn.out.clear();
+        conn.written = 0;
+        conn.input.clear();
+        conn.in_flight.clear();
+        match TcpStream::connect(self.config.addr) {
+            Ok(mut stream) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .register(&mut stream, Token(i), interest)
+                {
+                    self.fail(i, &e);
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                self.conns[i].stream = Some(stream);
+            }
+            Err(e) => self.fail(i, &e),
+        }
+    }
+
+    fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
+        if self.conns[i].phase == Phase::Connecting {
+            if !self.check_connected(i) {
+                return;
+            }
+            self.counts.established += 1;
+            self.conns[i].phase = Phase::Running;
+            self.top_up(i);
+        }
+        if writable && self.conns[i].phase != Phase::Done {
+            self.flush(i);
+        }
+        if readable && self.conns[i].phase != Phase::Done {
+            self.read(i);
+        }
+    }
+
+    /// After a readiness event on a connecting socket: whether it is now
+    /// connected. Failures are counted and end the socket.
+    fn check_connected(&mut self, i: usize) -> bool {
+        let Some(stream) = &self.conns[i].stream else {
+            return false;
+        };
+        let result = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => stream.peer_addr().map(|_| ()),
+        };
+        match result {
+            Ok(()) => true,
+            // Not connected yet: a spurious wake-up.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => false,
+            Err(e) => {
+                self.fail(i, &e);
+                false
+            }
+        }
+    }
+
+    /// Sends requests until the pipeline is full or the limit is reached.
+    /// (With a fresh connection per request the depth is one, and a socket
+    /// leaves the running phase with its reply, so it carries one request.)
+    fn top_up(&mut self, i: usize) {
+        let depth = self.depth();
+        let now = Instant::now();
+        while self.conns[i].in_flight.len() < depth && self.may_issue(i) {
+            let conn = &mut self.conns[i];
+            write_request(&mut conn.out, conn.id, conn.issued, self.config.payload);
+            conn.out.push(b'\n');
+            conn.in_flight.push_back(now);
+            conn.issued += 1;
+        }
+        if self.conns[i].in_flight.is_empty() {
+            self.finish(i);
+        } else {
+            self.flush(i);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let Some(stream) = &mut conn.stream else {
+            return;
+        };
+        while conn.written < conn.out.len() {
+            match stream.write(&conn.out[conn.written..]) {
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(i, &e);
+                    return;
+                }
+            }
+        }
+        conn.out.clear();
+        conn.written = 0;
+    }
+
+    fn read(&mut self, i: usize) {
+        loop {
+            let Some(stream) = &mut self.conns[i].stream else {
+                return;
+            };
+            match stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof(i);
+                    return;
+                }
+                Ok(n) => {
+                    let conn = &mut self.conns[i];
+                    conn.input.extend_from_slice(&self.buf[..n]);
+                    self.replies(i);
+                    if self.conns[i].phase == Phase::Done {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(i, &e);
+                    return;
+                }
+            }
+        }
+        if self.conns[i].phase == Phase::Running {
+            self.top_up(i);
+        }
+    }
+
+    /// Checks every complete reply line in the input buffer.
+    fn replies(&mut self, i: usize) {
+        let now = Instant::now();
+        let mut consumed = 0;
+        let mut replies = 0;
+        while let Some(offset) = self.conns[i].input[consumed..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let end = consumed + offset;
+            let conn = &mut self.conns[i];
+            let line = &conn.input[consumed..end];
+            consumed = end + 1;
+            if conn.answered == 0 && line == b"ERR server busy" {
+                self.counts.rejected += 1;
+                conn.in_flight.clear();
+                conn.phase = Phase::Closing;
+                conn.since = now;
+                break;
+            }
+            let Some(sent) = conn.in_flight.pop_front() else {
+                self.counts.mismatch += 1;
+                continue;
+            };
+            if is_ack_for(
+                line,
+                conn.id,
+                conn.answered,
+                self.config.payload,
+                &mut self.scratch,
+            ) {
+                let nanos = u64::try_from(now.duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
+                self.latency.saturating_record(nanos.max(1));
+                self.counts.replies += 1;
+                replies += 1;
+            } else {
+                self.counts.mismatch += 1;
+            }
+            conn.answered += 1;
+            if self.config.connect_per_request {
+                // One request per connection: say goodbye and wait for the close.
+                conn.out.extend_from_slice(b"shutdown\n");
+                conn.phase = Phase::Closing;
+                conn.since = now;
+                self.flush(i);
+                break;
+            }
+        }
+        let conn = &mut self.conns[i];
+        conn.input.drain(..consumed.min(conn.input.len()));
+        if replies > 0 {
+            self.progress.fetch_add(replies, Ordering::Relaxed);
+        }
+    }
+
+    fn eof(&mut self, i: usize) {
+        let conn = &self.conns[i];
+        if conn.phase != Phase::Closing && !conn.in_flight.is_empty() {
+            // The server closed with requests unanswered.
+            self.counts.closed += 1;
+        }
+        self.close_socket(i);
+        self.next(i);
+    }
+
+    /// Counts a failed socket by kind and moves the slot on.
+    fn fail(&mut self, i: usize, e: &io::Error) {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => self.counts.refused += 1,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => self.counts.reset += 1,
+            io::ErrorKind::TimedOut => self.counts.timeout += 1,
+            _ => self.counts.other += 1,
+        }
+        self.close_socket(i);
+        self.next(i);
+    }
+
+    /// A slot with nothing more to send closes its socket.
+    fn finish(&mut self, i: usize) {
+        self.close_socket(i);
+        self.next(i);
+    }
+
+    /// After a socket ends: another connection (connect-per-request, while
+    /// requests remain) or done.
+    fn next(&mut self, i: usize) {
+        if self.config.connect_per_request && self.may_issue(i) {
+            // Reopened from the event loop, not from here, so that a server
+            // refusing every connection cannot recurse.
+            self.conns[i].phase = Phase::Connecting;
+            self.reopen.push(i);
+        } else if self.conns[i].phase != Phase::Done {
+            self.conns[i].phase = Phase::Done;
+            self.live -= 1;
+        }
+    }
+
+    fn close_socket(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        conn.in_flight.clear();
+        // Requests lost with the socket will never be answered: the next
+        // reply answers the next request sent.
+        conn.answered = conn.issued;
+        if let Some(mut stream) = conn.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+    }
+
+    /// Timeouts, and the end of a timed run for idle connections.
+    fn tick(&mut self, now: Instant) {
+        let timeout = self.config.timeout;
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if conn.stream.is_none() {
+                continue;
+            }
+            let waiting_since = match conn.phase {
+                Phase::Connecting | Phase::Closing => Some(conn.since),
+                Phase::Running => conn.in_flight.front().copied(),
+                Phase::Done => None,
+            };
+            if waiting_since.is_some_and(|since| now.duration_since(since) >= timeout) {
+                self.fail(i, &io::ErrorKind::TimedOut.into());
+            } else if conn.phase == Phase::Running && conn.in_flight.is_empty() && self.stop_issuing
+            {
+                self.finish(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The load generator behind `linepool load`: many connections driven from a
+//! few event-loop threads, every reply checked, latency in a histogram.
+//!
+//! It is closed-loop: each connection keeps at most `pipeline` requests in
+//! flight and sends the next only when a reply comes back, so the figures are
+//! what a fixed population of clients gets, not an arrival rate the server
+//! must keep up with.
+
+mod driver;
+mod payload;
+pub mod report;
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicU64;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use report::Report;
+
+/// How long a run goes on.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// This many requests on each connection.
+    Requests(u64),
+    /// Until this much time has passed.
+    Duration(Duration),
+}
+
+/// The shape of a load run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// The server.
+    pub addr: SocketAddr,
+    /// Connections sending requests at once.
+    pub connections: usize,
+    /// When to stop.
+    pub limit: Limit,
+    /// Requests in flight on each connection.
+    pub pipeline: usize,
+    /// Length of each request line, newline not counted.
+    pub payload: usize,
+    /// Open a fresh connection for every request.
+    pub connect_per_request: bool,
+    /// Extra connections held open, silent, for the whole run.
+    pub idle: usize,
+    /// How long a connect or a reply may take before it counts as a timeout.
+    pub timeout: Duration,
+    /// Event-loop threads driving the connections.
+    pub threads: usize,
+}
+
+/// Runs the load and returns its report. `progress` counts replies as they
+/// arrive, for a progress display.
+pub fn run(config: &LoadConfig, progress: &AtomicU64) -> io::Result<Report> {
+    let mut idle_refused = 0;
+    let idle: Vec<TcpStream> = (0..config.idle)
+        .filter_map(
+            |_| match TcpStream::connect_timeout(&config.addr, config.timeout) {
+                Ok(stream) => Some(stream),
+                Err(_) => {
+                    idle_refused += 1;
+                    None
+                }
+            },
+        )
+        .collect();
+
+    let threads = config.threads.clamp(1, config.connections.max(1));
+    let start = Instant::now();
+    let results = thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                // Connection ids t, t + threads, t + 2 * threads, ...
+                let ids: Vec<u64> = (t..config.connections)
+                    .step_by(threads)
+                    .map(|i| i as u64)
+                    .collect();
+                scope.spawn(move || driver::drive(config, &ids, start, progress))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| io::Error::other("a load thread panicked"))?
+            })
+            .collect::<io::Result<Vec<_>>>()
+    })?;
+    let elapsed = start.elapsed();
+    let held = idle.len();
+    drop(idle);
+    Ok(Report::new(config, results, elapsed, held, idle_refused))
+}

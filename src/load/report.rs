@@ -1,0 +1,271 @@
+//! What a load run reports, as text for people and as one JSON object for
+//! scripts. Both carry the same figures.
+
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::driver::Outcome;
+use super::{Limit, LoadConfig};
+
+/// Event counts, summed over every connection.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// TCP connections established.
+    pub established: u64,
+    /// Connections refused by the server's host (nothing listening, or a
+    /// full backlog answered with a reset).
+    pub refused: u64,
+    /// Connections answered with `ERR server busy`.
+    pub rejected: u64,
+    /// Connections reset or broken while in use.
+    pub reset: u64,
+    /// Replies that matched their request.
+    pub replies: u64,
+    /// Replies that did not match their request.
+    pub mismatch: u64,
+    /// Connects or replies that took longer than the timeout.
+    pub timeout: u64,
+    /// Connections the server closed with requests unanswered.
+    pub closed: u64,
+    /// Any other socket error.
+    pub other: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.established += o.established;
+        self.refused += o.refused;
+        self.rejected += o.rejected;
+        self.reset += o.reset;
+        self.replies += o.replies;
+        self.mismatch += o.mismatch;
+        self.timeout += o.timeout;
+        self.closed += o.closed;
+        self.other += o.other;
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// The scenario that was run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scenario {
+    pub addr: String,
+    pub connections: usize,
+    pub requests_per_connection: Option<u64>,
+    pub duration_secs: Option<f64>,
+    pub pipeline: usize,
+    pub payload: usize,
+    pub connect_per_request: bool,
+    pub idle: usize,
+    pub threads: usize,
+}
+
+/// Errors by kind; `total` is their sum.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Errors {
+    pub mismatch: u64,
+    pub refused: u64,
+    pub rejected: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub closed: u64,
+    pub other: u64,
+    pub total: u64,
+}
+
+/// Connection figures.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Connections {
+    pub established: u64,
+    pub refused: u64,
+    pub rejected: u64,
+    pub reset: u64,
+    /// Idle connections held open for the whole run.
+    pub idle_held: usize,
+    /// Idle connections that could not be opened.
+    pub idle_failed: usize,
+}
+
+/// The result of a load run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    /// Always `true`: each connection waits for replies before sending more.
+    pub closed_loop: bool,
+    pub connections: Connections,
+    pub replies: u64,
+    pub elapsed_secs: f64,
+    pub replies_per_sec: f64,
+    pub latency_us: Latency,
+    pub errors: Errors,
+}
+
+impl Report {
+    /// Merges the threads' outcomes.
+    pub(super) fn new(
+        config: &LoadConfig,
+        outcomes: Vec<Outcome>,
+        elapsed: Duration,
+        idle_held: usize,
+        idle_failed: usize,
+    ) -> Report {
+        let mut counts = Counts::default();
+        let mut latency: Option<Histogram<u64>> = None;
+        for outcome in outcomes {
+            counts.add(&outcome.counts);
+            match &mut latency {
+                Some(all) => {
+                    // Both histograms have the same bounds, so adding cannot fail.
+                    let _ = all.add(&outcome.latency);
+                }
+                None => latency = Some(outcome.latency),
+            }
+        }
+        let us = |nanos: u64| nanos as f64 / 1000.0;
+        let latency = latency
+            .filter(|h| !h.is_empty())
+            .map(|h| Latency {
+                mean: h.mean() / 1000.0,
+                p50: us(h.value_at_quantile(0.50)),
+                p90: us(h.value_at_quantile(0.90)),
+                p99: us(h.value_at_quantile(0.99)),
+                p999: us(h.value_at_quantile(0.999)),
+                max: us(h.max()),
+            })
+            .unwrap_or_default();
+        let secs = elapsed.as_secs_f64();
+        let errors = Errors {
+            mismatch: counts.mismatch,
+            refused: counts.refused,
+            rejected: counts.rejected,
+            reset: counts.reset,
+            timeout: counts.timeout,
+            closed: counts.closed,
+            other: counts.other,
+            total: counts.mismatch
+                + counts.refused
+                + counts.rejected
+                + counts.reset
+                + counts.timeout
+                + counts.closed
+                + counts.other,
+        };
+        Report {
+            scenario: Scenario {
+                addr: config.addr.to_string(),
+                connections: config.connections,
+                requests_per_connection: match config.limit {
+                    Limit::Requests(n) => Some(n),
+                    Limit::Duration(_) => None,
+                },
+                duration_secs: match config.limit {
+                    Limit::Duration(d) => Some(d.as_secs_f64()),
+                    Limit::Requests(_) => None,
+                },
+                pipeline: config.pipeline,
+                payload: config.payload,
+                connect_per_request: config.connect_per_request,
+                idle: config.idle,
+                threads: config.threads,
+            },
+            closed_loop: true,
+            connections: Connections {
+                established: counts.established,
+                refused: counts.refused,
+                rejected: counts.rejected,
+                reset: counts.reset,
+                idle_held,
+                idle_failed,
+            },
+            replies: counts.replies,
+            elapsed_secs: secs,
+            replies_per_sec: if secs > 0.0 {
+                counts.replies as f64 / secs
+            } else {
+                0.0
+            },
+            latency_us: latency,
+            errors,
+        }
+    }
+
+    /// Whether any reply failed to match its request.
+    pub fn has_mismatch(&self) -> bool {
+        self.errors.mismatch > 0
+    }
+
+    /// The report as one line of JSON.
+    pub fn to_json(&self) -> String {
+        // A struct of numbers and plain strings always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.scenario;
+        let c = &self.connections;
+        let l = &self.latency_us;
+        let e = &self.errors;
+        let limit = match (s.requests_per_connection, s.duration_secs) {
+            (Some(n), _) => format!("{n} requests per connection"),
+            (_, Some(d)) => format!("{d} s"),
+            _ => String::new(),
+        };
+        writeln!(
+            f,
+            "target {}: {} connections, {limit}, pipeline {}, payload {} B{}{}",
+            s.addr,
+            s.connections,
+            s.pipeline,
+            s.payload,
+            if s.connect_per_request {
+                ", a new connection per request"
+            } else {
+                ""
+            },
+            if s.idle > 0 {
+                format!(", {} idle held", s.idle)
+            } else {
+                String::new()
+            },
+        )?;
+        writeln!(
+            f,
+            "connections  established {}  refused {}  rejected {}  reset {}  idle held {}",
+            c.established, c.refused, c.rejected, c.reset, c.idle_held
+        )?;
+        writeln!(
+            f,
+            "replies      {} in {:.2} s = {:.0} replies/s",
+            self.replies, self.elapsed_secs, self.replies_per_sec
+        )?;
+        writeln!(
+            f,
+            "latency us   p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        )?;
+        writeln!(
+            f,
+            "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}",
+            e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other
+        )?;
+        write!(
+            f,
+            "note: closed loop; each connection waits for its replies before sending more"
+        )
+    }
+}
