@@ -69,6 +69,8 @@ pub struct Config {
     /// Listen backlog: how many connections the kernel holds for us before
     /// `accept`.
     pub backlog: u32,
+    /// Log a stats line this often; `None` never does.
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
             max_line: DEFAULT_MAX_LINE,
             backlog: DEFAULT_BACKLOG,
+            stats_interval: None,
         }
     }
 }

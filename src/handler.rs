@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -111,6 +111,7 @@ impl ClientHandler {
             reader: LineReader::new(self.limits.max_line),
             unreported: 0,
             answered: 0,
+            read_at: Instant::now(),
         };
         let end = session.serve(&mut conn);
         if let End::IdleRead = end {
@@ -147,6 +148,8 @@ struct Session<'a> {
     /// Lines answered but not yet added to the shared counters.
     unreported: u64,
     answered: u64,
+    /// When the read that started the current batch of lines returned.
+    read_at: Instant,
 }
 
 impl Session<'_> {
@@ -188,7 +191,7 @@ impl Session<'_> {
                     }
                     return End::ClientLeft;
                 }
-                Ok(_) => {}
+                Ok(_) => self.read_at = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::IdleRead,
                 Err(e) => return End::Io(e),
             }
@@ -206,7 +209,11 @@ impl Session<'_> {
 
     /// Adds the lines answered since the last report to the shared counters.
     fn report(&mut self) {
-        self.handler.stats.lines(self.unreported);
+        if self.unreported > 0 {
+            self.handler
+                .stats
+                .answered(self.unreported, self.read_at.elapsed());
+        }
         self.answered += self.unreported;
         self.unreported = 0;
     }

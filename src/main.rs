@@ -64,7 +64,7 @@ struct LoadArgs {
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
     /// Run for this many seconds instead of a number of requests.
-    #[arg(short = 'd', long, value_name = "SECS")]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = seconds)]
     duration: Option<f64>,
     /// Requests in flight on each connection.
     #[arg(long, value_name = "DEPTH", default_value_t = 1,
@@ -81,7 +81,7 @@ struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     idle: usize,
     /// Seconds a connect or a reply may take before it counts as a timeout.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
     timeout: f64,
     /// Event-loop threads driving the connections.
     #[arg(long, default_value_t = 1,
@@ -123,6 +123,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     backlog: u32,
+    /// Log a stats line every SECS seconds (lines answered, service time,
+    /// active, queued, rejected and total connections); 0 never does.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
+    stats_interval: f64,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value_t = LevelFilter::Info)]
     log_level: LevelFilter,
@@ -139,7 +143,18 @@ impl ServeArgs {
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_line: self.max_line,
             backlog: self.backlog,
+            stats_interval: Duration::try_from_secs_f64(self.stats_interval)
+                .ok()
+                .filter(|d| !d.is_zero()),
         }
+    }
+}
+
+/// Parses a number of seconds: finite and not negative.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        _ => Err(format!("'{text}' is not a number of seconds")),
     }
 }
 

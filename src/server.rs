@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -110,6 +111,11 @@ impl Server {
             "listening on {local_addr} workers={} queue={} overload={}",
             config.workers, config.queue, config.overload
         );
+        let reporter = config.stats_interval.map(|every| {
+            let stats = stats.clone();
+            let shutdown = shutdown.clone();
+            thread::spawn(move || report_stats(&stats, &shutdown, every))
+        });
         let acceptor = Acceptor {
             listener: &listener,
             config: &config,
@@ -131,6 +137,9 @@ impl Server {
             warn!("{stuck} connections still busy after the stop grace, cutting them off");
         }
         pool.join();
+        if let Some(reporter) = reporter {
+            let _ = reporter.join();
+        }
         let summary = stats.summary();
         let panics = pool.panic_count();
         if panics > 0 {
@@ -138,6 +147,30 @@ impl Server {
         }
         info!("stopped {summary}");
         Ok(summary)
+    }
+}
+
+/// Logs one stats line every `every` until the server stops.
+fn report_stats(stats: &Stats, shutdown: &Shutdown, every: Duration) {
+    let mut last_lines = stats.summary().lines;
+    let mut last_time = Instant::now();
+    while !shutdown.wait_timeout(every) {
+        let now = Instant::now();
+        let s = stats.interval();
+        let per_sec =
+            (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
+        info!(
+            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} active={} queued={} rejected={} connections={}",
+            s.summary.lines,
+            s.service_mean.as_secs_f64() * 1e6,
+            s.service_p99.as_secs_f64() * 1e6,
+            s.active,
+            s.queued,
+            s.summary.rejected,
+            s.summary.connections,
+        );
+        last_lines = s.summary.lines;
+        last_time = now;
     }
 }
 
@@ -199,14 +232,16 @@ impl Acceptor<'_> {
         let stream = Arc::new(stream);
         let registration = self.registry.register(peer, stream.clone());
         self.stats.connection();
+        let stats = self.stats.clone();
         let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
             .with_limits(Limits::from_config(self.config))
-            .with_stats(self.stats.clone());
+            .with_stats(stats.clone());
         self.pool.execute(move || {
             // Dropped after the handler, in reverse order, even if it panics:
-            // the registry entry first, then the slot.
+            // the active gauge, the registry entry, then the slot.
             let _permit = permit;
             let _registration = registration;
+            let _active = stats.start();
             handler.run();
         });
     }

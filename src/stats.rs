@@ -1,28 +1,49 @@
-//! Server-wide counters, shared by the acceptor and every worker, and the
-//! one-line summary logged when the server stops.
+//! Server-wide counters and gauges, shared by the acceptor and every worker:
+//! the periodic stats line (`--stats-interval`) and the one-line summary
+//! logged when the server stops.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Live counters. Workers add to them in batches, not once per line, so that
-/// the hot path does not fight over one cache line.
+/// Live counters. Workers add to them once per batch of lines, not once per
+/// line, so that the hot path does not fight over shared cache lines.
 #[derive(Default, Debug)]
 pub struct Stats {
     connections: AtomicU64,
     lines: AtomicU64,
     rejected: AtomicU64,
+    queued: AtomicU64,
+    active: AtomicU64,
+    service: ServiceTimes,
+}
+
+/// Marks one connection as being served until dropped.
+pub struct Active<'a> {
+    stats: &'a Stats,
 }
 
 impl Stats {
-    /// Counts one connection handed to the pool.
+    /// Counts one connection handed to the pool; it waits in the queue until
+    /// [`Stats::start`].
     pub fn connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts `n` lines answered.
-    pub fn lines(&self, n: u64) {
+    /// Moves one connection from queued to served until the guard drops.
+    pub fn start(&self) -> Active<'_> {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active { stats: self }
+    }
+
+    /// Counts `n` messages answered, which waited `service` on average from
+    /// the read that brought them to the write that answered them.
+    pub fn answered(&self, n: u64, service: Duration) {
         if n > 0 {
             self.lines.fetch_add(n, Ordering::Relaxed);
+            self.service.record(service, n);
         }
     }
 
@@ -38,6 +59,25 @@ impl Stats {
             lines: self.lines.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
         }
+    }
+
+    /// A snapshot for the periodic stats line. Service times are taken and
+    /// reset, so each line covers only its own interval.
+    pub fn interval(&self) -> Interval {
+        let (service_mean, service_p99) = self.service.take();
+        Interval {
+            summary: self.summary(),
+            active: self.active.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            service_mean,
+            service_p99,
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -59,5 +99,152 @@ impl fmt::Display for Summary {
             "connections={} lines={} rejected={}",
             self.connections, self.lines, self.rejected
         )
+    }
+}
+
+/// One stats interval's figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval {
+    pub summary: Summary,
+    pub active: u64,
+    pub queued: u64,
+    pub service_mean: Duration,
+    pub service_p99: Duration,
+}
+
+/// Sub-buckets per power of two: service times are placed to within 1/8.
+const SUB_BITS: u32 = 3;
+const SUB: u64 = 1 << SUB_BITS;
+const BUCKETS: usize = (64 * SUB) as usize;
+
+/// A lock-free log-linear histogram of service times in nanoseconds.
+#[derive(Debug)]
+struct ServiceTimes {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    total_nanos: AtomicU64,
+}
+
+impl Default for ServiceTimes {
+    fn default() -> Self {
+        ServiceTimes {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            total_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServiceTimes {
+    fn record(&self, time: Duration, weight: u64) {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[bucket(nanos)].fetch_add(weight, Ordering::Relaxed);
+        self.count.fetch_add(weight, Ordering::Relaxed);
+        self.total_nanos
+            .fetch_add(nanos.saturating_mul(weight), Ordering::Relaxed);
+    }
+
+    /// Mean and 99th percentile since the last call, then starts afresh.
+    fn take(&self) -> (Duration, Duration) {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.swap(0, Ordering::Relaxed))
+            .collect();
+        let count = self.count.swap(0, Ordering::Relaxed);
+        let total = self.total_nanos.swap(0, Ordering::Relaxed);
+        let seen: u64 = counts.iter().sum();
+        if seen == 0 || count == 0 {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        let rank = seen.saturating_mul(99).div_ceil(100);
+        let mut cumulative = 0;
+        let p99 = counts
+            .iter()
+            .enumerate()
+            .find_map(|(i, &n)| {
+                cumulative += n;
+                (cumulative >= rank).then(|| upper_bound(i))
+            })
+            .unwrap_or(u64::MAX);
+        (
+            Duration::from_nanos(total / count),
+            Duration::from_nanos(p99),
+        )
+    }
+}
+
+/// The bucket of a value: its power of two and the next `SUB_BITS` bits.
+fn bucket(nanos: u64) -> usize {
+    if nanos < SUB {
+        return nanos as usize;
+    }
+    let exp = 63 - nanos.leading_zeros();
+    let sub = (nanos >> (exp - SUB_BITS)) & (SUB - 1);
+    ((exp - SUB_BITS + 1) as u64 * SUB + sub) as usize
+}
+
+/// The largest value that falls in bucket `i`.
+fn upper_bound(i: usize) -> u64 {
+    let i = i as u64;
+    if i < SUB {
+        return i;
+    }
+    let exp = i / SUB + SUB_BITS as u64 - 1;
+    let sub = i % SUB;
+    ((SUB + sub + 1) << (exp - SUB_BITS as u64)).saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_bound_their_values_within_an_eighth() {
+        for v in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            100,
+            1_000,
+            123_456,
+            10_000_000_000,
+        ] {
+            let upper = upper_bound(bucket(v));
+            assert!(upper >= v, "{v} above its bucket's bound {upper}");
+            assert!(upper - v <= v / 8 + 1, "{v} placed too coarsely: {upper}");
+        }
+    }
+
+    #[test]
+    fn service_percentiles_and_reset() {
+        let times = ServiceTimes::default();
+        times.record(Duration::from_micros(10), 990);
+        times.record(Duration::from_millis(5), 10);
+        let (mean, p99) = times.take();
+        assert!(
+            p99 >= Duration::from_micros(10) && p99 < Duration::from_micros(12),
+            "{p99:?}"
+        );
+        assert_eq!(
+            mean,
+            Duration::from_nanos((990 * 10_000 + 10 * 5_000_000) / 1000)
+        );
+        assert_eq!(times.take(), (Duration::ZERO, Duration::ZERO));
+    }
+
+    #[test]
+    fn gauges_follow_a_connection() {
+        let stats = Stats::default();
+        stats.connection();
+        assert_eq!((stats.interval().queued, stats.interval().active), (1, 0));
+        let active = stats.start();
+        assert_eq!((stats.interval().queued, stats.interval().active), (0, 1));
+        drop(active);
+        assert_eq!(stats.interval().active, 0);
     }
 }

@@ -106,3 +106,26 @@ fn running_out_of_descriptors_is_survived() {
     client.send_line("back");
     client.expect("ACK: back\n");
 }
+
+/// `--stats-interval` logs the server-side figures periodically.
+#[test]
+fn stats_interval_logs_the_server_figures() {
+    let mut server = BinServer::start(&["--stats-interval", "0.1"]);
+    let mut client = server.connect();
+    for i in 0..10 {
+        client.send_line(&i.to_string());
+        client.expect(&format!("ACK: {i}\n"));
+    }
+    let line = server.wait_log("stats lines=10 ");
+    for field in [
+        "lines_per_sec=",
+        "service_mean_us=",
+        "service_p99_us=",
+        "active=1",
+        "queued=0",
+        "rejected=0",
+        "connections=1",
+    ] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+}
