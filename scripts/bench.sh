@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks linepool side by side with the tokio reference server
-# (bench/tokio-ref) and writes the table, with the raw JSON, to
+# (bench/tokio-ref) and the naive std thread-per-connection server
+# (bench/std-ref), and writes the table, with the raw JSON, to
 # docs/benchmarks.md. Each scenario runs on a fresh server, BENCH_RUNS times
 # (default 3) for BENCH_SECONDS each (default 5); the table shows medians.
 # Where the machine has two cores the server is pinned to CPU 0 and the load
@@ -17,8 +18,10 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 
 cargo build --release --quiet
 cargo build --release --quiet --manifest-path bench/tokio-ref/Cargo.toml
+cargo build --release --quiet --manifest-path bench/std-ref/Cargo.toml
 LINEPOOL=./target/release/linepool
 TOKIO=./bench/tokio-ref/target/release/tokio-ref
+STD=./bench/std-ref/target/release/std-ref
 
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0)
@@ -33,65 +36,81 @@ fi
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
-  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+  # shellcheck disable=SC2086 # one pid per word
+  if [ -n "$server_pid" ]; then kill -KILL $server_pid 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 raw="$work/raw.jsonl"
 : >"$raw"
 
-# start_server COMMAND...: starts a server that logs "listening on IP:PORT"
-# to stderr, and sets server_pid and port.
+# start_server NAME COMMAND...: starts a server that logs "listening on
+# IP:PORT" to stderr; records its pid and port under NAME.
+declare -A pids ports
 start_server() {
-  "${SERVER_CPU[@]}" "$@" 2>"$work/server.log" &
-  server_pid=$!
-  port=""
+  local name=$1
+  shift
+  "${SERVER_CPU[@]}" "$@" 2>"$work/$name.log" &
+  pids[$name]=$!
+  server_pid="${pids[*]}"
   for _ in $(seq 200); do
-    port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$work/server.log" | head -n 1)
-    [ -n "$port" ] && return 0
+    ports[$name]=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$work/$name.log" | head -n 1)
+    [ -n "${ports[$name]}" ] && return 0
     sleep 0.05
   done
-  echo "bench: server did not start:" >&2
-  cat "$work/server.log" >&2
+  echo "bench: $name did not start:" >&2
+  cat "$work/$name.log" >&2
   exit 1
 }
 
-# stop_server: records the server's peak resident memory, then stops it.
-stop_server() {
-  peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
-  kill -TERM "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+# stop_servers: records each server's peak resident memory, then stops it.
+stop_servers() {
+  local name
+  for name in "${!pids[@]}"; do
+    peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/${pids[$name]}/status" 2>/dev/null || echo 0)
+    kill -TERM "${pids[$name]}" 2>/dev/null || true
+    wait "${pids[$name]}" 2>/dev/null || true
+    printf '{"scenario":"%s","server":"%s","peak_rss_kb":%d}\n' "$scenario_name" "$name" "$peak_kb" >>"$raw"
+  done
+  pids=()
+  ports=()
   server_pid=""
 }
 
-# scenario NAME SERVER-KIND "SERVER-FLAGS" LOAD-FLAGS...
+# scenario NAME "LINEPOOL-FLAGS" SERVERS LOAD-FLAGS...: starts fresh servers
+# (all on the server CPU, where an idle one costs nothing), then runs the
+# load against each in turn, RUNS rounds, so that drift in the machine's
+# speed falls on every server alike.
 scenario() {
-  local name=$1 kind=$2 server_flags=$3
+  scenario_name=$1
+  local flags=$2 servers=$3 name run report
   shift 3
-  if [ "$kind" = linepool ]; then
-    # shellcheck disable=SC2086 # the flags are meant to split
-    start_server "$LINEPOOL" serve --port 0 $server_flags
-  else
-    start_server "$TOKIO" 0
-  fi
-  for run in $(seq "$RUNS"); do
-    report=$("${LOAD_CPU[@]}" "$LINEPOOL" load --json --port "$port" -d "$SECS" "$@")
-    printf '{"scenario":"%s","server":"%s","run":%d,"report":%s}\n' "$name" "$kind" "$run" "$report" >>"$raw"
+  for name in $servers; do
+    case $name in
+      # shellcheck disable=SC2086 # the flags are meant to split
+      linepool) start_server linepool "$LINEPOOL" serve --port 0 $flags ;;
+      tokio) start_server tokio "$TOKIO" 0 ;;
+      std) start_server std "$STD" 0 ;;
+    esac
   done
-  stop_server
-  printf '{"scenario":"%s","server":"%s","peak_rss_kb":%d}\n' "$name" "$kind" "$peak_kb" >>"$raw"
-  echo "bench: $name on $kind done" >&2
+  for run in $(seq "$RUNS"); do
+    for name in $servers; do
+      report=$("${LOAD_CPU[@]}" "$LINEPOOL" load --json --port "${ports[$name]}" -d "$SECS" "$@")
+      printf '{"scenario":"%s","server":"%s","run":%d,"report":%s}\n' "$scenario_name" "$name" "$run" "$report" >>"$raw"
+    done
+  done
+  stop_servers
+  echo "bench: $scenario_name done" >&2
 }
 
-for kind in linepool tokio; do
-  scenario pingpong-1 "$kind" "" -c 1
-  scenario pingpong-50 "$kind" "" -c 50
-  scenario pipelined-50x32 "$kind" "" -c 50 --pipeline 32
-  scenario connect-per-request-8 "$kind" "" -c 8 --connect-per-request
-  scenario connections-1000 "$kind" "--workers 1000" -c 1000
-done
+ALL="linepool tokio std"
+scenario pingpong-1 "" "$ALL" -c 1
+scenario pingpong-50 "" "$ALL" -c 50
+scenario pipelined-50x32 "" "$ALL" -c 50 --pipeline 32
+scenario connect-per-request-8 "" "$ALL" -c 8 --connect-per-request
+scenario connections-1000 "--workers 1000" "$ALL" -c 1000
 for workers in 1 2 4 8 32 128; do
-  scenario "sweep-workers-$workers" linepool "--workers $workers --queue 0 --overload reject" -c 128
+  scenario "sweep-workers-$workers" "--workers $workers --queue 0 --overload reject" linepool -c 128
 done
 
 python3 scripts/bench_report.py "$raw" "$PINNING" "$SECS" "$RUNS" >"$OUT"

@@ -65,8 +65,8 @@ out.append("Written by `scripts/bench.sh`; do not edit by hand. "
            "connection waits for its replies before sending more. Latency is per "
            "request, in microseconds.\n")
 out.append("## linepool and the tokio reference\n")
-out.append("| scenario | linepool replies/s | linepool p99 µs | tokio replies/s | tokio p99 µs | throughput ratio | p99 ratio |")
-out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+out.append("| scenario | linepool replies/s | p99 µs | tokio replies/s | p99 µs | **ratio to tokio** | p99 ratio | naive std replies/s | p99 µs | ratio to std |")
+out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 names = [
     ("pingpong-1", "ping-pong, 1 connection"),
     ("pingpong-50", "ping-pong, 50 connections"),
@@ -77,17 +77,22 @@ names = [
 for name, label in names:
     ours, theirs = rate((name, "linepool")), rate((name, "tokio"))
     our_p99, their_p99 = p99((name, "linepool")), p99((name, "tokio"))
+    naive, naive_p99 = rate((name, "std")), p99((name, "std"))
     ratio = ours / theirs if ours and theirs else None
     p99_ratio = our_p99 / their_p99 if our_p99 and their_p99 else None
+    std_ratio = ours / naive if ours and naive else None
     out.append(f"| {label} | {fmt(ours)} | {fmt(our_p99, 1)} | {fmt(theirs)} | {fmt(their_p99, 1)} "
-               f"| {fmt(ratio, 2)} | {fmt(p99_ratio, 2)} |")
-out.append("\nThroughput ratio is linepool / tokio (above 1: linepool is faster); "
-           "p99 ratio is linepool / tokio (below 1: linepool's tail is shorter).\n")
+               f"| **{fmt(ratio, 2)}** | {fmt(p99_ratio, 2)} | {fmt(naive)} | {fmt(naive_p99, 1)} "
+               f"| {fmt(std_ratio, 2)} |")
+out.append("\nRatios are linepool / other: a throughput ratio above 1 means linepool "
+           "answers more; a p99 ratio below 1 means linepool's tail is shorter. "
+           "*tokio* is bench/tokio-ref (one task per connection); *naive std* is "
+           "bench/std-ref (one spawned thread per connection, no bound, no timeouts).\n")
 
 out.append("## Memory and connections in the 1,000-connection run\n")
 out.append("| server | peak RSS (MiB) | connections established | refused | errors |")
 out.append("| --- | ---: | ---: | ---: | ---: |")
-for server in ("linepool", "tokio"):
+for server in ("linepool", "tokio", "std"):
     key = ("connections-1000", server)
     peak = peaks.get(key)
     out.append(f"| {server} | {fmt(peak / 1024 if peak else None, 1)} "

@@ -92,7 +92,9 @@ impl Connection {
             return;
         }
         let until = Instant::now() + LINGER_TIME;
-        let mut scratch = [0u8; 4096];
+        // Small: a close is rare, and a large frame would cost every worker a
+        // resident stack page.
+        let mut scratch = [0u8; 512];
         let mut drained = 0;
         while drained < LINGER_BYTES {
             let left = until.saturating_duration_since(Instant::now());

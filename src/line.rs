@@ -9,9 +9,13 @@
 
 use std::io::{self, Read};
 
-/// Bytes read at once when the buffer is fresh; it grows up to the line limit
-/// only for a client that sends long lines.
-const INITIAL_CAPACITY: usize = 8 * 1024;
+/// The buffer's size for a fresh connection: enough for the short lines of
+/// an interactive client, and cheap for thousands of idle connections.
+const INITIAL_CAPACITY: usize = 1024;
+
+/// The buffer grows (doubling) up to this size for a client whose reads fill
+/// it, so that pipelined input is taken in large reads.
+const READ_TARGET: usize = 64 * 1024;
 
 /// Why a line was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +40,8 @@ pub struct LineReader {
     /// Bytes from `start` up to here are known to hold no `\n`.
     scanned: usize,
     max_line: usize,
+    /// The last read filled all the free space: more input is likely waiting.
+    filled: bool,
 }
 
 impl LineReader {
@@ -47,12 +53,14 @@ impl LineReader {
             end: 0,
             scanned: 0,
             max_line,
+            filled: false,
         }
     }
 
-    /// The most bytes the buffer ever needs: a full line plus `\r\n`.
+    /// The largest the buffer grows: a full line plus `\r\n`, or the read
+    /// target if that is larger.
     fn limit(&self) -> usize {
-        self.max_line.saturating_add(2).max(INITIAL_CAPACITY)
+        self.max_line.saturating_add(2).max(READ_TARGET)
     }
 
     /// Whether part of a line has been read but not its end.
@@ -68,6 +76,7 @@ impl LineReader {
     pub fn fill<R: Read>(&mut self, source: &mut R) -> io::Result<usize> {
         self.make_room();
         let n = source.read(&mut self.buf[self.end..])?;
+        self.filled = self.end + n == self.buf.len();
         self.end += n;
         Ok(n)
     }
@@ -84,12 +93,16 @@ impl LineReader {
             self.scanned -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
-            // `next_line` refuses a partial line before it reaches the limit,
-            // so the buffer never needs to grow past it.
+        // Grow when a partial line fills the buffer, or when the last read
+        // filled it. `next_line` refuses a partial line before it reaches
+        // the line limit, so growing stops at `limit()`.
+        let full = self.end == self.buf.len();
+        if (full || self.filled) && self.buf.len() < self.limit() {
             let len = (self.buf.len() * 2).clamp(INITIAL_CAPACITY, self.limit());
             self.buf.resize(len, 0);
         }
+        self.filled = false;
+        debug_assert!(self.end < self.buf.len(), "fill called with a full buffer");
     }
 
     /// The next complete line in the buffer, if any. Once it returns an error
