@@ -2,47 +2,68 @@
 //! a reply buffer written in one go, and a close that does not lose replies.
 
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use socket2::SockRef;
 
 /// How late past the idle deadline a read may return. Re-arming the socket's
 /// timeout costs a system call, so it is only shortened when it would
 /// overshoot by more than this.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 
-/// How long, and for how many bytes, a closing connection keeps reading what
-/// the client still sends, so that closing with unread input does not turn
-/// into a reset that could destroy our last replies in flight.
+/// How long, and for how many bytes, a closing connection keeps reading from
+/// a client that is still sending, so that closing with unread input does
+/// not turn into a reset that could destroy our last replies in flight.
 const LINGER_TIME: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// A served client socket.
+///
+/// The idle rule: a client is closed when it sends nothing for the idle
+/// timeout, or when a line it has started is not complete within the idle
+/// timeout of its first bytes arriving. The first half is the socket's read
+/// timeout, set once, so the common path (a read with no partial line
+/// pending) reads no clock and makes no extra system call. Only while a
+/// partial line is pending does a read look at the clock.
 pub struct Connection {
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     out: Vec<u8>,
     idle: Option<Duration>,
-    /// When the client counts as idle unless it sends a complete line first.
-    deadline: Option<Instant>,
+    /// Whether the bytes read so far end in the middle of a line.
+    partial: bool,
+    /// When the pending partial line was first seen.
+    partial_since: Option<Instant>,
     /// The read timeout currently set on the socket.
     armed: Option<Duration>,
 }
 
 impl Connection {
-    /// Wraps an accepted socket. `idle` is the idle timeout (`None`: never).
-    pub fn new(stream: Arc<TcpStream>, peer: SocketAddr, idle: Option<Duration>) -> Self {
+    /// Wraps an accepted socket. `idle` is the idle timeout (`None`: never);
+    /// `preset` says the socket already has it as its read and write timeout.
+    pub fn new(
+        stream: Arc<TcpStream>,
+        peer: SocketAddr,
+        idle: Option<Duration>,
+        preset: bool,
+    ) -> Self {
         // Writes that make no progress for the idle timeout fail, so a client
         // that stops reading our replies cannot pin a worker. An error here
         // only means the socket is already dead, which the first read reports.
-        let _ = stream.set_write_timeout(idle);
+        if !preset {
+            let _ = stream.set_write_timeout(idle);
+        }
         Connection {
             stream,
             peer,
             out: Vec::new(),
             idle,
-            deadline: idle.map(|d| Instant::now() + d),
-            armed: None,
+            partial: false,
+            partial_since: None,
+            armed: if preset { idle } else { None },
         }
     }
 
@@ -51,10 +72,14 @@ impl Connection {
         self.peer
     }
 
-    /// Records that the client sent a complete message: the idle clock restarts.
-    pub fn touch(&mut self) {
-        if let Some(idle) = self.idle {
-            self.deadline = Some(Instant::now() + idle);
+    /// Before the next read: whether the input read so far ends inside a
+    /// line, and whether complete lines arrived since the last read. A
+    /// partial line must be completed within the idle timeout of when it was
+    /// first seen; a line completing starts the clock afresh.
+    pub fn set_partial(&mut self, partial: bool, progressed: bool) {
+        self.partial = partial;
+        if !partial || progressed {
+            self.partial_since = None;
         }
     }
 
@@ -84,24 +109,40 @@ impl Connection {
     }
 
     /// Ends the connection without destroying replies in flight: sends our
-    /// end of stream after the buffered replies, then reads and discards what
-    /// the client still sends, briefly, before the socket is dropped.
+    /// end of stream after the buffered replies, then reads off what the
+    /// client still sends before the socket is dropped, because closing with
+    /// unread input answers the client with a reset that can destroy our
+    /// last replies. Nothing pending (the usual case) means an immediate
+    /// close; a client still sending gets a short linger.
     pub fn close(mut self) {
         let _ = self.flush();
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return;
         }
-        let until = Instant::now() + LINGER_TIME;
         // Small: a close is rare, and a large frame would cost every worker a
         // resident stack page.
-        let mut scratch = [0u8; 512];
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
+        let socket = SockRef::from(&*self.stream);
         let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match socket.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT) {
+                Ok(0) => return,
+                Ok(n) => drained += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+        if drained == 0 {
+            return;
+        }
+        let until = Instant::now() + LINGER_TIME;
         while drained < LINGER_BYTES {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match (&*self.stream).read(&mut scratch) {
+            match socket.recv(&mut scratch) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
@@ -110,28 +151,54 @@ impl Connection {
 }
 
 impl Read for Connection {
-    /// Reads what the client sent, failing with `TimedOut` once the idle
-    /// deadline passes without a complete line.
+    /// Reads what the client sent, failing with `TimedOut` when the idle
+    /// rule (see [`Connection`]) says the client is idle.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(deadline) = self.deadline else {
+        let Some(idle) = self.idle else {
             return read_retrying(&self.stream, buf);
         };
+        if !self.partial {
+            return self.read_within(buf, idle);
+        }
+        let since = *self.partial_since.get_or_insert_with(Instant::now);
+        let left = (since + idle).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.read_within(buf, left)
+    }
+}
+
+impl Connection {
+    /// One read that fails with `TimedOut` if no byte comes within `limit`
+    /// (give or take [`TIMEOUT_SLACK`]).
+    fn read_within(&mut self, buf: &mut [u8], limit: Duration) -> io::Result<usize> {
+        // A shorter timeout left armed from a partial line is kept: a read
+        // that times out early simply waits again for the rest. Only a
+        // timeout that would overshoot the limit is replaced before reading.
+        if self.armed.is_none_or(|armed| armed > limit + TIMEOUT_SLACK) {
+            self.arm(limit)?;
+        }
+        let mut waited = Duration::ZERO;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            if self.armed.is_none_or(|armed| armed > left + TIMEOUT_SLACK) {
-                self.stream.set_read_timeout(Some(left))?;
-                self.armed = Some(left);
-            }
             match read_retrying(&self.stream, buf) {
-                // The timeout was armed for an earlier, nearer deadline: go
-                // round and wait for the rest.
-                Err(e) if is_timeout(&e) => continue,
+                Err(e) if is_timeout(&e) => {
+                    waited += self.armed.unwrap_or(limit);
+                    let rest = limit.saturating_sub(waited);
+                    if rest <= TIMEOUT_SLACK {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    self.arm(rest)?;
+                }
                 other => return other,
             }
         }
+    }
+
+    fn arm(&mut self, timeout: Duration) -> io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.armed = Some(timeout);
+        Ok(())
     }
 }
 

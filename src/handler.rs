@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_line: usize,
     /// See [`Config::idle_timeout`].
     pub idle_timeout: Option<Duration>,
+    /// Measure service times (for `--stats-interval`).
+    pub timing: bool,
 }
 
 impl Limits {
@@ -36,6 +38,7 @@ impl Limits {
         Limits {
             max_line: config.max_line,
             idle_timeout: config.idle_timeout,
+            timing: config.stats_interval.is_some(),
         }
     }
 }
@@ -56,6 +59,9 @@ pub struct ClientHandler {
     pub shutdown: Shutdown,
     limits: Limits,
     stats: Arc<Stats>,
+    /// The socket already carries the idle timeout as its read and write
+    /// timeouts (inherited from the listener).
+    timeouts_preset: bool,
 }
 
 /// Why a connection ended.
@@ -87,6 +93,7 @@ impl ClientHandler {
             shutdown,
             limits: Limits::default(),
             stats: Arc::default(),
+            timeouts_preset: false,
         }
     }
 
@@ -101,17 +108,27 @@ impl ClientHandler {
         self
     }
 
+    pub(crate) fn with_timeouts_preset(mut self, preset: bool) -> Self {
+        self.timeouts_preset = preset;
+        self
+    }
+
     /// Serves the connection until the client leaves, breaks a rule, idles
     /// out, or the server stops; then closes it.
     pub fn run(self) {
-        let mut conn = Connection::new(self.conn.clone(), self.addr, self.limits.idle_timeout);
+        let mut conn = Connection::new(
+            self.conn.clone(),
+            self.addr,
+            self.limits.idle_timeout,
+            self.timeouts_preset,
+        );
         debug!("client connected peer={}", self.addr);
         let mut session = Session {
             handler: &self,
             reader: LineReader::new(self.limits.max_line),
             unreported: 0,
             answered: 0,
-            read_at: Instant::now(),
+            read_at: None,
         };
         let end = session.serve(&mut conn);
         if let End::IdleRead = end {
@@ -149,7 +166,7 @@ struct Session<'a> {
     unreported: u64,
     answered: u64,
     /// When the read that started the current batch of lines returned.
-    read_at: Instant,
+    read_at: Option<Instant>,
 }
 
 impl Session<'_> {
@@ -160,8 +177,9 @@ impl Session<'_> {
             return End::Stopping;
         }
         loop {
+            let mut progressed = false;
             while let Some(line) = self.reader.next_line() {
-                conn.touch();
+                progressed = true;
                 if let Some(end) = answer(line, conn.out(), self.handler) {
                     return end;
                 }
@@ -179,6 +197,7 @@ impl Session<'_> {
             if self.handler.shutdown.is_triggered() {
                 return End::Stopping;
             }
+            conn.set_partial(self.reader.has_partial(), progressed);
             match self.reader.fill(conn) {
                 Ok(0) if self.handler.shutdown.is_triggered() => return End::Stopping,
                 Ok(0) => {
@@ -191,7 +210,9 @@ impl Session<'_> {
                     }
                     return End::ClientLeft;
                 }
-                Ok(_) => self.read_at = Instant::now(),
+                // Service times cost two clock reads a batch: only when asked.
+                Ok(_) if self.handler.limits.timing => self.read_at = Some(Instant::now()),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::IdleRead,
                 Err(e) => return End::Io(e),
             }
@@ -210,9 +231,8 @@ impl Session<'_> {
     /// Adds the lines answered since the last report to the shared counters.
     fn report(&mut self) {
         if self.unreported > 0 {
-            self.handler
-                .stats
-                .answered(self.unreported, self.read_at.elapsed());
+            let service = self.read_at.map(|t| t.elapsed());
+            self.handler.stats.answered(self.unreported, service);
         }
         self.answered += self.unreported;
         self.unreported = 0;

@@ -38,12 +38,14 @@ impl Stats {
         Active { stats: self }
     }
 
-    /// Counts `n` messages answered, which waited `service` on average from
-    /// the read that brought them to the write that answered them.
-    pub fn answered(&self, n: u64, service: Duration) {
+    /// Counts `n` messages answered, which waited `service` (when measured)
+    /// from the read that brought them to the write that answered them.
+    pub fn answered(&self, n: u64, service: Option<Duration>) {
         if n > 0 {
             self.lines.fetch_add(n, Ordering::Relaxed);
-            self.service.record(service, n);
+            if let Some(service) = service {
+                self.service.record(service, n);
+            }
         }
     }
 

@@ -104,3 +104,34 @@ fn client_that_stops_reading_is_dropped() {
     next.expect("ACK: next\n");
     drop(client);
 }
+
+/// A client that pipelines without pause stays connected however long it
+/// goes on, even though its reads rarely end on a line boundary.
+#[test]
+fn busy_pipelining_client_is_not_idle() {
+    let server = one_worker_with_idle_timeout();
+    let mut client = server.connect();
+    let mut writer = client.stream.try_clone().expect("clone");
+    let start = Instant::now();
+    let sender = thread::spawn(move || {
+        let mut sent = 0u64;
+        // Lines cut across writes on purpose, for three idle timeouts.
+        while start.elapsed() < IDLE * 3 {
+            let batch: String = (sent..sent + 1000).map(|i| format!("{i}\n")).collect();
+            let (a, b) = batch.split_at(batch.len() / 2 + 1);
+            writer.write_all(a.as_bytes()).expect("send");
+            writer.write_all(b.as_bytes()).expect("send");
+            sent += 1000;
+        }
+        writer.write_all(b"shutdown\n").expect("send");
+        sent
+    });
+    let text = String::from_utf8(client.rest()).expect("utf-8");
+    let sent = sender.join().expect("sender panicked");
+    assert!(
+        !text.contains("ERR"),
+        "closed as idle after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(text.lines().count() as u64, sent);
+}
