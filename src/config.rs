@@ -16,6 +16,13 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default idle timeout, in seconds.
 pub const DEFAULT_IDLE_SECS: u64 = 300;
 
+/// Default protocol.
+pub const DEFAULT_PROTOCOL: &str = "ack";
+/// Default server name in `sum` replies.
+pub const DEFAULT_SERVER_NAME: &str = "Server of linepool";
+/// Default number in `sum` replies.
+pub const DEFAULT_SERVER_NUMBER: i64 = 50;
+
 /// What the acceptor does when every worker is busy and the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overload {
@@ -71,6 +78,12 @@ pub struct Config {
     pub backlog: u32,
     /// Log a stats line this often; `None` never does.
     pub stats_interval: Option<Duration>,
+    /// The protocol spoken, by name (see [`crate::protocol::PROTOCOLS`]).
+    pub protocol: String,
+    /// `sum`: the name the server gives in its replies.
+    pub server_name: String,
+    /// `sum`: the number the server answers with.
+    pub server_number: i64,
 }
 
 impl Default for Config {
@@ -85,6 +98,9 @@ impl Default for Config {
             max_line: DEFAULT_MAX_LINE,
             backlog: DEFAULT_BACKLOG,
             stats_interval: None,
+            protocol: DEFAULT_PROTOCOL.to_string(),
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            server_number: DEFAULT_SERVER_NUMBER,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! One connection, start to end: the ACK line protocol run by a worker.
+//! One connection, start to end: the loop a worker runs, with the session
+//! of whichever protocol the server speaks.
 //!
-//! The loop answers every complete line already buffered into one reply
-//! buffer, writes that buffer once, and only then reads again, so pipelined
-//! input costs one read and one write per batch, not per line.
+//! The loop hands every complete message already buffered to the session,
+//! collects the replies in one buffer, writes that buffer once, and only then
+//! reads again, so pipelined input costs one read and one write per batch,
+//! not per message.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,8 @@ use log::{debug, info, warn};
 
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::line::{LineError, LineReader};
+use crate::framing::{FrameError, Framing, Reader};
+use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -24,7 +27,8 @@ const FLUSH_AT: usize = 64 * 1024;
 /// The per-connection limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Longest accepted line in bytes, not counting the line ending.
+    /// Longest accepted message in bytes (a line without its ending, a
+    /// frame without its prefix).
     pub max_line: usize,
     /// See [`Config::idle_timeout`].
     pub idle_timeout: Option<Duration>,
@@ -49,7 +53,7 @@ impl Default for Limits {
     }
 }
 
-/// Serves one client connection with the line protocol.
+/// Serves one client connection.
 pub struct ClientHandler {
     /// The client's socket, shared with the registry so a stop can shut it down.
     pub conn: Arc<TcpStream>,
@@ -58,6 +62,7 @@ pub struct ClientHandler {
     /// The server-wide stop signal; `quit_server` triggers it.
     pub shutdown: Shutdown,
     limits: Limits,
+    protocol: Arc<dyn Protocol>,
     stats: Arc<Stats>,
     /// The socket already carries the idle timeout as its read and write
     /// timeouts (inherited from the listener).
@@ -69,15 +74,17 @@ pub struct ClientHandler {
 enum End {
     /// The client closed its side.
     ClientLeft,
-    /// The client sent `shutdown`.
-    Shutdown,
-    /// The client sent `quit_server`.
-    QuitServer,
+    /// The protocol closed the client (`shutdown`).
+    Closed,
+    /// The client asked the server to stop (`quit_server`).
+    StopServer,
     /// The server is stopping.
     Stopping,
     TooLong,
     InvalidUtf8,
-    /// No complete line for the idle timeout.
+    /// The input ended inside a length-prefixed message.
+    Truncated,
+    /// No complete message for the idle timeout.
     IdleRead,
     /// Our replies were not read for the idle timeout.
     IdleWrite,
@@ -85,13 +92,14 @@ enum End {
 }
 
 impl ClientHandler {
-    /// A handler for `conn`, with the default limits.
+    /// A handler for `conn` speaking the ACK protocol, with the default limits.
     pub fn new(conn: Arc<TcpStream>, addr: SocketAddr, shutdown: Shutdown) -> Self {
         ClientHandler {
             conn,
             addr,
             shutdown,
             limits: Limits::default(),
+            protocol: protocol::ack(),
             stats: Arc::default(),
             timeouts_preset: false,
         }
@@ -100,6 +108,12 @@ impl ClientHandler {
     /// Sets the per-connection limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the protocol spoken on the connection.
+    pub fn with_protocol(mut self, protocol: Arc<dyn Protocol>) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -123,34 +137,37 @@ impl ClientHandler {
             self.timeouts_preset,
         );
         debug!("client connected peer={}", self.addr);
-        let mut session = Session {
+        let mut serving = Serving {
             handler: &self,
-            reader: LineReader::new(self.limits.max_line),
+            session: self.protocol.open(Link::new(self.conn.clone(), self.addr)),
+            reader: Reader::new(self.protocol.framing(), self.limits.max_line),
             unreported: 0,
             answered: 0,
             read_at: None,
         };
-        let end = session.serve(&mut conn);
+        let end = serving.serve(&mut conn);
         if let End::IdleRead = end {
             conn.try_say(b"ERR idle timeout\n");
         }
         conn.close();
-        session.report();
-        self.log_end(&end, session.answered);
+        serving.session.end();
+        serving.report();
+        self.log_end(&end, serving.answered);
     }
 
-    fn log_end(&self, end: &End, lines: u64) {
+    fn log_end(&self, end: &End, messages: u64) {
         let peer = self.addr;
         match end {
-            End::ClientLeft | End::Shutdown | End::Stopping => {
-                debug!("client closed peer={peer} lines={lines} reason={end:?}");
+            End::ClientLeft | End::Closed | End::Stopping => {
+                debug!("client closed peer={peer} messages={messages} reason={end:?}");
             }
-            End::QuitServer => info!("quit_server received peer={peer}"),
+            End::StopServer => info!("quit_server received peer={peer}"),
             End::TooLong => warn!(
-                "line too long, closing peer={peer} max={}",
+                "message too long, closing peer={peer} max={}",
                 self.limits.max_line
             ),
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
+            End::Truncated => warn!("connection ended inside a message peer={peer}"),
             End::IdleRead => warn!("idle timeout, closing peer={peer}"),
             End::IdleWrite => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={e}"),
@@ -159,62 +176,97 @@ impl ClientHandler {
 }
 
 /// The state of one served connection.
-struct Session<'a> {
+struct Serving<'a> {
     handler: &'a ClientHandler,
-    reader: LineReader,
-    /// Lines answered but not yet added to the shared counters.
+    session: Box<dyn Session>,
+    reader: Reader,
+    /// Messages answered but not yet added to the shared counters.
     unreported: u64,
     answered: u64,
-    /// When the read that started the current batch of lines returned.
+    /// When the read that started the current batch returned (only when
+    /// service times are measured).
     read_at: Option<Instant>,
 }
 
-impl Session<'_> {
+impl Serving<'_> {
     fn serve(&mut self, conn: &mut Connection) -> End {
         // A connection that waited in the queue while the stop began is
         // closed without being served.
         if self.handler.shutdown.is_triggered() {
             return End::Stopping;
         }
+        let action = self.session.start(conn.out());
+        if action != Action::Continue
+            && let Some(end) = self.act(action)
+        {
+            return end;
+        }
         loop {
             let mut progressed = false;
-            while let Some(line) = self.reader.next_line() {
+            while let Some(message) = self.reader.next_message() {
                 progressed = true;
-                if let Some(end) = answer(line, conn.out(), self.handler) {
+                let end = match message {
+                    Ok(msg) => {
+                        let action = self.session.message(msg, conn.out());
+                        self.act(action)
+                    }
+                    Err(e) => Some(self.refuse(e, conn.out())),
+                };
+                if let Some(end) = end {
                     return end;
                 }
-                self.unreported += 1;
                 if conn.out().len() >= FLUSH_AT
-                    && let Err(e) = self.flush(conn)
+                    && let Err(end) = self.flush(conn)
                 {
-                    return e;
+                    return end;
                 }
             }
-            if let Err(e) = self.flush(conn) {
-                return e;
+            if let Err(end) = self.flush(conn) {
+                return end;
             }
-            // Lines already read have their replies; a stop ends the rest.
+            // Messages already read have their replies; a stop ends the rest.
             if self.handler.shutdown.is_triggered() {
                 return End::Stopping;
             }
             conn.set_partial(self.reader.has_partial(), progressed);
             match self.reader.fill(conn) {
                 Ok(0) if self.handler.shutdown.is_triggered() => return End::Stopping,
-                Ok(0) => {
-                    // A last line with no newline is answered like any other.
-                    if let Some(line) = self.reader.take_rest() {
-                        if let Some(end) = answer(line, conn.out(), self.handler) {
-                            return end;
-                        }
-                        self.unreported += 1;
-                    }
-                    return End::ClientLeft;
-                }
+                Ok(0) => return self.last_message(conn),
                 // Service times cost two clock reads a batch: only when asked.
                 Ok(_) if self.handler.limits.timing => self.read_at = Some(Instant::now()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::IdleRead,
                 Err(e) => return End::Io(e),
+            }
+        }
+    }
+
+    /// At the client's end of input: a last line with no newline is
+    /// answered like any other; a cut frame is an error.
+    fn last_message(&mut self, conn: &mut Connection) -> End {
+        let end = match self.reader.take_rest() {
+            Some(Ok(msg)) => {
+                let action = self.session.message(msg, conn.out());
+                self.act(action)
+            }
+            Some(Err(e)) => Some(self.refuse(e, conn.out())),
+            None => None,
+        };
+        end.unwrap_or(End::ClientLeft)
+    }
+
+    /// What the core does for a session's action. Messages that keep the
+    /// connection going count as answered; commands do not.
+    fn act(&mut self, action: Action) -> Option<End> {
+        match action {
+            Action::Continue => {
+                self.unreported += 1;
+                None
+            }
+            Action::Close => Some(End::Closed),
+            Action::StopServer => {
+                self.handler.shutdown.trigger();
+                Some(End::StopServer)
             }
         }
     }
@@ -228,7 +280,27 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Adds the lines answered since the last report to the shared counters.
+    /// The last words for a message the framing refused, and why the
+    /// connection ends.
+    fn refuse(&self, error: FrameError, out: &mut Vec<u8>) -> End {
+        match error {
+            FrameError::TooLong => {
+                // A line client gets an error line; a length-prefixed one is
+                // closed without a word, as its framing has no place for text.
+                if self.reader.framing() == Framing::Lines {
+                    let max = self.handler.limits.max_line;
+                    out.extend_from_slice(
+                        format!("ERR line too long (max {max} bytes)\n").as_bytes(),
+                    );
+                }
+                End::TooLong
+            }
+            FrameError::InvalidUtf8 => End::InvalidUtf8,
+            FrameError::Truncated => End::Truncated,
+        }
+    }
+
+    /// Adds the messages answered since the last report to the shared counters.
     fn report(&mut self) {
         if self.unreported > 0 {
             let service = self.read_at.map(|t| t.elapsed());
@@ -236,36 +308,5 @@ impl Session<'_> {
         }
         self.answered += self.unreported;
         self.unreported = 0;
-    }
-}
-
-/// Appends the reply to one line, or says why the connection must end.
-fn answer(
-    line: Result<&str, LineError>,
-    out: &mut Vec<u8>,
-    handler: &ClientHandler,
-) -> Option<End> {
-    match line {
-        Ok("shutdown") => Some(End::Shutdown),
-        Ok("quit_server") => {
-            handler.shutdown.trigger();
-            Some(End::QuitServer)
-        }
-        Ok(text) => {
-            out.extend_from_slice(b"ACK: ");
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'\n');
-            None
-        }
-        Err(LineError::TooLong) => {
-            // Writing to a Vec cannot fail.
-            let _ = writeln!(
-                out,
-                "ERR line too long (max {} bytes)",
-                handler.limits.max_line
-            );
-            Some(End::TooLong)
-        }
-        Err(LineError::InvalidUtf8) => Some(End::InvalidUtf8),
     }
 }

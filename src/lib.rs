@@ -11,21 +11,28 @@
 //! - [`gate`]: the connection limit, as permits released on drop.
 //! - [`registry`]: live sockets, so a stop can shut every one down.
 //! - [`shutdown`]: the server-wide stop signal and its wake-ups.
-//! - [`handler`]: one connection running the line protocol.
-//! - [`connection`]: socket reads with the idle deadline, batched writes, a
+//! - [`handler`]: one connection, running a protocol's session.
+//! - [`protocol`]: the protocol seam and the protocols: `ack` (the default),
+//!   `chat`, `framed` (length-prefixed echo) and `sum` (number exchange).
+//! - [`connection`]: socket reads with the idle rule, batched writes, a
 //!   close that keeps replies.
-//! - [`line`]: pure line framing with a length limit.
-//! - [`stats`]: counters and the stop summary.
+//! - [`framing`]: pure message framing (lines, length-prefixed) with a
+//!   size limit.
+//! - [`stats`]: counters, the periodic stats line and the stop summary.
+//! - [`load`]: the load generator behind `linepool load`.
+//! - [`client`]: the interactive client behind `linepool client`.
 //!
 //! The library installs no logger and no signal handler; the `linepool`
 //! binary does.
 
+pub mod client;
 pub mod config;
 pub mod connection;
+pub mod framing;
 pub mod gate;
 pub mod handler;
-pub mod line;
 pub mod load;
+pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod shutdown;

@@ -1,8 +1,9 @@
 //! The `linepool` command: parses flags, installs the logger and the signal
 //! handlers, and runs the library's server.
 
+use std::io::BufReader;
 use std::io::IsTerminal;
-use std::net::ToSocketAddrs;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -15,10 +16,12 @@ use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use linepool::client::Mode;
 use linepool::config::{
-    DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE, DEFAULT_QUEUE, DEFAULT_WORKERS,
+    DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE, DEFAULT_PROTOCOL, DEFAULT_QUEUE,
+    DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, DEFAULT_WORKERS,
 };
-use linepool::load::{Limit, LoadConfig};
+use linepool::load::{Limit, LoadConfig, LoadProtocol};
 use linepool::{Config, Overload, Server};
 
 /// Exit status when a second interrupt cuts a stop short, as shells report
@@ -45,6 +48,24 @@ enum Command {
     Serve(ServeArgs),
     /// Drive load against a running server, checking every reply.
     Load(LoadArgs),
+    /// Talk to a server: input lines go out, what it sends is printed.
+    Client(ClientArgs),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Server host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The server's protocol: ack, chat, framed or sum.
+    #[arg(long, default_value = "ack", value_parser = ["ack", "chat", "framed", "sum"])]
+    protocol: String,
+    /// `sum`: the client name sent with each number.
+    #[arg(long, default_value = "Client of linepool")]
+    name: String,
 }
 
 #[derive(Args)]
@@ -90,6 +111,9 @@ struct LoadArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// The server's protocol: ack (lines) or framed (length-prefixed echo).
+    #[arg(long, default_value = "ack", value_parser = ["ack", "framed"])]
+    protocol: String,
 }
 
 #[derive(Args)]
@@ -127,6 +151,16 @@ struct ServeArgs {
     /// active, queued, rejected and total connections); 0 never does.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     stats_interval: f64,
+    /// Protocol: ack (ACK every line), chat, framed (length-prefixed echo)
+    /// or sum (number exchange).
+    #[arg(long, default_value = DEFAULT_PROTOCOL, value_parser = linepool::protocol::check_name)]
+    protocol: String,
+    /// `sum`: the server name given in replies.
+    #[arg(long, default_value = DEFAULT_SERVER_NAME)]
+    server_name: String,
+    /// `sum`: the number the server answers with.
+    #[arg(long, default_value_t = DEFAULT_SERVER_NUMBER, allow_negative_numbers = true)]
+    server_number: i64,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value_t = LevelFilter::Info)]
     log_level: LevelFilter,
@@ -146,6 +180,9 @@ impl ServeArgs {
             stats_interval: Duration::try_from_secs_f64(self.stats_interval)
                 .ok()
                 .filter(|d| !d.is_zero()),
+            protocol: self.protocol.clone(),
+            server_name: self.server_name.clone(),
+            server_number: self.server_number,
         }
     }
 }
@@ -162,6 +199,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::Load(args) => load(&args),
+        Command::Client(args) => client(&args),
     }
 }
 
@@ -202,6 +240,32 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
     match server.run() {
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(args: &ClientArgs) -> ExitCode {
+    let mode = match args.protocol.as_str() {
+        "framed" => Mode::Framed,
+        "sum" => Mode::Sum,
+        _ => Mode::Lines,
+    };
+    let stream = match TcpStream::connect((args.host.as_str(), args.port)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!(
+                "linepool: cannot connect to {}:{}: {e}",
+                args.host, args.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let input = BufReader::new(std::io::stdin());
+    match linepool::client::run(stream, mode, &args.name, input, std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("linepool: {e}");
             ExitCode::FAILURE
@@ -276,6 +340,11 @@ fn load_config(args: &LoadArgs) -> Result<LoadConfig, String> {
         idle: args.idle,
         timeout: seconds("timeout", args.timeout)?,
         threads: args.threads,
+        protocol: if args.protocol == "framed" {
+            LoadProtocol::Framed
+        } else {
+            LoadProtocol::Ack
+        },
     })
 }
 

@@ -12,12 +12,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use threadpool::ThreadPool;
 
 use crate::config::{Config, Overload};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
+use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
@@ -42,6 +43,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Config,
+    protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
 }
 
@@ -50,6 +52,7 @@ impl Server {
     ///
     /// The error names the address when the port cannot be had.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let protocol = protocol::build(&config.protocol, &config)?;
         let addr = (config.host.as_str(), config.port)
             .to_socket_addrs()
             .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
@@ -67,6 +70,7 @@ impl Server {
             listener,
             local_addr,
             config,
+            protocol,
             shutdown: Shutdown::new(),
         })
     }
@@ -89,6 +93,7 @@ impl Server {
             listener,
             local_addr,
             config,
+            protocol,
             shutdown,
         } = self;
         let gate = Gate::new(config.capacity());
@@ -108,8 +113,8 @@ impl Server {
         shutdown.on_trigger(move || gate_waker.close());
 
         info!(
-            "listening on {local_addr} workers={} queue={} overload={}",
-            config.workers, config.queue, config.overload
+            "listening on {local_addr} protocol={} workers={} queue={} overload={}",
+            config.protocol, config.workers, config.queue, config.overload
         );
         let reporter = config.stats_interval.map(|every| {
             let stats = stats.clone();
@@ -119,6 +124,7 @@ impl Server {
         let acceptor = Acceptor {
             listener: &listener,
             config: &config,
+            protocol: &protocol,
             shutdown: &shutdown,
             gate: &gate,
             registry: &registry,
@@ -178,6 +184,7 @@ fn report_stats(stats: &Stats, shutdown: &Shutdown, every: Duration) {
 struct Acceptor<'a> {
     listener: &'a TcpListener,
     config: &'a Config,
+    protocol: &'a Arc<dyn Protocol>,
     shutdown: &'a Shutdown,
     gate: &'a Arc<Gate>,
     registry: &'a Arc<Registry>,
@@ -237,6 +244,7 @@ impl Acceptor<'_> {
         let stats = self.stats.clone();
         let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
             .with_limits(Limits::from_config(self.config))
+            .with_protocol(self.protocol.clone())
             .with_stats(stats.clone())
             .with_timeouts_preset(ACCEPTED_INHERIT_OPTIONS);
         self.pool.execute(move || {
@@ -297,7 +305,11 @@ const ACCEPTED_INHERIT_OPTIONS: bool = cfg!(target_os = "linux");
 /// Opens a listening socket with our backlog; std's `TcpListener::bind`
 /// always asks for 128.
 fn listen(addr: SocketAddr, config: &Config) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
     if ACCEPTED_INHERIT_OPTIONS {

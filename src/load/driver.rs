@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::payload::{is_ack_for, write_request};
+use super::payload::{BUSY, is_reply_to, split_reply, write_goodbye, write_message};
 use super::report::Counts;
 use super::{Limit, LoadConfig};
 
@@ -232,8 +232,13 @@ impl Driver<'_> {
         let now = Instant::now();
         while self.conns[i].in_flight.len() < depth && self.may_issue(i) {
             let conn = &mut self.conns[i];
-            write_request(&mut conn.out, conn.id, conn.issued, self.config.payload);
-            conn.out.push(b'\n');
+            write_message(
+                &mut conn.out,
+                self.config.protocol,
+                conn.id,
+                conn.issued,
+                self.config.payload,
+            );
             conn.in_flight.push_back(now);
             conn.issued += 1;
         }
@@ -295,35 +300,39 @@ impl Driver<'_> {
         }
     }
 
-    /// Checks every complete reply line in the input buffer.
+    /// Checks every complete reply in the input buffer.
     fn replies(&mut self, i: usize) {
         let now = Instant::now();
+        let protocol = self.config.protocol;
         let mut consumed = 0;
         let mut replies = 0;
-        while let Some(offset) = self.conns[i].input[consumed..]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let end = consumed + offset;
+        loop {
             let conn = &mut self.conns[i];
-            let line = &conn.input[consumed..end];
-            consumed = end + 1;
-            if conn.answered == 0 && line == b"ERR server busy" {
+            let input = &conn.input[consumed..];
+            if conn.answered == 0 && input.starts_with(BUSY) {
                 self.counts.rejected += 1;
                 conn.in_flight.clear();
                 conn.phase = Phase::Closing;
                 conn.since = now;
+                consumed += BUSY.len();
                 break;
             }
+            let Some((body, used)) = split_reply(input, protocol) else {
+                break;
+            };
+            let body = &input[body];
+            consumed += used;
             let Some(sent) = conn.in_flight.pop_front() else {
                 self.counts.mismatch += 1;
                 continue;
             };
-            if is_ack_for(
-                line,
-                conn.id,
-                conn.answered,
-                self.config.payload,
+            let expected = (conn.id, conn.answered, self.config.payload);
+            if is_reply_to(
+                body,
+                protocol,
+                expected.0,
+                expected.1,
+                expected.2,
                 &mut self.scratch,
             ) {
                 let nanos = u64::try_from(now.duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
@@ -336,7 +345,7 @@ impl Driver<'_> {
             conn.answered += 1;
             if self.config.connect_per_request {
                 // One request per connection: say goodbye and wait for the close.
-                conn.out.extend_from_slice(b"shutdown\n");
+                write_goodbye(&mut conn.out, protocol);
                 conn.phase = Phase::Closing;
                 conn.since = now;
                 self.flush(i);

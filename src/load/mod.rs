@@ -27,6 +27,15 @@ pub enum Limit {
     Duration(Duration),
 }
 
+/// What the server under load speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadProtocol {
+    /// Lines answered with `ACK: <line>`.
+    Ack,
+    /// Length-prefixed messages echoed back exactly.
+    Framed,
+}
+
 /// The shape of a load run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
@@ -48,6 +57,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads driving the connections.
     pub threads: usize,
+    /// The protocol spoken.
+    pub protocol: LoadProtocol,
 }
 
 /// Runs the load and returns its report. `progress` counts replies as they

@@ -1,7 +1,75 @@
-//! The request lines a load run sends, made so that every reply can be
-//! checked against the exact request it answers.
+//! The requests a load run sends, made so that every reply can be checked
+//! against the exact request it answers, and how each protocol frames them.
 
 use std::io::Write;
+use std::ops::Range;
+
+use super::LoadProtocol;
+use crate::framing::write_frame;
+
+/// What a rejected connection receives, whatever the protocol.
+pub const BUSY: &[u8] = b"ERR server busy\n";
+
+/// Appends request `seq` of connection `conn`, framed for `protocol`.
+pub fn write_message(out: &mut Vec<u8>, protocol: LoadProtocol, conn: u64, seq: u64, len: usize) {
+    match protocol {
+        LoadProtocol::Ack => {
+            write_request(out, conn, seq, len);
+            out.push(b'\n');
+        }
+        LoadProtocol::Framed => {
+            let start = out.len();
+            out.extend_from_slice(&[0; 4]);
+            write_request(out, conn, seq, len);
+            let body = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+            out[start..start + 4].copy_from_slice(&body.to_be_bytes());
+        }
+    }
+}
+
+/// Appends the command that closes the connection, framed for `protocol`.
+pub fn write_goodbye(out: &mut Vec<u8>, protocol: LoadProtocol) {
+    match protocol {
+        LoadProtocol::Ack => out.extend_from_slice(b"shutdown\n"),
+        LoadProtocol::Framed => write_frame(out, b"shutdown"),
+    }
+}
+
+/// The first complete reply in `input`: the range of its body and how many
+/// bytes it takes up.
+pub fn split_reply(input: &[u8], protocol: LoadProtocol) -> Option<(Range<usize>, usize)> {
+    match protocol {
+        LoadProtocol::Ack => {
+            let end = input.iter().position(|&b| b == b'\n')?;
+            Some((0..end, end + 1))
+        }
+        LoadProtocol::Framed => {
+            let prefix: [u8; 4] = input.get(..4)?.try_into().ok()?;
+            let len = u32::from_be_bytes(prefix) as usize;
+            let end = 4usize.checked_add(len)?;
+            (input.len() >= end).then_some((4..end, end))
+        }
+    }
+}
+
+/// Whether `body` is the right reply to request `seq` of connection `conn`.
+pub fn is_reply_to(
+    body: &[u8],
+    protocol: LoadProtocol,
+    conn: u64,
+    seq: u64,
+    len: usize,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    match protocol {
+        LoadProtocol::Ack => is_ack_for(body, conn, seq, len, scratch),
+        LoadProtocol::Framed => {
+            scratch.clear();
+            write_request(scratch, conn, seq, len);
+            body == scratch.as_slice()
+        }
+    }
+}
 
 /// Writes request number `seq` of connection `conn` into `out`: the ids,
 /// then dots up to `len` bytes. Never a newline, never a command.
@@ -42,6 +110,35 @@ mod tests {
         let mut short = Vec::new();
         write_request(&mut short, 12345, 678, 4);
         assert_eq!(short, b"c123");
+    }
+
+    #[test]
+    fn framed_requests_round_trip() {
+        let mut out = Vec::new();
+        write_message(&mut out, LoadProtocol::Framed, 2, 5, 10);
+        let (body, used) = split_reply(&out, LoadProtocol::Framed).expect("a whole frame");
+        assert_eq!(used, out.len());
+        let mut scratch = Vec::new();
+        assert!(is_reply_to(
+            &out[body.clone()],
+            LoadProtocol::Framed,
+            2,
+            5,
+            10,
+            &mut scratch
+        ));
+        assert!(!is_reply_to(
+            &out[body],
+            LoadProtocol::Framed,
+            2,
+            6,
+            10,
+            &mut scratch
+        ));
+        assert_eq!(
+            split_reply(&out[..out.len() - 1], LoadProtocol::Framed),
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::driver::Outcome;
-use super::{Limit, LoadConfig};
+use super::{Limit, LoadConfig, LoadProtocol};
 
 /// Event counts, summed over every connection.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct Scenario {
     pub connect_per_request: bool,
     pub idle: usize,
     pub threads: usize,
+    /// `ack` or `framed`.
+    pub protocol: &'static str,
 }
 
 /// Errors by kind; `total` is their sum.
@@ -180,6 +182,10 @@ impl Report {
                 connect_per_request: config.connect_per_request,
                 idle: config.idle,
                 threads: config.threads,
+                protocol: match config.protocol {
+                    LoadProtocol::Ack => "ack",
+                    LoadProtocol::Framed => "framed",
+                },
             },
             closed_loop: true,
             connections: Connections {

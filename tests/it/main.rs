@@ -2,9 +2,11 @@
 //! socket clients that compare the exact bytes on the wire.
 
 mod cli;
+mod client;
 mod lines;
 mod load;
 mod overload;
+mod protocols;
 mod stop;
 mod support;
 mod timeouts;

@@ -1,0 +1,432 @@
+//! Message framing with a size limit: bytes in, messages out.
+//!
+//! [`Reader`] owns one buffer. [`Reader::fill`] reads once into its free
+//! space; [`Reader::next_message`] hands out every complete message already
+//! buffered, without copying and without allocating. Two framings share the
+//! buffer logic: lines ending in `\n` (checked whole for length and UTF-8, so
+//! a multi-byte character split across two reads is never a problem), and
+//! frames of a 4-byte big-endian length followed by that many bytes. Memory
+//! stays bounded by the limit however much a client sends.
+
+use std::io::{self, Read};
+
+/// The buffer's size for a fresh connection: enough for the short messages
+/// of an interactive client, and cheap for thousands of idle connections.
+const INITIAL_CAPACITY: usize = 1024;
+
+/// The buffer grows (doubling) up to this size for a client whose reads fill
+/// it, so that pipelined input is taken in large reads.
+const READ_TARGET: usize = 64 * 1024;
+
+/// Bytes in a frame's length prefix.
+const PREFIX: usize = 4;
+
+/// How a byte stream is cut into messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// UTF-8 lines ending in `\n`; a `\r` right before the end belongs to
+    /// the line ending. The last line may end at end of input instead.
+    Lines,
+    /// A 4-byte big-endian length, then that many bytes of any value.
+    LengthPrefixed,
+}
+
+/// Why a message was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The message is longer than the limit.
+    TooLong,
+    /// A line that is not valid UTF-8.
+    InvalidUtf8,
+    /// The input ended inside a frame.
+    Truncated,
+}
+
+/// Splits a byte stream into messages of at most `max` bytes (a line's
+/// ending and a frame's prefix not counted).
+pub struct Reader {
+    framing: Framing,
+    buf: Vec<u8>,
+    /// Start of the first byte not yet handed out.
+    start: usize,
+    /// End of the bytes read so far.
+    end: usize,
+    /// Lines: bytes from `start` up to here are known to hold no `\n`.
+    scanned: usize,
+    max: usize,
+    /// The last read filled all the free space: more input is likely waiting.
+    filled: bool,
+}
+
+impl Reader {
+    /// An empty reader for `framing` that refuses messages over `max` bytes.
+    pub fn new(framing: Framing, max: usize) -> Self {
+        Reader {
+            framing,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            max,
+            filled: false,
+        }
+    }
+
+    /// An empty line reader.
+    pub fn lines(max: usize) -> Self {
+        Reader::new(Framing::Lines, max)
+    }
+
+    /// The largest the buffer grows: a full message with its framing, or
+    /// the read target if that is larger.
+    fn limit(&self) -> usize {
+        let overhead = match self.framing {
+            Framing::Lines => 2,
+            Framing::LengthPrefixed => PREFIX,
+        };
+        self.max.saturating_add(overhead).max(READ_TARGET)
+    }
+
+    /// How this reader cuts messages.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Whether part of a message has been read but not its end.
+    pub fn has_partial(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// Reads once from `source` into the buffer and returns how many bytes
+    /// came in; 0 means end of input. Call it only after [`next_message`]
+    /// returned `None`, so that the buffer holds at most one partial message.
+    ///
+    /// [`next_message`]: Reader::next_message
+    pub fn fill<R: Read>(&mut self, source: &mut R) -> io::Result<usize> {
+        self.make_room();
+        let n = source.read(&mut self.buf[self.end..])?;
+        self.filled = self.end + n == self.buf.len();
+        self.end += n;
+        Ok(n)
+    }
+
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+        } else if self.start > 0 && self.end == self.buf.len() {
+            // Move the partial message to the front instead of growing.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        // Grow when a partial message fills the buffer, or when the last
+        // read filled it. `next_message` refuses a message over the limit
+        // before it is complete, so growing stops at `limit()`.
+        let full = self.end == self.buf.len();
+        if (full || self.filled) && self.buf.len() < self.limit() {
+            let len = (self.buf.len() * 2).clamp(INITIAL_CAPACITY, self.limit());
+            self.buf.resize(len, 0);
+        }
+        self.filled = false;
+        debug_assert!(self.end < self.buf.len(), "fill called with a full buffer");
+    }
+
+    /// The next complete message in the buffer, if any. Once it returns an
+    /// error the connection should be closed: the reader does not
+    /// resynchronise.
+    pub fn next_message(&mut self) -> Option<Result<&[u8], FrameError>> {
+        match self.framing {
+            Framing::Lines => self.next_line(),
+            Framing::LengthPrefixed => self.next_frame(),
+        }
+    }
+
+    fn next_line(&mut self) -> Option<Result<&[u8], FrameError>> {
+        let pending = &self.buf[self.scanned..self.end];
+        let Some(offset) = pending.iter().position(|&b| b == b'\n') else {
+            self.scanned = self.end;
+            // With no `\n` yet, `max + 1` bytes may still be a full line and
+            // its `\r`; one byte more cannot be.
+            if self.end - self.start > self.max.saturating_add(1) {
+                return Some(Err(FrameError::TooLong));
+            }
+            return None;
+        };
+        let newline = self.scanned + offset;
+        let line_start = self.start;
+        self.start = newline + 1;
+        self.scanned = self.start;
+        Some(check_line(&self.buf[line_start..newline], self.max))
+    }
+
+    fn next_frame(&mut self) -> Option<Result<&[u8], FrameError>> {
+        let pending = &self.buf[self.start..self.end];
+        let prefix: [u8; PREFIX] = pending.get(..PREFIX)?.try_into().ok()?;
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > self.max {
+            return Some(Err(FrameError::TooLong));
+        }
+        if pending.len() < PREFIX + len {
+            return None;
+        }
+        let body = self.start + PREFIX;
+        self.start = body + len;
+        self.scanned = self.start;
+        Some(Ok(&self.buf[body..body + len]))
+    }
+
+    /// At end of input: the last line if it had no `\n`, or `Truncated` if
+    /// a frame was cut short. Empties the reader.
+    pub fn take_rest(&mut self) -> Option<Result<&[u8], FrameError>> {
+        if !self.has_partial() {
+            return None;
+        }
+        let (start, end) = (self.start, self.end);
+        self.start = end;
+        self.scanned = end;
+        Some(match self.framing {
+            Framing::Lines => check_line(&self.buf[start..end], self.max),
+            Framing::LengthPrefixed => Err(FrameError::Truncated),
+        })
+    }
+}
+
+/// Strips a `\r` line ending and checks length and encoding.
+fn check_line(line: &[u8], max: usize) -> Result<&[u8], FrameError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > max {
+        return Err(FrameError::TooLong);
+    }
+    match std::str::from_utf8(line) {
+        Ok(_) => Ok(line),
+        Err(_) => Err(FrameError::InvalidUtf8),
+    }
+}
+
+/// Appends `payload` to `out` as one length-prefixed frame.
+pub fn write_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    // Payloads are bounded by the message limit, far below 4 GiB.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that hands out its chunks one read at a time.
+    struct Chunks(Vec<Vec<u8>>);
+
+    impl Read for Chunks {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = &mut self.0[0];
+            let n = chunk.len().min(out.len());
+            out[..n].copy_from_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    /// Every line (or error) the reader yields for `chunks`, end of input included.
+    fn lines(max_line: usize, chunks: &[&[u8]]) -> Vec<Result<String, FrameError>> {
+        let mut source = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+        let mut reader = Reader::lines(max_line);
+        let mut out = Vec::new();
+        loop {
+            while let Some(line) = reader.next_message() {
+                let failed = line.is_err();
+                out.push(line.map(text));
+                if failed {
+                    return out;
+                }
+            }
+            if reader.fill(&mut source).expect("read") == 0 {
+                if let Some(rest) = reader.take_rest() {
+                    out.push(rest.map(text));
+                }
+                return out;
+            }
+        }
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).expect("lines are UTF-8")
+    }
+
+    fn ok(s: &str) -> Result<String, FrameError> {
+        Ok(s.to_string())
+    }
+
+    #[test]
+    fn splits_lines_and_strips_crlf() {
+        assert_eq!(
+            lines(100, &[b"one\ntwo\r\nthree\n"]),
+            [ok("one"), ok("two"), ok("three")]
+        );
+    }
+
+    #[test]
+    fn empty_line_is_a_line() {
+        assert_eq!(lines(100, &[b"\n\r\n"]), [ok(""), ok("")]);
+    }
+
+    #[test]
+    fn a_lone_cr_inside_a_line_is_kept() {
+        assert_eq!(lines(100, &[b"a\rb\n"]), [ok("a\rb")]);
+    }
+
+    #[test]
+    fn partial_lines_join_across_reads() {
+        assert_eq!(
+            lines(100, &[b"hel", b"lo\r", b"\nwor", b"ld\n"]),
+            [ok("hello"), ok("world")]
+        );
+    }
+
+    #[test]
+    fn multibyte_character_split_across_reads() {
+        let text = "héllo €\n".as_bytes();
+        // Split inside the three bytes of the euro sign.
+        let cut = text.len() - 3;
+        assert_eq!(lines(100, &[&text[..cut], &text[cut..]]), [ok("héllo €")]);
+    }
+
+    #[test]
+    fn last_line_without_newline_is_returned_at_eof() {
+        assert_eq!(lines(100, &[b"a\nb"]), [ok("a"), ok("b")]);
+    }
+
+    #[test]
+    fn eof_right_after_cr_ends_the_line_like_crlf() {
+        assert_eq!(lines(100, &[b"b\r"]), [ok("b")]);
+    }
+
+    #[test]
+    fn line_at_the_limit_is_accepted_with_either_ending() {
+        assert_eq!(lines(3, &[b"abc\n"]), [ok("abc")]);
+        assert_eq!(lines(3, &[b"abc\r\n"]), [ok("abc")]);
+        assert_eq!(lines(3, &[b"ab", b"c\r", b"\n"]), [ok("abc")]);
+    }
+
+    #[test]
+    fn over_long_line_is_refused_after_earlier_lines() {
+        assert_eq!(
+            lines(3, &[b"ok\nabcd\nlater\n"]),
+            [ok("ok"), Err(FrameError::TooLong)]
+        );
+    }
+
+    #[test]
+    fn over_long_line_without_newline_is_refused_early() {
+        // Five bytes and no newline cannot be a line of at most three bytes.
+        let mut source = Chunks(vec![b"abcde".to_vec()]);
+        let mut reader = Reader::lines(3);
+        reader.fill(&mut source).expect("read");
+        assert_eq!(reader.next_message(), Some(Err(FrameError::TooLong)));
+    }
+
+    #[test]
+    fn memory_stays_bounded_without_newline() {
+        let mut reader = Reader::lines(100_000);
+        let mut endless = io::repeat(b'x');
+        for _ in 0..100 {
+            if let Some(Err(e)) = reader.next_message() {
+                assert_eq!(e, FrameError::TooLong);
+                assert!(reader.buf.len() <= 100_002);
+                return;
+            }
+            reader.fill(&mut endless).expect("read");
+        }
+        panic!("an endless line was never refused");
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_after_earlier_lines() {
+        assert_eq!(
+            lines(100, &[b"fine\n\xff\xfe\nnever\n"]),
+            [ok("fine"), Err(FrameError::InvalidUtf8)]
+        );
+    }
+
+    #[test]
+    fn long_stream_of_short_lines_reuses_the_buffer() {
+        let input: Vec<u8> = (0..10_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let got = lines(16, &[&input]);
+        assert_eq!(got.len(), 10_000);
+        assert_eq!(got[9_999], ok("9999"));
+    }
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, payload);
+        out
+    }
+
+    /// Every frame (or error) the reader yields for `chunks`, end of input included.
+    fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut source = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+        let mut reader = Reader::new(Framing::LengthPrefixed, max);
+        let mut out = Vec::new();
+        loop {
+            while let Some(msg) = reader.next_message() {
+                let failed = msg.is_err();
+                out.push(msg.map(<[u8]>::to_vec));
+                if failed {
+                    return out;
+                }
+            }
+            if reader.fill(&mut source).expect("read") == 0 {
+                if let Some(rest) = reader.take_rest() {
+                    out.push(rest.map(<[u8]>::to_vec));
+                }
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn frames_split_and_coalesced() {
+        let mut input = frame(b"hello");
+        input.extend(frame(b""));
+        input.extend(frame(&[0, 10, 255, 13]));
+        let expected = [Ok(b"hello".to_vec()), Ok(vec![]), Ok(vec![0, 10, 255, 13])];
+        assert_eq!(frames(100, &[&input]), expected);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(frames(100, &bytes), expected);
+    }
+
+    #[test]
+    fn frame_over_the_limit_is_refused_from_its_prefix() {
+        let mut input = frame(b"ok");
+        input.extend_from_slice(&1000u32.to_be_bytes());
+        assert_eq!(
+            frames(999, &[&input]),
+            [Ok(b"ok".to_vec()), Err(FrameError::TooLong)]
+        );
+    }
+
+    #[test]
+    fn frame_cut_short_is_truncated() {
+        let input = frame(b"hello");
+        assert_eq!(frames(100, &[&input[..6]]), [Err(FrameError::Truncated)]);
+        assert_eq!(frames(100, &[&input[..2]]), [Err(FrameError::Truncated)]);
+    }
+
+    #[test]
+    fn large_frame_grows_the_buffer_to_fit() {
+        let payload = vec![7u8; 200_000];
+        assert_eq!(frames(200_000, &[&frame(&payload)]), [Ok(payload)]);
+    }
+}

@@ -1,0 +1,36 @@
+//! `ack`: every line gets `ACK: <line>` back; `shutdown` closes the client,
+//! `quit_server` stops the server.
+
+use std::sync::Arc;
+
+use super::{Action, Link, Protocol, Session};
+use crate::config::Config;
+
+pub fn build(_config: &Config) -> Arc<dyn Protocol> {
+    Arc::new(Ack)
+}
+
+/// The ACK line protocol. It keeps no state, so one value serves every
+/// connection.
+pub struct Ack;
+
+impl Protocol for Ack {
+    fn open(&self, _link: Link) -> Box<dyn Session> {
+        Box::new(Ack)
+    }
+}
+
+impl Session for Ack {
+    fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
+        match line {
+            b"shutdown" => Action::Close,
+            b"quit_server" => Action::StopServer,
+            text => {
+                out.extend_from_slice(b"ACK: ");
+                out.extend_from_slice(text);
+                out.push(b'\n');
+                Action::Continue
+            }
+        }
+    }
+}

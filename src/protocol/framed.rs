@@ -1,0 +1,39 @@
+//! `framed`: length-prefixed echo. Each message is a 4-byte big-endian
+//! length and that many bytes; the reply is the same message, framed the
+//! same way. A payload of exactly `shutdown` or `quit_server` is that
+//! command.
+
+use std::sync::Arc;
+
+use super::{Action, Link, Protocol, Session};
+use crate::config::Config;
+use crate::framing::{Framing, write_frame};
+
+pub fn build(_config: &Config) -> Arc<dyn Protocol> {
+    Arc::new(Framed)
+}
+
+struct Framed;
+
+impl Protocol for Framed {
+    fn framing(&self) -> Framing {
+        Framing::LengthPrefixed
+    }
+
+    fn open(&self, _link: Link) -> Box<dyn Session> {
+        Box::new(Framed)
+    }
+}
+
+impl Session for Framed {
+    fn message(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Action {
+        match payload {
+            b"shutdown" => Action::Close,
+            b"quit_server" => Action::StopServer,
+            bytes => {
+                write_frame(out, bytes);
+                Action::Continue
+            }
+        }
+    }
+}

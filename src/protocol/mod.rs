@@ -1,0 +1,134 @@
+//! The seam between the core and the per-connection protocols.
+//!
+//! The core (server, handler, connection) owns sockets, limits, timeouts and
+//! the stop sequence. A [`Protocol`] owns only its messages: it says how the
+//! byte stream is framed, and for each connection it opens a [`Session`] that
+//! turns messages into replies and says when the client should be closed or
+//! the server stopped.
+//!
+//! Adding a protocol: one file in this folder and one line in [`PROTOCOLS`].
+
+mod ack;
+mod chat;
+mod framed;
+mod sum;
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use socket2::SockRef;
+
+use crate::config::Config;
+use crate::framing::Framing;
+
+/// Sets a protocol up for a server's configuration.
+pub type Build = fn(&Config) -> Arc<dyn Protocol>;
+
+/// Every protocol, by the name `--protocol` takes.
+pub const PROTOCOLS: &[(&str, Build)] = &[
+    ("ack", ack::build),
+    ("chat", chat::build),
+    ("framed", framed::build),
+    ("sum", sum::build),
+];
+
+/// The protocol named `name`, set up for `config`.
+pub fn build(name: &str, config: &Config) -> io::Result<Arc<dyn Protocol>> {
+    PROTOCOLS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, build)| build(config))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, unknown(name)))
+}
+
+/// Checks a protocol name, for the command line.
+pub fn check_name(name: &str) -> Result<String, String> {
+    if PROTOCOLS.iter().any(|(known, _)| *known == name) {
+        Ok(name.to_string())
+    } else {
+        Err(unknown(name))
+    }
+}
+
+fn unknown(name: &str) -> String {
+    let names: Vec<&str> = PROTOCOLS.iter().map(|(known, _)| *known).collect();
+    format!(
+        "unknown protocol '{name}' (expected one of: {})",
+        names.join(", ")
+    )
+}
+
+/// The ACK line protocol, the default.
+pub fn ack() -> Arc<dyn Protocol> {
+    Arc::new(ack::Ack)
+}
+
+/// What a session asks of the core after a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Keep serving this client.
+    Continue,
+    /// Close this client (after writing the replies so far).
+    Close,
+    /// Stop the whole server, as `quit_server` does.
+    StopServer,
+}
+
+/// A protocol: a framing and a way to serve one connection.
+pub trait Protocol: Send + Sync {
+    /// How this protocol's byte stream is cut into messages.
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    /// The state of one new connection.
+    fn open(&self, link: Link) -> Box<dyn Session>;
+}
+
+/// One connection's protocol state. Replies go into `out`, which the core
+/// writes out in order, batched.
+pub trait Session: Send {
+    /// Called once before the first message.
+    fn start(&mut self, _out: &mut Vec<u8>) -> Action {
+        Action::Continue
+    }
+
+    /// Called for each complete message (a line without its ending, or a
+    /// frame's payload).
+    fn message(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Action;
+
+    /// Called once when the connection ends, for whatever reason.
+    fn end(&mut self) {}
+}
+
+/// A handle on a client connection that other connections' sessions may
+/// use: a chat room writes to its members through their links.
+#[derive(Clone)]
+pub struct Link {
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl Link {
+    pub(crate) fn new(stream: Arc<TcpStream>, peer: SocketAddr) -> Self {
+        Link { stream, peer }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Writes as much of `bytes` as the socket takes now, without waiting.
+    /// Returns how many bytes went out; `WouldBlock` when none could.
+    pub fn try_send(&self, bytes: &[u8]) -> io::Result<usize> {
+        SockRef::from(&*self.stream).send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    }
+
+    /// Disconnects the client: its worker sees the connection end and
+    /// closes it.
+    pub fn kick(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

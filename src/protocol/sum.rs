@@ -1,0 +1,125 @@
+//! `sum`: the number exchange. The client sends `<client name>;<n>`; the
+//! server replies `<server name>;<m>` and logs the sum. By the original
+//! service's rule, an `n` outside 1..=100 stops the whole server.
+
+use std::sync::Arc;
+
+use log::{info, warn};
+
+use super::{Action, Link, Protocol, Session};
+use crate::config::Config;
+
+pub fn build(config: &Config) -> Arc<dyn Protocol> {
+    Arc::new(Sum {
+        shared: Arc::new(Shared {
+            name: config.server_name.clone(),
+            number: config.server_number,
+        }),
+    })
+}
+
+struct Shared {
+    name: String,
+    number: i64,
+}
+
+struct Sum {
+    shared: Arc<Shared>,
+}
+
+struct SumSession {
+    shared: Arc<Shared>,
+    link: Link,
+}
+
+impl Protocol for Sum {
+    fn open(&self, link: Link) -> Box<dyn Session> {
+        Box::new(SumSession {
+            shared: self.shared.clone(),
+            link,
+        })
+    }
+}
+
+/// What one request line says.
+#[derive(Debug, PartialEq, Eq)]
+enum Request<'a> {
+    /// A name and a number in 1..=100.
+    Exchange(&'a str, i64),
+    /// A name and an integer outside 1..=100 (perhaps too large to hold).
+    OutOfRange(&'a str, &'a str),
+    Malformed,
+}
+
+fn parse(line: &str) -> Request<'_> {
+    let Some((name, number)) = line.split_once(';') else {
+        return Request::Malformed;
+    };
+    let (name, number) = (name.trim(), number.trim());
+    let digits = number.strip_prefix(['-', '+']).unwrap_or(number);
+    if name.is_empty() || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Request::Malformed;
+    }
+    match number.parse::<i64>() {
+        Ok(n) if (1..=100).contains(&n) => Request::Exchange(name, n),
+        _ => Request::OutOfRange(name, number),
+    }
+}
+
+impl Session for SumSession {
+    fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
+        // The core hands this line protocol valid UTF-8 only.
+        let line = std::str::from_utf8(line).unwrap_or_default();
+        match line {
+            "shutdown" => return Action::Close,
+            "quit_server" => return Action::StopServer,
+            _ => {}
+        }
+        match parse(line) {
+            Request::Exchange(name, n) => {
+                let m = self.shared.number;
+                info!(
+                    "client={name} {n} + {m} = {}",
+                    i128::from(n) + i128::from(m)
+                );
+                out.extend_from_slice(format!("{};{m}\n", self.shared.name).as_bytes());
+                Action::Continue
+            }
+            Request::OutOfRange(name, n) => {
+                warn!(
+                    "client={name} sent {n}, outside 1..=100: stopping the server peer={}",
+                    self.link.peer()
+                );
+                Action::StopServer
+            }
+            Request::Malformed => {
+                out.extend_from_slice(b"ERR expected <name>;<integer>\n");
+                Action::Continue
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(parse("Alice;7"), Request::Exchange("Alice", 7));
+        assert_eq!(
+            parse("  Bob the 2nd ;  100 "),
+            Request::Exchange("Bob the 2nd", 100)
+        );
+        assert_eq!(parse("x;+1"), Request::Exchange("x", 1));
+        assert_eq!(parse("x;0"), Request::OutOfRange("x", "0"));
+        assert_eq!(parse("x;-5"), Request::OutOfRange("x", "-5"));
+        assert_eq!(
+            parse("x;99999999999999999999999"),
+            Request::OutOfRange("x", "99999999999999999999999")
+        );
+        for bad in ["", "x", "x;", ";5", "x;five", "x;5.0", "x;5;6", "x;--5"] {
+            assert_eq!(parse(bad), Request::Malformed, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `linepool client` driven through pipes, as a script would use it, and
+//! `linepool load --protocol framed`.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use crate::support::TestServer;
+
+/// Runs `linepool client` against `server` with `input` on stdin (closed
+/// after it) and returns its status and stdout.
+fn client(server: &TestServer, args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["client", "--port", &server.addr.port().to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("client output");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// `printf 'a\nb\n' | linepool client` prints both ACKs and exits 0.
+#[test]
+fn client_pipes_lines_and_prints_replies() {
+    let server = TestServer::default();
+    let (ok, out) = client(&server, &[], "a\nb\n");
+    assert!(ok);
+    assert_eq!(out, "ACK: a\nACK: b\n");
+}
+
+/// The client exits 0 when the server closes, even with its input still open.
+#[test]
+fn client_exits_when_the_server_closes() {
+    let server = TestServer::default();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["client", "--port", &server.addr.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"x\nshutdown\n").expect("write stdin");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(out, "ACK: x\n");
+    drop(stdin);
+}
+
+/// Framed: each input line is one message; each echo is printed as a line.
+#[test]
+fn client_speaks_framed() {
+    let server = TestServer::start(|c| c.protocol = "framed".to_string());
+    let (ok, out) = client(&server, &["--protocol", "framed"], "hello\n\nworld\n");
+    assert!(ok);
+    assert_eq!(out, "hello\n\nworld\n");
+}
+
+/// Sum: refuses bad input locally and asks again, then prints the sum.
+#[test]
+fn client_speaks_sum() {
+    let server = TestServer::start(|c| c.protocol = "sum".to_string());
+    let (ok, out) = client(
+        &server,
+        &["--protocol", "sum", "--name", "Ann"],
+        "abc\n0\n7\n",
+    );
+    assert!(ok);
+    let prompt = "Enter an integer between 1 and 100: ";
+    assert_eq!(
+        out,
+        format!(
+            "{prompt}'abc' is not an integer between 1 and 100, try again\n\
+             {prompt}'0' is not an integer between 1 and 100, try again\n\
+             {prompt}Ann: 7, Server of linepool: 50\n7 + 50 = 57\n{prompt}\n"
+        )
+    );
+    // Nothing out of range ever reached the server: it is still running.
+    let mut probe = server.connect();
+    probe.send_line("p;1");
+    probe.expect("Server of linepool;50\n");
+}
+
+/// Chat: a piped client joins, talks, and sees what others say.
+#[test]
+fn client_speaks_chat() {
+    let server = TestServer::start(|c| c.protocol = "chat".to_string());
+    let mut watcher = server.connect();
+    watcher.expect("Enter your name:\n");
+    watcher.send_line("watcher");
+    watcher.expect("Welcome watcher! 1 online.\n");
+    let (ok, out) = client(
+        &server,
+        &["--protocol", "chat"],
+        "piper\nhello from a pipe\n",
+    );
+    assert!(ok);
+    assert_eq!(out, "Enter your name:\nWelcome piper! 2 online.\n");
+    watcher.expect("* piper joined\n");
+    watcher.expect("piper: hello from a pipe\n");
+    watcher.expect("* piper left\n");
+}
+
+/// The load tool drives the framed echo and checks every byte.
+#[test]
+fn load_drives_framed_echo() {
+    let server = TestServer::start(|c| c.protocol = "framed".to_string());
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args([
+            "load",
+            "--json",
+            "--protocol",
+            "framed",
+            "-c",
+            "3",
+            "-n",
+            "100",
+            "--pipeline",
+            "4",
+        ])
+        .args(["--port", &server.addr.port().to_string()])
+        .output()
+        .expect("run load");
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(report["replies"], 300);
+    assert_eq!(report["errors"]["total"], 0);
+    assert_eq!(server.stop().lines, 300);
+}

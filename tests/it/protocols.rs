@@ -1,0 +1,275 @@
+//! The companion protocols on the same engine: chat, framed echo and the
+//! number exchange, checked byte for byte over real sockets.
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use crate::support::{Client, DEADLINE, TestServer};
+
+fn chat_server() -> TestServer {
+    TestServer::start(|c| c.protocol = "chat".to_string())
+}
+
+/// Connects to a chat server and joins under `name`, checking the prompt.
+fn join(server: &TestServer, name: &str) -> Client {
+    let mut client = server.connect();
+    client.expect("Enter your name:\n");
+    client.send_line(name);
+    client
+}
+
+/// Join, broadcast to the others only, leave by `shutdown` and by hanging up.
+#[test]
+fn chat_join_broadcast_and_leave() {
+    let server = chat_server();
+    let mut alice = join(&server, "alice");
+    alice.expect("Welcome alice! 1 online.\n");
+    let mut bob = join(&server, " bob ");
+    bob.expect("Welcome bob! 2 online.\n");
+    alice.expect("* bob joined\n");
+    let mut carol = join(&server, "carol");
+    carol.expect("Welcome carol! 3 online.\n");
+    alice.expect("* carol joined\n");
+    bob.expect("* carol joined\n");
+
+    alice.send_line("hi all");
+    bob.expect("alice: hi all\n");
+    carol.expect("alice: hi all\n");
+    // The sender gets nothing back: its next line is the next thing said.
+    bob.send_line("hey");
+    alice.expect("bob: hey\n");
+    carol.expect("bob: hey\n");
+
+    bob.send_line("shutdown");
+    bob.expect_closed();
+    alice.expect("* bob left\n");
+    carol.expect("* bob left\n");
+    drop(carol);
+    alice.expect("* carol left\n");
+    // Three names and two chat lines; `shutdown` is a command, not a message.
+    assert_eq!(server.stop().lines, 5);
+}
+
+/// A name that is taken, empty or too long is replaced by a guest name, and
+/// the client is told.
+#[test]
+fn chat_name_clashes_get_guest_names() {
+    let server = chat_server();
+    let mut alice = join(&server, "alice");
+    alice.expect("Welcome alice! 1 online.\n");
+    let mut twin = join(&server, "alice");
+    twin.expect("Name alice is taken; you are guest-1\n");
+    twin.expect("Welcome guest-1! 2 online.\n");
+    alice.expect("* guest-1 joined\n");
+    let mut blank = join(&server, "   ");
+    blank.expect("Empty name; you are guest-2\n");
+    blank.expect("Welcome guest-2! 3 online.\n");
+    let mut long = join(&server, &"x".repeat(33));
+    long.expect("Name longer than 32 bytes; you are guest-3\n");
+    long.expect("Welcome guest-3! 4 online.\n");
+    let mut exact = join(&server, &"y".repeat(32));
+    exact.expect(&format!("Welcome {}! 5 online.\n", "y".repeat(32)));
+    twin.send_line("which alice?");
+    alice.expect("* guest-2 joined\n");
+    alice.expect("* guest-3 joined\n");
+    alice.expect(&format!("* {} joined\n", "y".repeat(32)));
+    alice.expect("guest-1: which alice?\n");
+}
+
+/// A member that never reads does not hold up the room: the others keep
+/// chatting, and the stuck one is dropped and announced as left.
+#[test]
+fn chat_stuck_receiver_is_dropped_without_holding_up_the_room() {
+    let server = chat_server();
+    let mut stuck = join(&server, "stuck");
+    stuck.expect("Welcome stuck! 1 online.\n");
+    let mut listener = join(&server, "listener");
+    listener.expect("Welcome listener! 2 online.\n");
+    let mut sender = join(&server, "sender");
+    sender.expect("Welcome sender! 3 online.\n");
+    listener.expect("* sender joined\n");
+
+    // Far more than the stuck member's socket buffers and backlog hold.
+    let count = 60_000;
+    let line = "m".repeat(200);
+    let mut writer = sender.stream.try_clone().expect("clone");
+    let talk = thread::spawn(move || {
+        for i in 0..count {
+            writer
+                .write_all(format!("{i} {line}\n").as_bytes())
+                .expect("send");
+        }
+    });
+    let mut left = false;
+    let mut next = 0;
+    while next < count {
+        let got = listener.line();
+        if got == "* stuck left\n" {
+            left = true;
+            continue;
+        }
+        let line = "m".repeat(200);
+        assert_eq!(got, format!("sender: {next} {line}\n"));
+        next += 1;
+    }
+    talk.join().expect("sender panicked");
+    if !left {
+        listener.expect("* stuck left\n");
+    }
+    drop(stuck);
+}
+
+/// `quit_server` from a chat client stops the server.
+#[test]
+fn chat_quit_server_stops_the_server() {
+    let server = chat_server();
+    let mut alice = join(&server, "alice");
+    alice.expect("Welcome alice! 1 online.\n");
+    alice.send_line("quit_server");
+    alice.expect_closed();
+    server.wait_stopped(DEADLINE);
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn framed_server(max: usize) -> TestServer {
+    TestServer::start(|c| {
+        c.protocol = "framed".to_string();
+        c.max_line = max;
+    })
+}
+
+/// Framed echo: any bytes, empty messages, many messages in one write and
+/// one message over many writes all come back intact and in order.
+#[test]
+fn framed_echo_is_exact() {
+    let server = framed_server(1024);
+    let mut client = server.connect();
+    let binary: Vec<u8> = (0..=255).collect();
+    let messages: [&[u8]; 4] = [b"hello", b"", &binary, b"shutdown now"];
+    let all: Vec<u8> = messages.iter().flat_map(|m| frame(m)).collect();
+    client.send(&all);
+    let mut expected = all.clone();
+    // One message dribbled a byte at a time.
+    let dribbled = frame(b"slowly");
+    client.stream.set_nodelay(true).expect("nodelay");
+    for byte in &dribbled {
+        client.send([*byte]);
+    }
+    expected.extend_from_slice(&dribbled);
+    client.send(frame(b"shutdown"));
+    assert_eq!(client.rest(), expected);
+}
+
+/// A message over the limit closes the connection without its payload
+/// being read or answered.
+#[test]
+fn framed_over_long_message_closes() {
+    let server = framed_server(16);
+    let mut client = server.connect();
+    client.send(frame(b"sixteen bytes ok"));
+    client.send(17u32.to_be_bytes());
+    assert_eq!(client.rest(), frame(b"sixteen bytes ok"));
+}
+
+/// A connection that ends inside a message is closed quietly.
+#[test]
+fn framed_truncated_message_closes_quietly() {
+    let server = framed_server(1024);
+    let mut client = server.connect();
+    client.send(&frame(b"whole")[..]);
+    client.send(&frame(b"cut short")[..6]);
+    client.half_close();
+    assert_eq!(client.rest(), frame(b"whole"));
+}
+
+/// A `quit_server` payload stops the server.
+#[test]
+fn framed_quit_server_stops_the_server() {
+    let server = framed_server(1024);
+    let mut client = server.connect();
+    client.send(frame(b"quit_server"));
+    client.expect_closed();
+    server.wait_stopped(DEADLINE);
+}
+
+fn sum_server() -> TestServer {
+    TestServer::start(|c| c.protocol = "sum".to_string())
+}
+
+/// Valid exchanges get the server's name and number; several may share a
+/// connection.
+#[test]
+fn sum_exchanges() {
+    let server = sum_server();
+    let mut client = server.connect();
+    client.send_line("Alice;7");
+    client.expect("Server of linepool;50\n");
+    client.send_line("  Bob the 2nd ;  100 ");
+    client.expect("Server of linepool;50\n");
+
+    let custom = TestServer::start(|c| {
+        c.protocol = "sum".to_string();
+        c.server_name = "Numbers".to_string();
+        c.server_number = 3;
+    });
+    let mut client = custom.connect();
+    client.send_line("x;1");
+    client.expect("Numbers;3\n");
+}
+
+/// A malformed request gets an error and the connection stays open.
+#[test]
+fn sum_malformed_request_may_be_retried() {
+    let server = sum_server();
+    let mut client = server.connect();
+    for bad in ["hello", "x;", ";5", "x;five", "x;5.5"] {
+        client.send_line(bad);
+        client.expect("ERR expected <name>;<integer>\n");
+    }
+    client.send_line("x;5");
+    client.expect("Server of linepool;50\n");
+}
+
+/// A number outside 1..=100 stops the server, as the original service did.
+#[test]
+fn sum_out_of_range_stops_the_server() {
+    for n in ["0", "101", "-3", "123456789012345678901234567890"] {
+        let server = sum_server();
+        let mut bystander = server.connect();
+        bystander.send_line("b;2");
+        bystander.expect("Server of linepool;50\n");
+        let mut client = server.connect();
+        client.send_line(&format!("x;{n}"));
+        client.expect_closed();
+        bystander.expect_closed();
+        server.wait_stopped(DEADLINE);
+    }
+}
+
+/// The core's rules hold for every protocol: a queued connection waits,
+/// an over-long line is refused.
+#[test]
+fn core_limits_apply_to_companion_protocols() {
+    let server = TestServer::start(|c| {
+        c.protocol = "sum".to_string();
+        c.workers = 1;
+        c.queue = 0;
+        c.max_line = 8;
+    });
+    let mut first = server.connect();
+    first.send_line("a;1");
+    first.expect("Server of linepool;50\n");
+    let mut second = server.connect();
+    second.send_line("b;2");
+    second.expect_silence(Duration::from_millis(200));
+    first.send_line("waytoolongline");
+    first.expect("ERR line too long (max 8 bytes)\n");
+    first.expect_closed();
+    second.expect("Server of linepool;50\n");
+}
