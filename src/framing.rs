@@ -53,6 +53,9 @@ pub struct Reader {
     end: usize,
     /// Lines: bytes from `start` up to here are known to hold no `\n`.
     scanned: usize,
+    /// Lines: bytes from `start` up to here are known to be ASCII, so lines
+    /// that end before it need no UTF-8 check of their own.
+    ascii: usize,
     max: usize,
     /// The last read filled all the free space: more input is likely waiting.
     filled: bool,
@@ -67,6 +70,7 @@ impl Reader {
             start: 0,
             end: 0,
             scanned: 0,
+            ascii: 0,
             max,
             filled: false,
         }
@@ -106,6 +110,12 @@ impl Reader {
         self.make_room();
         let n = source.read(&mut self.buf[self.end..])?;
         self.filled = self.end + n == self.buf.len();
+        // One check over the whole read is far cheaper than one per line;
+        // a read with any other byte leaves its lines to be checked one by
+        // one.
+        if self.ascii == self.end && self.buf[self.end..self.end + n].is_ascii() {
+            self.ascii += n;
+        }
         self.end += n;
         Ok(n)
     }
@@ -115,11 +125,13 @@ impl Reader {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
+            self.ascii = 0;
         } else if self.start > 0 && self.end == self.buf.len() {
             // Move the partial message to the front instead of growing.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.scanned -= self.start;
+            self.ascii = self.ascii.saturating_sub(self.start);
             self.start = 0;
         }
         // Grow when a partial message fills the buffer, or when the last
@@ -146,7 +158,7 @@ impl Reader {
 
     fn next_line(&mut self) -> Option<Result<&[u8], FrameError>> {
         let pending = &self.buf[self.scanned..self.end];
-        let Some(offset) = pending.iter().position(|&b| b == b'\n') else {
+        let Some(offset) = memchr::memchr(b'\n', pending) else {
             self.scanned = self.end;
             // With no `\n` yet, `max + 1` bytes may still be a full line and
             // its `\r`; one byte more cannot be.
@@ -159,7 +171,12 @@ impl Reader {
         let line_start = self.start;
         self.start = newline + 1;
         self.scanned = self.start;
-        Some(check_line(&self.buf[line_start..newline], self.max))
+        let line = &self.buf[line_start..newline];
+        if newline < self.ascii {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Some(if line.len() > self.max { Err(FrameError::TooLong) } else { Ok(line) });
+        }
+        Some(check_line(line, self.max))
     }
 
     fn next_frame(&mut self) -> Option<Result<&[u8], FrameError>> {
@@ -187,6 +204,7 @@ impl Reader {
         let (start, end) = (self.start, self.end);
         self.start = end;
         self.scanned = end;
+        self.ascii = 0;
         Some(match self.framing {
             Framing::Lines => check_line(&self.buf[start..end], self.max),
             Framing::LengthPrefixed => Err(FrameError::Truncated),
@@ -348,6 +366,18 @@ mod tests {
             reader.fill(&mut endless).expect("read");
         }
         panic!("an endless line was never refused");
+    }
+
+    #[test]
+    fn invalid_utf8_after_an_ascii_read_is_still_refused() {
+        assert_eq!(
+            lines(100, &[b"plain ascii\nand a partial ", b"\xc3(\nnever\n"]),
+            [ok("plain ascii"), Err(FrameError::InvalidUtf8)]
+        );
+        assert_eq!(
+            lines(100, &[b"ascii\n", b"caf\xc3\xa9\n", b"more\n"]),
+            [ok("ascii"), ok("café"), ok("more")]
+        );
     }
 
     #[test]

@@ -286,6 +286,12 @@ impl Driver<'_> {
                     if self.conns[i].phase == Phase::Done {
                         return;
                     }
+                    // A short read emptied the socket; whatever arrives next
+                    // raises a new readiness event, so reading again now would
+                    // only cost a system call to learn `WouldBlock`.
+                    if n < self.buf.len() {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
