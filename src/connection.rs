@@ -22,12 +22,12 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// A served client socket.
 ///
-/// The idle rule: a client is closed when it sends nothing for the idle
+/// When it enforces the idle rule on reads itself (a handler run without the
+/// server's watchdog): a client is closed when it sends nothing for the idle
 /// timeout, or when a line it has started is not complete within the idle
 /// timeout of its first bytes arriving. The first half is the socket's read
-/// timeout, set once, so the common path (a read with no partial line
-/// pending) reads no clock and makes no extra system call. Only while a
-/// partial line is pending does a read look at the clock.
+/// timeout, set once, so a read with no partial line pending reads no clock;
+/// only while a partial line is pending does a read look at the clock.
 pub struct Connection {
     stream: Arc<TcpStream>,
     peer: SocketAddr,
@@ -42,28 +42,32 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted socket. `idle` is the idle timeout (`None`: never);
-    /// `preset` says the socket already has it as its read and write timeout.
+    /// Wraps an accepted socket. `read_idle` is the idle rule for reads
+    /// (`None`: reads wait as long as it takes, as when the server's watchdog
+    /// enforces the rule); `write_idle` fails writes that make no progress for
+    /// that long. `write_preset` says the socket already has `write_idle` as
+    /// its write timeout.
     pub fn new(
         stream: Arc<TcpStream>,
         peer: SocketAddr,
-        idle: Option<Duration>,
-        preset: bool,
+        read_idle: Option<Duration>,
+        write_idle: Option<Duration>,
+        write_preset: bool,
     ) -> Self {
         // Writes that make no progress for the idle timeout fail, so a client
         // that stops reading our replies cannot pin a worker. An error here
         // only means the socket is already dead, which the first read reports.
-        if !preset {
-            let _ = stream.set_write_timeout(idle);
+        if !write_preset {
+            let _ = stream.set_write_timeout(write_idle);
         }
         Connection {
             stream,
             peer,
             out: Vec::new(),
-            idle,
+            idle: read_idle,
             partial: false,
             partial_since: None,
-            armed: if preset { idle } else { None },
+            armed: None,
         }
     }
 

@@ -174,7 +174,11 @@ impl Reader {
         let line = &self.buf[line_start..newline];
         if newline < self.ascii {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            return Some(if line.len() > self.max { Err(FrameError::TooLong) } else { Ok(line) });
+            return Some(if line.len() > self.max {
+                Err(FrameError::TooLong)
+            } else {
+                Ok(line)
+            });
         }
         Some(check_line(line, self.max))
     }

@@ -19,6 +19,7 @@ use crate::framing::{FrameError, Framing, Reader};
 use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::watchdog::Activity;
 
 /// Replies are written out once this many bytes are waiting, even if more
 /// input is buffered, so the reply buffer stays small.
@@ -64,9 +65,11 @@ pub struct ClientHandler {
     limits: Limits,
     protocol: Arc<dyn Protocol>,
     stats: Arc<Stats>,
-    /// The socket already carries the idle timeout as its read and write
-    /// timeouts (inherited from the listener).
-    timeouts_preset: bool,
+    /// Set when the server's watchdog enforces the idle rule on reads.
+    activity: Option<Arc<Activity>>,
+    /// The socket already carries the idle timeout as its write timeout
+    /// (inherited from the listener).
+    write_timeout_preset: bool,
 }
 
 /// Why a connection ended.
@@ -101,7 +104,8 @@ impl ClientHandler {
             limits: Limits::default(),
             protocol: protocol::ack(),
             stats: Arc::default(),
-            timeouts_preset: false,
+            activity: None,
+            write_timeout_preset: false,
         }
     }
 
@@ -122,19 +126,35 @@ impl ClientHandler {
         self
     }
 
-    pub(crate) fn with_timeouts_preset(mut self, preset: bool) -> Self {
-        self.timeouts_preset = preset;
+    /// Leaves idle reads to the server's watchdog, which tracks `activity`.
+    pub(crate) fn with_watchdog(
+        mut self,
+        activity: Arc<Activity>,
+        write_timeout_preset: bool,
+    ) -> Self {
+        self.activity = Some(activity);
+        self.write_timeout_preset = write_timeout_preset;
         self
     }
 
     /// Serves the connection until the client leaves, breaks a rule, idles
     /// out, or the server stops; then closes it.
     pub fn run(self) {
+        // Without the server's watchdog (a handler run on its own) the
+        // socket's read timeout enforces the idle rule instead.
+        let read_idle = match &self.activity {
+            Some(activity) => {
+                activity.start();
+                None
+            }
+            None => self.limits.idle_timeout,
+        };
         let mut conn = Connection::new(
             self.conn.clone(),
             self.addr,
+            read_idle,
             self.limits.idle_timeout,
-            self.timeouts_preset,
+            self.write_timeout_preset,
         );
         debug!("client connected peer={}", self.addr);
         let mut serving = Serving {
@@ -228,9 +248,21 @@ impl Serving<'_> {
             if self.handler.shutdown.is_triggered() {
                 return End::Stopping;
             }
+            if progressed && let Some(activity) = &self.handler.activity {
+                activity.touch();
+            }
             conn.set_partial(self.reader.has_partial(), progressed);
             match self.reader.fill(conn) {
                 Ok(0) if self.handler.shutdown.is_triggered() => return End::Stopping,
+                Ok(0)
+                    if self
+                        .handler
+                        .activity
+                        .as_ref()
+                        .is_some_and(|a| a.timed_out()) =>
+                {
+                    return End::IdleRead;
+                }
                 Ok(0) => return self.last_message(conn),
                 // Service times cost two clock reads a batch: only when asked.
                 Ok(_) if self.handler.limits.timing => self.read_at = Some(Instant::now()),

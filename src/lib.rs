@@ -19,6 +19,7 @@
 //! - [`framing`]: pure message framing (lines, length-prefixed) with a
 //!   size limit.
 //! - [`stats`]: counters, the periodic stats line and the stop summary.
+//! - [`watchdog`]: the thread that closes idle connections.
 //! - [`load`]: the load generator behind `linepool load`.
 //! - [`client`]: the interactive client behind `linepool client`.
 //!
@@ -37,6 +38,7 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+pub mod watchdog;
 
 use std::io;
 

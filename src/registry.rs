@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::watchdog::Activity;
+
 /// All live connections, by id.
 #[derive(Default)]
 pub struct Registry {
@@ -19,7 +21,13 @@ pub struct Registry {
 #[derive(Default)]
 struct Entries {
     next_id: u64,
-    live: HashMap<u64, (SocketAddr, Arc<TcpStream>)>,
+    live: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    peer: SocketAddr,
+    stream: Arc<TcpStream>,
+    activity: Arc<Activity>,
 }
 
 /// Proof that a connection is registered; unregisters it on drop.
@@ -35,11 +43,23 @@ impl Registry {
     }
 
     /// Adds a live connection until the returned guard is dropped.
-    pub fn register(self: &Arc<Self>, peer: SocketAddr, stream: Arc<TcpStream>) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        stream: Arc<TcpStream>,
+        activity: Arc<Activity>,
+    ) -> Registration {
         let mut entries = self.inner.lock();
         let id = entries.next_id;
         entries.next_id += 1;
-        entries.live.insert(id, (peer, stream));
+        entries.live.insert(
+            id,
+            Entry {
+                peer,
+                stream,
+                activity,
+            },
+        );
         Registration {
             registry: self.clone(),
             id,
@@ -59,7 +79,22 @@ impl Registry {
     /// Every live connection, copied out so that no lock is held while the
     /// caller does I/O on them.
     pub fn snapshot(&self) -> Vec<(SocketAddr, Arc<TcpStream>)> {
-        self.inner.lock().live.values().cloned().collect()
+        let entries = self.inner.lock();
+        entries
+            .live
+            .values()
+            .map(|e| (e.peer, e.stream.clone()))
+            .collect()
+    }
+
+    /// Every live connection with its id and activity, for the watchdog.
+    pub fn watch_list(&self) -> Vec<(u64, Arc<TcpStream>, Arc<Activity>)> {
+        let entries = self.inner.lock();
+        entries
+            .live
+            .iter()
+            .map(|(id, e)| (*id, e.stream.clone(), e.activity.clone()))
+            .collect()
     }
 
     /// Shuts down one or both directions of every live connection. Errors
@@ -98,7 +133,7 @@ mod tests {
         let registry = Registry::new();
         let (_client, server) = pair();
         let peer = server.peer_addr().expect("peer");
-        let entry = registry.register(peer, Arc::new(server));
+        let entry = registry.register(peer, Arc::new(server), Arc::default());
         assert_eq!(registry.len(), 1);
         let pool = threadpool::ThreadPool::new(1);
         pool.execute(move || {
@@ -116,7 +151,7 @@ mod tests {
         let (_client, server) = pair();
         let peer = server.peer_addr().expect("peer");
         let stream = Arc::new(server);
-        let _entry = registry.register(peer, stream.clone());
+        let _entry = registry.register(peer, stream.clone(), Arc::default());
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 16];
             (&*stream).read(&mut buf).expect("read")

@@ -22,6 +22,7 @@ use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
+use crate::watchdog::{self, Activity};
 
 /// Stack size of each worker thread. A worker's deepest path is the line
 /// loop plus logging, far below this; a small stack keeps a pool of
@@ -116,6 +117,12 @@ impl Server {
             "listening on {local_addr} protocol={} workers={} queue={} overload={}",
             config.protocol, config.workers, config.queue, config.overload
         );
+        // Reads carry no socket timeout; one thread enforces the idle rule.
+        let watchdog = config.idle_timeout.map(|idle| {
+            let registry = registry.clone();
+            let shutdown = shutdown.clone();
+            thread::spawn(move || watchdog::run(&registry, &shutdown, idle))
+        });
         let reporter = config.stats_interval.map(|every| {
             let stats = stats.clone();
             let shutdown = shutdown.clone();
@@ -143,8 +150,8 @@ impl Server {
             warn!("{stuck} connections still busy after the stop grace, cutting them off");
         }
         pool.join();
-        if let Some(reporter) = reporter {
-            let _ = reporter.join();
+        for helper in [reporter, watchdog].into_iter().flatten() {
+            let _ = helper.join();
         }
         let summary = stats.summary();
         let panics = pool.panic_count();
@@ -239,14 +246,17 @@ impl Acceptor<'_> {
             let _ = stream.set_nodelay(true);
         }
         let stream = Arc::new(stream);
-        let registration = self.registry.register(peer, stream.clone());
+        let activity = Arc::new(Activity::default());
+        let registration = self
+            .registry
+            .register(peer, stream.clone(), activity.clone());
         self.stats.connection();
         let stats = self.stats.clone();
         let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
             .with_limits(Limits::from_config(self.config))
             .with_protocol(self.protocol.clone())
             .with_stats(stats.clone())
-            .with_timeouts_preset(ACCEPTED_INHERIT_OPTIONS);
+            .with_watchdog(activity, ACCEPTED_INHERIT_OPTIONS);
         self.pool.execute(move || {
             // Dropped after the handler, in reverse order, even if it panics:
             // the active gauge, the registry entry, then the slot.
@@ -297,9 +307,9 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Whether accepted sockets inherit the listener's timeouts and
+/// Whether accepted sockets inherit the listener's write timeout and
 /// `TCP_NODELAY`, as Linux's do: setting them once on the listener then
-/// saves three system calls per connection.
+/// saves two system calls per connection.
 const ACCEPTED_INHERIT_OPTIONS: bool = cfg!(target_os = "linux");
 
 /// Opens a listening socket with our backlog; std's `TcpListener::bind`
@@ -313,7 +323,6 @@ fn listen(addr: SocketAddr, config: &Config) -> io::Result<TcpListener> {
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
     if ACCEPTED_INHERIT_OPTIONS {
-        socket.set_read_timeout(config.idle_timeout)?;
         socket.set_write_timeout(config.idle_timeout)?;
         socket.set_tcp_nodelay(true)?;
     }

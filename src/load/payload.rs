@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(short, b"c123");
         let mut exact = Vec::new();
         write_request(&mut exact, 0, u64::MAX, 40);
-        assert_eq!(&exact[..], format!("c0-{}-{}", u64::MAX, ".".repeat(16)).as_bytes());
+        assert_eq!(
+            &exact[..],
+            format!("c0-{}-{}", u64::MAX, ".".repeat(16)).as_bytes()
+        );
     }
 
     #[test]
