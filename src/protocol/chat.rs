@@ -111,21 +111,25 @@ impl Member {
 
 impl Room {
     /// Delivers `bytes` to every member but `except`. The member list is
-    /// copied out first: no delivery happens under the room's lock.
+    /// copied out first, so that no delivery holds the room's lock.
     fn broadcast(&self, except: Option<u64>, bytes: &[u8]) {
         let members: Vec<Arc<Member>> = {
             let members = self.members.lock();
-            members
-                .by_id
-                .iter()
-                .filter(|(id, _)| Some(**id) != except)
-                .map(|(_, member)| member.clone())
-                .collect()
+            others(&members, except).cloned().collect()
         };
         for member in members {
             member.deliver(bytes, self.idle);
         }
     }
+}
+
+/// Every member but `except`.
+fn others(members: &Members, except: Option<u64>) -> impl Iterator<Item = &Arc<Member>> {
+    members
+        .by_id
+        .iter()
+        .filter(move |(id, _)| Some(**id) != except)
+        .map(|(_, member)| member)
 }
 
 enum State {
@@ -155,8 +159,10 @@ impl Protocol for Chat {
 
 impl ChatSession {
     /// Admits the client under `wanted` or, if that name cannot be had,
-    /// under a guest name. Its first lines are queued while the room is
-    /// locked, so they come before anything another member says.
+    /// under a guest name. Its welcome and the others' `joined` are queued
+    /// while the room is locked (deliveries never wait), so the newcomer
+    /// hears its welcome first, and nobody can speak after seeing the
+    /// newcomer's welcome yet reach a member before its `joined` does.
     fn join(&mut self, wanted: &str) {
         let room = self.room.clone();
         let mut members = room.members.lock();
@@ -188,8 +194,11 @@ impl ChatSession {
         let mut first = notice.unwrap_or_default();
         first.push_str(&format!("Welcome {name}! {online} online.\n"));
         member.deliver(first.as_bytes(), room.idle);
+        let joined = format!("* {name} joined\n");
+        for other in others(&members, Some(id)) {
+            other.deliver(joined.as_bytes(), room.idle);
+        }
         drop(members);
-        room.broadcast(Some(id), format!("* {name} joined\n").as_bytes());
         self.state = State::Joined { id, member };
     }
 }
@@ -222,9 +231,12 @@ impl Session for ChatSession {
 
     fn end(&mut self) {
         if let State::Joined { id, member } = &self.state {
-            self.room.members.lock().by_id.remove(id);
-            self.room
-                .broadcast(None, format!("* {} left\n", member.name).as_bytes());
+            let mut members = self.room.members.lock();
+            members.by_id.remove(id);
+            let left = format!("* {} left\n", member.name);
+            for other in others(&members, None) {
+                other.deliver(left.as_bytes(), self.room.idle);
+            }
         }
         self.state = State::Naming;
     }
