@@ -259,26 +259,35 @@ mod tests {
         }
     }
 
-    /// Every line (or error) the reader yields for `chunks`, end of input included.
-    fn lines(max_line: usize, chunks: &[&[u8]]) -> Vec<Result<String, FrameError>> {
+    /// Every message (or error) a reader yields for `chunks`, end of input
+    /// included.
+    fn collect(framing: Framing, max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, FrameError>> {
         let mut source = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
-        let mut reader = Reader::lines(max_line);
+        let mut reader = Reader::new(framing, max);
         let mut out = Vec::new();
         loop {
-            while let Some(line) = reader.next_message() {
-                let failed = line.is_err();
-                out.push(line.map(text));
+            while let Some(msg) = reader.next_message() {
+                let failed = msg.is_err();
+                out.push(msg.map(<[u8]>::to_vec));
                 if failed {
                     return out;
                 }
             }
             if reader.fill(&mut source).expect("read") == 0 {
                 if let Some(rest) = reader.take_rest() {
-                    out.push(rest.map(text));
+                    out.push(rest.map(<[u8]>::to_vec));
                 }
                 return out;
             }
         }
+    }
+
+    /// Every line (or error) for `chunks`, as text.
+    fn lines(max_line: usize, chunks: &[&[u8]]) -> Vec<Result<String, FrameError>> {
+        collect(Framing::Lines, max_line, chunks)
+            .into_iter()
+            .map(|line| line.map(|bytes| text(&bytes)))
+            .collect()
     }
 
     fn text(bytes: &[u8]) -> String {
@@ -408,26 +417,8 @@ mod tests {
         out
     }
 
-    /// Every frame (or error) the reader yields for `chunks`, end of input included.
     fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, FrameError>> {
-        let mut source = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
-        let mut reader = Reader::new(Framing::LengthPrefixed, max);
-        let mut out = Vec::new();
-        loop {
-            while let Some(msg) = reader.next_message() {
-                let failed = msg.is_err();
-                out.push(msg.map(<[u8]>::to_vec));
-                if failed {
-                    return out;
-                }
-            }
-            if reader.fill(&mut source).expect("read") == 0 {
-                if let Some(rest) = reader.take_rest() {
-                    out.push(rest.map(<[u8]>::to_vec));
-                }
-                return out;
-            }
-        }
+        collect(Framing::LengthPrefixed, max, chunks)
     }
 
     #[test]

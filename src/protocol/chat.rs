@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 use parking_lot::Mutex;
 
-use super::{Action, Link, Protocol, Session};
+use super::{Action, Link, Protocol, Session, command, text};
 use crate::config::Config;
 
 /// The longest name a client may choose, in bytes.
@@ -212,13 +212,10 @@ impl Session for ChatSession {
     }
 
     fn message(&mut self, line: &[u8], _out: &mut Vec<u8>) -> Action {
-        // The core hands this line protocol valid UTF-8 only.
-        let line = std::str::from_utf8(line).unwrap_or_default();
-        match line {
-            "shutdown" => return Action::Close,
-            "quit_server" => return Action::StopServer,
-            _ => {}
+        if let Some(action) = command(line) {
+            return action;
         }
+        let line = text(line);
         match &self.state {
             State::Naming => self.join(line.trim()),
             State::Joined { id, member } => {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, Link, Protocol, Session};
+use super::{Action, Link, Protocol, Session, command};
 use crate::config::Config;
 use crate::framing::{Framing, write_frame};
 
@@ -27,13 +27,10 @@ impl Protocol for Framed {
 
 impl Session for Framed {
     fn message(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Action {
-        match payload {
-            b"shutdown" => Action::Close,
-            b"quit_server" => Action::StopServer,
-            bytes => {
-                write_frame(out, bytes);
-                Action::Continue
-            }
+        if let Some(action) = command(payload) {
+            return action;
         }
+        write_frame(out, payload);
+        Action::Continue
     }
 }

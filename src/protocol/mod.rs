@@ -75,6 +75,22 @@ pub enum Action {
     StopServer,
 }
 
+/// The commands every protocol shares: a message that is exactly
+/// `shutdown` closes the client, exactly `quit_server` stops the server.
+pub fn command(msg: &[u8]) -> Option<Action> {
+    match msg {
+        b"shutdown" => Some(Action::Close),
+        b"quit_server" => Some(Action::StopServer),
+        _ => None,
+    }
+}
+
+/// A line message as text. The core hands line protocols valid UTF-8 only,
+/// so the empty fallback is never taken.
+pub fn text(line: &[u8]) -> &str {
+    std::str::from_utf8(line).unwrap_or_default()
+}
+
 /// A protocol: a framing and a way to serve one connection.
 pub trait Protocol: Send + Sync {
     /// How this protocol's byte stream is cut into messages.

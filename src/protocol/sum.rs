@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
-use super::{Action, Link, Protocol, Session};
+use super::{Action, Link, Protocol, Session, command, text};
 use crate::config::Config;
 
 pub fn build(config: &Config) -> Arc<dyn Protocol> {
@@ -68,13 +68,10 @@ fn parse(line: &str) -> Request<'_> {
 
 impl Session for SumSession {
     fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
-        // The core hands this line protocol valid UTF-8 only.
-        let line = std::str::from_utf8(line).unwrap_or_default();
-        match line {
-            "shutdown" => return Action::Close,
-            "quit_server" => return Action::StopServer,
-            _ => {}
+        if let Some(action) = command(line) {
+            return action;
         }
+        let line = text(line);
         match parse(line) {
             Request::Exchange(name, n) => {
                 let m = self.shared.number;
