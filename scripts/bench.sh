@@ -109,6 +109,8 @@ scenario pingpong-50 "" "$ALL" -c 50
 scenario pipelined-50x32 "" "$ALL" -c 50 --pipeline 32
 scenario connect-per-request-8 "" "$ALL" -c 8 --connect-per-request
 scenario connections-1000 "--workers 1000" "$ALL" -c 1000
+# The length-prefixed echo; the references speak only the line protocol.
+scenario framed-50x32 "--protocol framed" linepool -c 50 --pipeline 32 --protocol framed
 for workers in 1 2 4 8 32 128; do
   scenario "sweep-workers-$workers" "--workers $workers --queue 0 --overload reject" linepool -c 128
 done
