@@ -26,6 +26,8 @@
 //! The library installs no logger and no signal handler; the `linepool`
 //! binary does.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod connection;

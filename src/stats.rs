@@ -107,10 +107,15 @@ impl fmt::Display for Summary {
 /// One stats interval's figures.
 #[derive(Clone, Copy, Debug)]
 pub struct Interval {
+    /// The totals so far.
     pub summary: Summary,
+    /// Connections being served now.
     pub active: u64,
+    /// Connections waiting for a worker now.
     pub queued: u64,
+    /// Mean service time over the interval (zero when not measured).
     pub service_mean: Duration,
+    /// 99th-percentile service time over the interval, to within 1/8.
     pub service_p99: Duration,
 }
 

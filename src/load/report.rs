@@ -51,25 +51,40 @@ impl Counts {
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Latency {
+    /// Mean.
     pub mean: f64,
+    /// Median.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
     pub p999: f64,
+    /// Slowest reply.
     pub max: f64,
 }
 
 /// The scenario that was run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scenario {
+    /// The server's address.
     pub addr: String,
+    /// Connections sending requests (`-c`).
     pub connections: usize,
+    /// `-n`, when the run was bounded by requests.
     pub requests_per_connection: Option<u64>,
+    /// `-d`, when the run was bounded by time.
     pub duration_secs: Option<f64>,
+    /// Requests in flight per connection.
     pub pipeline: usize,
+    /// Request length in bytes.
     pub payload: usize,
+    /// A fresh connection for every request.
     pub connect_per_request: bool,
+    /// Idle connections asked for (`--idle`).
     pub idle: usize,
+    /// Event-loop threads.
     pub threads: usize,
     /// `ack` or `framed`.
     pub protocol: &'static str,
@@ -78,22 +93,34 @@ pub struct Scenario {
 /// Errors by kind; `total` is their sum.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Errors {
+    /// Replies that did not match their request.
     pub mismatch: u64,
+    /// Connections refused.
     pub refused: u64,
+    /// Connections answered with `ERR server busy`.
     pub rejected: u64,
+    /// Connections reset or broken in use.
     pub reset: u64,
+    /// Connects or replies slower than `--timeout`.
     pub timeout: u64,
+    /// Connections the server closed with requests unanswered.
     pub closed: u64,
+    /// Any other socket error.
     pub other: u64,
+    /// The sum of the above.
     pub total: u64,
 }
 
 /// Connection figures.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Connections {
+    /// TCP connections established.
     pub established: u64,
+    /// Connections refused.
     pub refused: u64,
+    /// Connections answered with `ERR server busy`.
     pub rejected: u64,
+    /// Connections reset or broken in use.
     pub reset: u64,
     /// Idle connections held open for the whole run.
     pub idle_held: usize,
@@ -104,14 +131,21 @@ pub struct Connections {
 /// The result of a load run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// What was run.
     pub scenario: Scenario,
     /// Always `true`: each connection waits for replies before sending more.
     pub closed_loop: bool,
+    /// Connection figures.
     pub connections: Connections,
+    /// Replies that matched their request.
     pub replies: u64,
+    /// Wall time of the run.
     pub elapsed_secs: f64,
+    /// `replies / elapsed_secs`.
     pub replies_per_sec: f64,
+    /// Per-request latency, in microseconds.
     pub latency_us: Latency,
+    /// Errors by kind.
     pub errors: Errors,
 }
 
