@@ -3,17 +3,17 @@
 # (bench/tokio-ref) and the naive std thread-per-connection server
 # (bench/std-ref), and writes the table, with the raw JSON, to
 # docs/benchmarks.md. Each scenario runs on a fresh server, BENCH_RUNS times
-# (default 3) for BENCH_SECONDS each (default 5); the table shows medians.
+# (default 5) for BENCH_SECONDS each (default 5); the table shows medians.
 # Where the machine has two cores the server is pinned to CPU 0 and the load
 # tool to CPU 1.
 #
-#   scripts/bench.sh                 # full matrix, about 5 minutes
+#   scripts/bench.sh                 # full matrix, about 10 minutes
 #   BENCH_SECONDS=1 BENCH_RUNS=1 BENCH_OUT=/tmp/b.md scripts/bench.sh   # smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${BENCH_SECONDS:-5}
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 
 cargo build --release --quiet

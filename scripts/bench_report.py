@@ -34,6 +34,18 @@ def p99(key):
     return median(key, lambda r: r["latency_us"]["p99"])
 
 
+def paired_ratio(name, other, pick):
+    """Median over rounds of linepool's figure over the other server's in
+    the same round. bench.sh runs the servers one after the other in each
+    round, so pairing them cancels the machine's drift between rounds."""
+    ours = {e["run"]: pick(e["report"]) for e in lines
+            if e.get("scenario") == name and e.get("server") == "linepool" and "report" in e}
+    theirs = {e["run"]: pick(e["report"]) for e in lines
+              if e.get("scenario") == name and e.get("server") == other and "report" in e}
+    ratios = [ours[r] / theirs[r] for r in ours if r in theirs and theirs[r]]
+    return statistics.median(ratios) if ratios else None
+
+
 def fmt(value, digits=0):
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -78,14 +90,16 @@ for name, label in names:
     ours, theirs = rate((name, "linepool")), rate((name, "tokio"))
     our_p99, their_p99 = p99((name, "linepool")), p99((name, "tokio"))
     naive, naive_p99 = rate((name, "std")), p99((name, "std"))
-    ratio = ours / theirs if ours and theirs else None
-    p99_ratio = our_p99 / their_p99 if our_p99 and their_p99 else None
-    std_ratio = ours / naive if ours and naive else None
+    ratio = paired_ratio(name, "tokio", lambda r: r["replies_per_sec"])
+    p99_ratio = paired_ratio(name, "tokio", lambda r: r["latency_us"]["p99"])
+    std_ratio = paired_ratio(name, "std", lambda r: r["replies_per_sec"])
     out.append(f"| {label} | {fmt(ours)} | {fmt(our_p99, 1)} | {fmt(theirs)} | {fmt(their_p99, 1)} "
                f"| **{fmt(ratio, 2)}** | {fmt(p99_ratio, 2)} | {fmt(naive)} | {fmt(naive_p99, 1)} "
                f"| {fmt(std_ratio, 2)} |")
-out.append("\nRatios are linepool / other: a throughput ratio above 1 means linepool "
-           "answers more; a p99 ratio below 1 means linepool's tail is shorter. "
+out.append("\nRatios are linepool / other, taken round by round (the servers run one "
+           "after the other in each round) and then the median: a throughput ratio above "
+           "1 means linepool answers more; a p99 ratio below 1 means linepool's tail is "
+           "shorter. "
            "*tokio* is bench/tokio-ref (one task per connection); *naive std* is "
            "bench/std-ref (one spawned thread per connection, no bound, no timeouts).\n")
 
