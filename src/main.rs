@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
-use log::{LevelFilter, error, info};
+use log::{LevelFilter, info};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
@@ -79,7 +78,7 @@ struct LoadArgs {
     port: u16,
     /// Connections sending requests at once.
     #[arg(short = 'c', long, default_value_t = 1,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one)]
     connections: usize,
     /// Requests on each connection [default: 1000 unless --duration is given].
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -89,7 +88,7 @@ struct LoadArgs {
     duration: Option<f64>,
     /// Requests in flight on each connection.
     #[arg(long, value_name = "DEPTH", default_value_t = 1,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one)]
     pipeline: usize,
     /// Length of each request line in bytes, newline not counted.
     #[arg(long, value_name = "BYTES", default_value_t = 32)]
@@ -106,7 +105,7 @@ struct LoadArgs {
     timeout: f64,
     /// Event-loop threads driving the connections.
     #[arg(long, default_value_t = 1,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one)]
     threads: usize,
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -126,7 +125,7 @@ struct ServeArgs {
     port: u16,
     /// Connections served at once.
     #[arg(long, default_value_t = DEFAULT_WORKERS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one)]
     workers: usize,
     /// Accepted connections that may wait for a free worker.
     #[arg(long, default_value_t = DEFAULT_QUEUE)]
@@ -141,7 +140,7 @@ struct ServeArgs {
     idle_timeout: u64,
     /// Longest accepted line in bytes, not counting the line ending.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one)]
     max_line: usize,
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
     #[arg(long, default_value_t = DEFAULT_BACKLOG,
@@ -187,6 +186,15 @@ impl ServeArgs {
     }
 }
 
+/// Parses a count that must be at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".to_string()),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
 /// Parses a number of seconds: finite and not negative.
 fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -208,7 +216,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let server = match Server::bind(args.config()) {
         Ok(server) => server,
         Err(e) => {
-            error!("{e}");
             eprintln!("linepool: {e}");
             return ExitCode::FAILURE;
         }
