@@ -1,8 +1,9 @@
-//! The `linepool` command: parses flags, installs the logger and the signal
-//! handlers, and runs the library's server.
+//! The `linepool` command: parses flags for `serve`, `load` and `client`;
+//! for `serve` it installs the logger and the signal handlers and runs the
+//! library's server, for `load` it draws the progress bar and prints the
+//! report, for `client` it connects stdin and stdout to the server.
 
-use std::io::BufReader;
-use std::io::IsTerminal;
+use std::io::{BufReader, IsTerminal};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,11 +11,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use log::{LevelFilter, info};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use linepool::client::Mode;
 use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE, DEFAULT_PROTOCOL, DEFAULT_QUEUE,
