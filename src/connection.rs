@@ -18,7 +18,8 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 /// a client that is still sending, so that closing with unread input does
 /// not turn into a reset that could destroy our last replies in flight.
 const LINGER_TIME: Duration = Duration::from_millis(500);
-const LINGER_BYTES: usize = 256 * 1024;
+/// The most a closing connection reads off from a client (see above).
+pub const LINGER_BYTES: usize = 256 * 1024;
 
 /// A served client socket.
 ///
@@ -123,23 +124,12 @@ impl Connection {
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return;
         }
-        // Small: a close is rare, and a large frame would cost every worker a
-        // resident stack page.
+        let mut drained = match drain_pending(&self.stream, LINGER_BYTES) {
+            Drained::Bytes(0) | Drained::Closed => return,
+            Drained::Bytes(n) => n,
+        };
         let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
         let socket = SockRef::from(&*self.stream);
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            match socket.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT) {
-                Ok(0) => return,
-                Ok(n) => drained += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return,
-            }
-        }
-        if drained == 0 {
-            return;
-        }
         let until = Instant::now() + LINGER_TIME;
         while drained < LINGER_BYTES {
             let left = until.saturating_duration_since(Instant::now());
@@ -206,6 +196,39 @@ impl Connection {
     }
 }
 
+/// What [`drain_pending`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// This many bytes were read (at most the limit); the client may still
+    /// be sending.
+    Bytes(usize),
+    /// The client's end of stream, or an error: nothing more will come.
+    Closed,
+}
+
+/// Reads off, without waiting, what the client has already sent, up to
+/// `limit` bytes, so that closing the socket does not turn into a reset that
+/// destroys our replies in flight. Bounded, so a client that keeps sending
+/// cannot keep the caller here.
+pub fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
+    // Small: a close is rare, and a large frame would cost every worker a
+    // resident stack page.
+    let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
+    let socket = SockRef::from(stream);
+    let mut drained = 0;
+    while drained < limit {
+        let want = scratch.len().min(limit - drained);
+        match socket.recv_with_flags(&mut scratch[..want], libc::MSG_DONTWAIT) {
+            Ok(0) => return Drained::Closed,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return Drained::Closed,
+        }
+    }
+    Drained::Bytes(drained)
+}
+
 /// A read that a signal interrupts is simply tried again.
 fn read_retrying(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -229,5 +252,42 @@ fn timeout_kind(e: io::Error) -> io::Error {
         io::ErrorKind::TimedOut.into()
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (client, server)
+    }
+
+    #[test]
+    fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
+        let (mut client, server) = pair();
+        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(0));
+        client.write_all(&[b'x'; 3000]).expect("write");
+        // Wait until all 3000 bytes are waiting, without reading them.
+        let mut all = [MaybeUninit::<u8>::uninit(); 3000];
+        let waiting = SockRef::from(&server)
+            .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+            .expect("peek");
+        assert_eq!(waiting, 3000);
+        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
+        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
+    }
+
+    #[test]
+    fn drain_reports_the_end_of_stream() {
+        let (client, server) = pair();
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        // A blocking peek returns 0 once the end of stream has arrived.
+        assert_eq!(server.peek(&mut [0u8; 1]).expect("peek"), 0);
+        assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
     }
 }

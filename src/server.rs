@@ -5,7 +5,7 @@
 //! signal fires it stops accepting, shuts every registered socket down, waits
 //! for the workers to finish, joins the pool and returns a summary.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread;
@@ -16,6 +16,7 @@ use socket2::{Domain, Socket, Type};
 use threadpool::ThreadPool;
 
 use crate::config::{Config, Overload};
+use crate::connection::{LINGER_BYTES, drain_pending};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
 use crate::protocol::{self, Protocol};
@@ -132,6 +133,7 @@ impl Server {
             listener: &listener,
             config: &config,
             protocol: &protocol,
+            limits: Limits::from_config(&config),
             shutdown: &shutdown,
             gate: &gate,
             registry: &registry,
@@ -192,6 +194,7 @@ struct Acceptor<'a> {
     listener: &'a TcpListener,
     config: &'a Config,
     protocol: &'a Arc<dyn Protocol>,
+    limits: Limits,
     shutdown: &'a Shutdown,
     gate: &'a Arc<Gate>,
     registry: &'a Arc<Registry>,
@@ -253,7 +256,7 @@ impl Acceptor<'_> {
         self.stats.connection();
         let stats = self.stats.clone();
         let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
-            .with_limits(Limits::from_config(self.config))
+            .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
             .with_stats(stats.clone())
             .with_watchdog(activity, ACCEPTED_INHERIT_OPTIONS);
@@ -277,9 +280,9 @@ impl Acceptor<'_> {
             let _ = (&stream).write_all(b"ERR server busy\n");
             let _ = stream.shutdown(Direction::Write);
             // Read what the client already sent so that closing does not
-            // reset the connection and destroy the line in flight.
-            let mut scratch = [0u8; 4096];
-            while matches!((&stream).read(&mut scratch), Ok(n) if n > 0) {}
+            // reset the connection and destroy the line in flight; bounded,
+            // so a client that keeps sending cannot hold the acceptor.
+            drain_pending(&stream, LINGER_BYTES);
         }
     }
 }
