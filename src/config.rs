@@ -5,10 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Default number of connections served at once.
-pub const DEFAULT_WORKERS: usize = 128;
-/// Default number of accepted connections that may wait for a free worker.
-pub const DEFAULT_QUEUE: usize = 64;
+/// Default bound on connections open at once, served or idle.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default longest accepted line, in bytes, not counting the line ending.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default listen backlog handed to the kernel (which caps it at `somaxconn`).
@@ -23,7 +21,12 @@ pub const DEFAULT_SERVER_NAME: &str = "Server of linepool";
 /// Default number in `sum` replies.
 pub const DEFAULT_SERVER_NUMBER: i64 = 50;
 
-/// What the acceptor does when every worker is busy and the queue is full.
+/// Default number of worker threads: one per CPU this process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What the acceptor does when `max_connections` are open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overload {
     /// Stop accepting until a slot frees; new clients wait in the kernel backlog.
@@ -62,11 +65,11 @@ pub struct Config {
     pub host: String,
     /// Port to listen on; 0 takes any free port.
     pub port: u16,
-    /// Connections served at once (at least 1).
+    /// Threads that run protocol code (at least 1).
     pub workers: usize,
-    /// Accepted connections that may wait for a free worker.
-    pub queue: usize,
-    /// What happens when workers and queue are all taken.
+    /// Connections open at once, served or idle (at least 1).
+    pub max_connections: usize,
+    /// What happens when `max_connections` are open.
     pub overload: Overload,
     /// Close a client that sends no complete line, or reads none of our
     /// replies, for this long. `None` never closes an idle client.
@@ -91,8 +94,8 @@ impl Default for Config {
         Config {
             host: "127.0.0.1".to_string(),
             port: 8000,
-            workers: DEFAULT_WORKERS,
-            queue: DEFAULT_QUEUE,
+            workers: default_workers(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             overload: Overload::Block,
             idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
             max_line: DEFAULT_MAX_LINE,
@@ -113,10 +116,5 @@ impl Config {
             port,
             ..Config::default()
         }
-    }
-
-    /// How many connections may hold a slot at once: being served or waiting.
-    pub fn capacity(&self) -> usize {
-        self.workers.saturating_add(self.queue)
     }
 }

@@ -101,6 +101,12 @@ impl Reader {
         self.start < self.end
     }
 
+    /// Whether the last [`fill`](Reader::fill) filled all the free space,
+    /// so that more input may be waiting.
+    pub fn filled(&self) -> bool {
+        self.filled
+    }
+
     /// Reads once from `source` into the buffer and returns how many bytes
     /// came in; 0 means end of input. Call it only after [`next_message`]
     /// returned `None`, so that the buffer holds at most one partial message.

@@ -1,7 +1,6 @@
-//! The connection limit. `threadpool` queues jobs without bound, so the bound
-//! is ours: a [`Permit`] is taken for every connection before it is handed to
-//! the pool, and given back when the permit is dropped, which happens when the
-//! job ends, whether it returned or panicked.
+//! The connection limit. A [`Permit`] is taken for every connection before
+//! it is handed to the engine, and given back when the permit is dropped,
+//! which happens when the connection is, however it ended.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +17,10 @@ pub struct Gate {
 struct State {
     in_use: usize,
     closed: bool,
+    /// Threads waiting in `acquire` for a slot.
+    acquiring: usize,
+    /// Threads waiting in `wait_idle` for every slot.
+    draining: usize,
 }
 
 /// One slot of a [`Gate`], released on drop.
@@ -33,6 +36,8 @@ impl Gate {
             state: Mutex::new(State {
                 in_use: 0,
                 closed: false,
+                acquiring: 0,
+                draining: 0,
             }),
             cond: Condvar::new(),
         })
@@ -42,7 +47,9 @@ impl Gate {
     pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
         while !state.closed && state.in_use >= self.capacity {
+            state.acquiring += 1;
             self.cond.wait(&mut state);
+            state.acquiring -= 1;
         }
         self.take(&mut state)
     }
@@ -81,7 +88,10 @@ impl Gate {
     pub fn wait_idle(&self, deadline: Instant) -> bool {
         let mut state = self.state.lock();
         while state.in_use > 0 {
-            if self.cond.wait_until(&mut state, deadline).timed_out() {
+            state.draining += 1;
+            let timed_out = self.cond.wait_until(&mut state, deadline).timed_out();
+            state.draining -= 1;
+            if timed_out {
                 return state.in_use == 0;
             }
         }
@@ -93,10 +103,15 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.gate.state.lock();
         state.in_use -= 1;
-        drop(state);
         // Both the acceptor (waiting for a slot) and the stop sequence
-        // (waiting for none in use) may be waiting; wake them all.
-        self.gate.cond.notify_all();
+        // (waiting for none in use) may be waiting; wake them all, but only
+        // when one of them waits: a stop closing thousands of connections
+        // should not wake its own thread thousands of times for nothing.
+        let wake = state.acquiring > 0 || (state.draining > 0 && state.in_use == 0);
+        drop(state);
+        if wake {
+            self.gate.cond.notify_all();
+        }
     }
 }
 

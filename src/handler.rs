@@ -1,29 +1,54 @@
-//! One connection, start to end: the loop a worker runs, with the session
-//! of whichever protocol the server speaks.
+//! One connection's protocol driver: reads what the client sent, hands each
+//! complete message to the protocol's session, sends the replies, and
+//! closes the connection without losing them. It never blocks: it works in
+//! turns, and a turn ends when the socket has nothing more to give
+//! ([`Turn::Park`]), when the turn's budget is spent ([`Turn::Yield`]), or
+//! when the connection is closed ([`Turn::Done`]).
 //!
-//! The loop hands every complete message already buffered to the session,
-//! collects the replies in one buffer, writes that buffer once, and only then
-//! reads again, so pipelined input costs one read and one write per batch,
-//! not per message.
+//! The engine's workers run turns for the connections the poller finds
+//! ready; [`ClientHandler::run`] runs the same turns on a single socket for
+//! a caller that accepted it by hand.
+//!
+//! Within a turn, every complete message already buffered is answered into
+//! one reply buffer, which is written once, before reading again: pipelined
+//! input costs one read and one write per batch, not per message.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
 use crate::framing::{FrameError, Framing, Reader};
 use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
-use crate::watchdog::Activity;
+use crate::watchdog::{self, Idle};
 
-/// Replies are written out once this many bytes are waiting, even if more
-/// input is buffered, so the reply buffer stays small.
-const FLUSH_AT: usize = 64 * 1024;
+/// Replies are sent once this many bytes are collected, even if more input
+/// is buffered, so the reply buffer stays small.
+pub const FLUSH_AT: usize = 64 * 1024;
+
+/// How many reply bytes may wait for a client beyond what its socket
+/// buffers hold. At this the server stops reading that client until it
+/// reads its replies, so a client that never reads costs bounded memory
+/// (this, plus one batch and one reply) and no worker time.
+pub const MAX_PENDING: usize = 64 * 1024;
+
+/// The most messages one turn answers before the connection goes to the
+/// back of the ready queue, so a client that pipelines without end cannot
+/// starve the others on its worker (memcached's `-R`).
+pub const TURN_MESSAGES: usize = 128;
+
+/// The most reads one turn makes, for the same reason, when reads bring
+/// only parts of a long message.
+pub const TURN_READS: usize = 16;
 
 /// The per-connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -54,22 +79,48 @@ impl Default for Limits {
     }
 }
 
+/// How a turn ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing more to do until the socket is ready again.
+    Park,
+    /// The turn's budget is spent and work is left: serve it again later.
+    Yield,
+    /// The connection is closed.
+    Done,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not served yet: the session opens on the first turn.
+    Fresh,
+    /// Serving messages.
+    Open,
+    /// Ended; the last replies are still going out.
+    Flushing,
+    /// Our end of stream is sent; reading off what the client still sends
+    /// (this many bytes so far) so that closing does not reset.
+    Lingering(usize),
+    Done,
+}
+
 /// Serves one client connection.
 pub struct ClientHandler {
-    /// The client's socket, shared with the registry so a stop can shut it down.
-    pub conn: Arc<TcpStream>,
-    /// The client's address, for logs.
-    pub addr: SocketAddr,
-    /// The server-wide stop signal; `quit_server` triggers it.
-    pub shutdown: Shutdown,
+    conn: Arc<Conn>,
+    shutdown: Shutdown,
     limits: Limits,
     protocol: Arc<dyn Protocol>,
     stats: Arc<Stats>,
-    /// Set when the server's watchdog enforces the idle rule on reads.
-    activity: Option<Arc<Activity>>,
-    /// The socket already carries the idle timeout as its write timeout
-    /// (inherited from the listener).
-    write_timeout_preset: bool,
+    session: Option<Box<dyn Session>>,
+    reader: Reader,
+    phase: Phase,
+    /// Messages answered but not yet added to the shared counters.
+    unreported: u64,
+    answered: u64,
+    /// When the read that started the current batch returned (only when
+    /// service times are measured).
+    read_at: Option<Instant>,
 }
 
 /// Why a connection ended.
@@ -87,25 +138,32 @@ enum End {
     InvalidUtf8,
     /// The input ended inside a length-prefixed message.
     Truncated,
-    /// No complete message for the idle timeout.
-    IdleRead,
-    /// Our replies were not read for the idle timeout.
-    IdleWrite,
+    Idle(Idle),
     Io(io::Error),
 }
 
 impl ClientHandler {
-    /// A handler for `conn` speaking the ACK protocol, with the default limits.
+    /// A handler for an accepted socket speaking the ACK protocol, with the
+    /// default limits. [`run`](ClientHandler::run) serves it.
     pub fn new(conn: Arc<TcpStream>, addr: SocketAddr, shutdown: Shutdown) -> Self {
+        ClientHandler::serving(Arc::new(Conn::new(0, conn, addr, Box::new(()))), shutdown)
+    }
+
+    /// A handler for a connection the server accepted.
+    pub(crate) fn serving(conn: Arc<Conn>, shutdown: Shutdown) -> Self {
+        let limits = Limits::default();
         ClientHandler {
             conn,
-            addr,
             shutdown,
-            limits: Limits::default(),
+            limits,
             protocol: protocol::ack(),
             stats: Arc::default(),
-            activity: None,
-            write_timeout_preset: false,
+            session: None,
+            reader: Reader::lines(limits.max_line),
+            phase: Phase::Fresh,
+            unreported: 0,
+            answered: 0,
+            read_at: None,
         }
     }
 
@@ -126,57 +184,333 @@ impl ClientHandler {
         self
     }
 
-    /// Leaves idle reads to the server's watchdog, which tracks `activity`.
-    pub(crate) fn with_watchdog(
-        mut self,
-        activity: Arc<Activity>,
-        write_timeout_preset: bool,
-    ) -> Self {
-        self.activity = Some(activity);
-        self.write_timeout_preset = write_timeout_preset;
-        self
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.peer()
     }
 
-    /// Serves the connection until the client leaves, breaks a rule, idles
-    /// out, or the server stops; then closes it.
-    pub fn run(self) {
-        // Without the server's watchdog (a handler run on its own) the
-        // socket's read timeout enforces the idle rule instead.
-        let read_idle = match &self.activity {
-            Some(activity) => {
-                activity.start();
-                None
+    /// Serves the connection on this thread until the client leaves, breaks
+    /// a rule, idles out, or the server stops; then closes it. Between
+    /// turns it waits for the socket in a poller of its own, and enforces
+    /// the idle rule itself.
+    pub fn run(mut self) {
+        let peer = self.peer();
+        let mut poll = match self.own_poll() {
+            Ok(poll) => poll,
+            Err(e) => {
+                warn!("cannot serve connection peer={peer} error={e}");
+                self.abandon();
+                return;
             }
-            None => self.limits.idle_timeout,
         };
-        let mut conn = Connection::new(
-            self.conn.clone(),
-            self.addr,
-            read_idle,
-            self.limits.idle_timeout,
-            self.write_timeout_preset,
-        );
-        debug!("client connected peer={}", self.addr);
-        let mut serving = Serving {
-            handler: &self,
-            session: self.protocol.open(Link::new(self.conn.clone(), self.addr)),
-            reader: Reader::new(self.protocol.framing(), self.limits.max_line),
-            unreported: 0,
-            answered: 0,
-            read_at: None,
-        };
-        let end = serving.serve(&mut conn);
-        if let End::IdleRead = end {
-            conn.try_say(b"ERR idle timeout\n");
+        let tick = watchdog::tick(self.limits.idle_timeout);
+        let mut events = Events::with_capacity(4);
+        let mut out = Vec::new();
+        loop {
+            match self.turn(&mut out) {
+                Turn::Done => return,
+                Turn::Yield => continue,
+                Turn::Park => {}
+            }
+            // Wait for the socket; look at the idle rule and the stop
+            // signal every tick.
+            loop {
+                if let Err(e) = poll.poll(&mut events, Some(tick))
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
+                    warn!("cannot wait for connection peer={peer} error={e}");
+                    self.abandon();
+                    return;
+                }
+                if events.iter().any(|e| e.is_read_closed() || e.is_error()) {
+                    self.conn.set_read_closed();
+                }
+                let idle = self
+                    .conn
+                    .activity
+                    .check(Instant::now(), self.limits.idle_timeout);
+                if !events.is_empty() || idle.is_some() || self.shutdown.is_triggered() {
+                    break;
+                }
+            }
         }
-        conn.close();
-        serving.session.end();
-        serving.report();
-        self.log_end(&end, serving.answered);
     }
 
-    fn log_end(&self, end: &End, messages: u64) {
-        let peer = self.addr;
+    fn own_poll(&self) -> io::Result<Poll> {
+        let stream = self.conn.stream();
+        stream.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&stream.as_raw_fd()),
+            Token(0),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        Ok(poll)
+    }
+
+    /// Serves the connection as far as it can go without waiting. `out` is
+    /// a scratch buffer for replies, empty on entry and on return.
+    pub(crate) fn turn(&mut self, out: &mut Vec<u8>) -> Turn {
+        let result = match self.phase {
+            Phase::Fresh => self.start(out).and_then(|()| self.serve(out)),
+            Phase::Open => self.serve(out),
+            Phase::Flushing => return self.flush_and_close(),
+            Phase::Lingering(drained) => return self.linger(drained),
+            Phase::Done => return Turn::Done,
+        };
+        match result {
+            Ok(turn) => turn,
+            Err(end) => self.finish(end, out),
+        }
+    }
+
+    /// Ends the connection after a panic in protocol code: the session is
+    /// told, nothing more is sent.
+    pub(crate) fn abandon(&mut self) {
+        self.phase = Phase::Done;
+        if let Some(mut session) = self.session.take() {
+            session.end();
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) -> Result<(), End> {
+        self.phase = Phase::Open;
+        self.reader = Reader::new(self.protocol.framing(), self.limits.max_line);
+        debug!("client connected peer={}", self.peer());
+        let mut session = self.protocol.open(Link::new(&self.conn));
+        let action = session.start(out);
+        self.session = Some(session);
+        // A greeting is not a message answered.
+        let mut greetings = 0;
+        act(action, &self.shutdown, &mut greetings)
+    }
+
+    fn serve(&mut self, out: &mut Vec<u8>) -> Result<Turn, End> {
+        if let Some(idle) = self.conn.activity.timed_out() {
+            return Err(End::Idle(idle));
+        }
+        if self.shutdown.is_triggered() {
+            return Err(self.answer_all(out));
+        }
+        let mut budget = TURN_MESSAGES;
+        let mut reads = TURN_READS;
+        // A short read took everything there was: the poller reports what
+        // comes next, so the read that would only say "nothing yet" is
+        // skipped. Not when the stream has ended, as the end of stream may
+        // have come with the same event.
+        let mut drained = false;
+        loop {
+            if self.conn.flush().map_err(End::Io)? > MAX_PENDING {
+                // Backed up: read nothing more until the client reads.
+                self.conn.activity.set_paused(true);
+                return Ok(Turn::Park);
+            }
+            self.conn.activity.set_paused(false);
+            let more = self.answer(out, &mut budget);
+            self.conn.send(out).map_err(End::Io)?;
+            self.report();
+            if more? {
+                if budget == 0 {
+                    return Ok(Turn::Yield);
+                }
+                continue;
+            }
+            // Messages already read have their replies; a stop ends the rest.
+            if self.shutdown.is_triggered() {
+                return Err(End::Stopping);
+            }
+            if drained {
+                return Ok(Turn::Park);
+            }
+            if reads == 0 {
+                return Ok(Turn::Yield);
+            }
+            reads -= 1;
+            match self.reader.fill(&mut &*self.conn) {
+                Ok(0) => return Err(self.at_end_of_input(out)),
+                Ok(_) => {
+                    // Service times cost two clock reads a batch: only when asked.
+                    if self.limits.timing {
+                        self.read_at = Some(Instant::now());
+                    }
+                    drained = !self.reader.filled() && !self.conn.read_closed();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Turn::Park),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::Io(e)),
+            }
+        }
+    }
+
+    /// Answers complete messages already buffered, until none is left, the
+    /// budget is spent or the replies reach [`FLUSH_AT`]. Returns whether
+    /// messages may be left, or how the connection ends.
+    fn answer(&mut self, out: &mut Vec<u8>, budget: &mut usize) -> Result<bool, End> {
+        let Some(session) = self.session.as_mut() else {
+            return Err(End::Closed);
+        };
+        let framing = self.reader.framing();
+        let mut progressed = false;
+        let result = loop {
+            if *budget == 0 || out.len() >= FLUSH_AT {
+                break Ok(true);
+            }
+            let Some(message) = self.reader.next_message() else {
+                break Ok(false);
+            };
+            *budget -= 1;
+            let step = match message {
+                Ok(msg) => {
+                    progressed = true;
+                    act(
+                        session.message(msg, out),
+                        &self.shutdown,
+                        &mut self.unreported,
+                    )
+                }
+                Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
+            };
+            if let Err(end) = step {
+                break Err(end);
+            }
+        };
+        if progressed {
+            self.conn.activity.read_progress();
+        }
+        result
+    }
+
+    /// When the server stops: answers every complete message already read,
+    /// whatever the budget and backlog, then the connection ends.
+    fn answer_all(&mut self, out: &mut Vec<u8>) -> End {
+        loop {
+            let mut budget = usize::MAX;
+            match self.answer(out, &mut budget) {
+                Ok(true) => {
+                    if self.conn.send(out).is_err() {
+                        return End::Stopping;
+                    }
+                }
+                Ok(false) => return End::Stopping,
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// At the client's end of input: a last line with no newline is
+    /// answered like any other; a cut frame is an error.
+    fn at_end_of_input(&mut self, out: &mut Vec<u8>) -> End {
+        if self.shutdown.is_triggered() {
+            return End::Stopping;
+        }
+        if let Some(idle) = self.conn.activity.timed_out() {
+            return End::Idle(idle);
+        }
+        let framing = self.reader.framing();
+        let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
+            return End::ClientLeft;
+        };
+        let step = match rest {
+            Ok(msg) => act(
+                session.message(msg, out),
+                &self.shutdown,
+                &mut self.unreported,
+            ),
+            Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
+        };
+        step.err().unwrap_or(End::ClientLeft)
+    }
+
+    /// The connection has ended: tells the session, logs why, and starts
+    /// closing. Replies go out first unless the client is gone or idle.
+    fn finish(&mut self, end: End, out: &mut Vec<u8>) -> Turn {
+        if let Some(mut session) = self.session.take() {
+            session.end();
+        }
+        self.log_end(&end);
+        match end {
+            End::Io(_) => {
+                out.clear();
+                self.report();
+                self.done()
+            }
+            End::Idle(_) => {
+                out.clear();
+                self.report();
+                if matches!(end, End::Idle(Idle::Read)) {
+                    self.conn.try_say(b"ERR idle timeout\n");
+                }
+                let _ = self.conn.shutdown_write();
+                drain_pending(self.conn.stream(), LINGER_BYTES);
+                self.done()
+            }
+            _ => {
+                let sent = self.conn.send(out);
+                self.report();
+                if sent.is_err() {
+                    return self.done();
+                }
+                self.phase = Phase::Flushing;
+                self.flush_and_close()
+            }
+        }
+    }
+
+    /// Sends the last replies, then our end of stream, then reads off what
+    /// the client still sends, so that closing does not turn into a reset
+    /// that destroys replies in flight.
+    fn flush_and_close(&mut self) -> Turn {
+        // The watchdog gave up on a client that never read its replies.
+        if self.conn.activity.timed_out().is_some() {
+            return self.done();
+        }
+        match self.conn.flush() {
+            Ok(0) => {}
+            Ok(_) => return Turn::Park,
+            Err(_) => return self.done(),
+        }
+        if self.conn.shutdown_write().is_err() {
+            return self.done();
+        }
+        self.linger(0)
+    }
+
+    /// Reads off what the client still sends, up to [`LINGER_BYTES`] and
+    /// until the watchdog's linger ends; nothing waiting means done.
+    fn linger(&mut self, drained: usize) -> Turn {
+        if self.conn.activity.timed_out().is_some() {
+            return self.done();
+        }
+        match drain_pending(self.conn.stream(), LINGER_BYTES - drained) {
+            Drained::Closed | Drained::Bytes(0) => self.done(),
+            Drained::Bytes(n) if drained + n >= LINGER_BYTES => self.done(),
+            Drained::Bytes(n) => {
+                self.phase = Phase::Lingering(drained + n);
+                self.conn.activity.set_lingering();
+                Turn::Park
+            }
+        }
+    }
+
+    fn done(&mut self) -> Turn {
+        self.phase = Phase::Done;
+        Turn::Done
+    }
+
+    /// Adds the messages answered since the last report to the shared
+    /// counters.
+    fn report(&mut self) {
+        if self.unreported > 0 {
+            let service = self.read_at.map(|t| t.elapsed());
+            self.stats.answered(self.unreported, service);
+        }
+        self.answered += self.unreported;
+        self.unreported = 0;
+    }
+
+    fn log_end(&self, end: &End) {
+        let peer = self.peer();
+        let messages = self.answered + self.unreported;
         match end {
             End::ClientLeft | End::Closed | End::Stopping => {
                 debug!("client closed peer={peer} messages={messages} reason={end:?}");
@@ -188,165 +522,44 @@ impl ClientHandler {
             ),
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
             End::Truncated => warn!("connection ended inside a message peer={peer}"),
-            End::IdleRead => warn!("idle timeout, closing peer={peer}"),
-            End::IdleWrite => warn!("client not reading replies, closing peer={peer}"),
+            End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
+            End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={e}"),
         }
     }
 }
 
-/// The state of one served connection.
-struct Serving<'a> {
-    handler: &'a ClientHandler,
-    session: Box<dyn Session>,
-    reader: Reader,
-    /// Messages answered but not yet added to the shared counters.
-    unreported: u64,
-    answered: u64,
-    /// When the read that started the current batch returned (only when
-    /// service times are measured).
-    read_at: Option<Instant>,
+/// What the core does for a session's action. Messages that keep the
+/// connection going count as answered; commands do not.
+fn act(action: Action, shutdown: &Shutdown, answered: &mut u64) -> Result<(), End> {
+    match action {
+        Action::Continue => {
+            *answered += 1;
+            Ok(())
+        }
+        Action::Close => Err(End::Closed),
+        Action::StopServer => {
+            shutdown.trigger();
+            Err(End::StopServer)
+        }
+    }
 }
 
-impl Serving<'_> {
-    fn serve(&mut self, conn: &mut Connection) -> End {
-        // A connection that waited in the queue while the stop began is
-        // closed without being served.
-        if self.handler.shutdown.is_triggered() {
-            return End::Stopping;
+/// The last words for a message the framing refused, and why the
+/// connection ends.
+fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8>) -> End {
+    match error {
+        FrameError::TooLong => {
+            // A line client gets an error line; a length-prefixed one is
+            // closed without a word, as its framing has no place for text.
+            if framing == Framing::Lines {
+                out.extend_from_slice(
+                    format!("ERR line too long (max {max_line} bytes)\n").as_bytes(),
+                );
+            }
+            End::TooLong
         }
-        let action = self.session.start(conn.out());
-        if action != Action::Continue
-            && let Some(end) = self.act(action)
-        {
-            return end;
-        }
-        loop {
-            let mut progressed = false;
-            while let Some(message) = self.reader.next_message() {
-                progressed = true;
-                let end = match message {
-                    Ok(msg) => {
-                        let action = self.session.message(msg, conn.out());
-                        self.act(action)
-                    }
-                    Err(e) => Some(self.refuse(e, conn.out())),
-                };
-                if let Some(end) = end {
-                    return end;
-                }
-                if conn.out().len() >= FLUSH_AT
-                    && let Err(end) = self.flush(conn)
-                {
-                    return end;
-                }
-            }
-            if let Err(end) = self.flush(conn) {
-                return end;
-            }
-            // Messages already read have their replies; a stop ends the rest.
-            if self.handler.shutdown.is_triggered() {
-                return End::Stopping;
-            }
-            if progressed && let Some(activity) = &self.handler.activity {
-                activity.touch();
-            }
-            conn.set_partial(self.reader.has_partial(), progressed);
-            // Give the other workers the CPU once before reading. With many
-            // busy connections this client's next input has often arrived by
-            // the time this thread runs again, and the read takes it without
-            // the thread going to sleep and being woken: on one core, 50
-            // ping-pong connections went from 0.70 to 0.87 of the tokio
-            // reference (docs/benchmarks.md). With nothing else to run it
-            // costs one cheap system call.
-            std::thread::yield_now();
-            match self.reader.fill(conn) {
-                Ok(0) if self.handler.shutdown.is_triggered() => return End::Stopping,
-                Ok(0)
-                    if self
-                        .handler
-                        .activity
-                        .as_ref()
-                        .is_some_and(|a| a.timed_out()) =>
-                {
-                    return End::IdleRead;
-                }
-                Ok(0) => return self.last_message(conn),
-                // Service times cost two clock reads a batch: only when asked.
-                Ok(_) if self.handler.limits.timing => self.read_at = Some(Instant::now()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::IdleRead,
-                Err(e) => return End::Io(e),
-            }
-        }
-    }
-
-    /// At the client's end of input: a last line with no newline is
-    /// answered like any other; a cut frame is an error.
-    fn last_message(&mut self, conn: &mut Connection) -> End {
-        let end = match self.reader.take_rest() {
-            Some(Ok(msg)) => {
-                let action = self.session.message(msg, conn.out());
-                self.act(action)
-            }
-            Some(Err(e)) => Some(self.refuse(e, conn.out())),
-            None => None,
-        };
-        end.unwrap_or(End::ClientLeft)
-    }
-
-    /// What the core does for a session's action. Messages that keep the
-    /// connection going count as answered; commands do not.
-    fn act(&mut self, action: Action) -> Option<End> {
-        match action {
-            Action::Continue => {
-                self.unreported += 1;
-                None
-            }
-            Action::Close => Some(End::Closed),
-            Action::StopServer => {
-                self.handler.shutdown.trigger();
-                Some(End::StopServer)
-            }
-        }
-    }
-
-    fn flush(&mut self, conn: &mut Connection) -> Result<(), End> {
-        conn.flush().map_err(|e| match e.kind() {
-            io::ErrorKind::TimedOut => End::IdleWrite,
-            _ => End::Io(e),
-        })?;
-        self.report();
-        Ok(())
-    }
-
-    /// The last words for a message the framing refused, and why the
-    /// connection ends.
-    fn refuse(&self, error: FrameError, out: &mut Vec<u8>) -> End {
-        match error {
-            FrameError::TooLong => {
-                // A line client gets an error line; a length-prefixed one is
-                // closed without a word, as its framing has no place for text.
-                if self.reader.framing() == Framing::Lines {
-                    let max = self.handler.limits.max_line;
-                    out.extend_from_slice(
-                        format!("ERR line too long (max {max} bytes)\n").as_bytes(),
-                    );
-                }
-                End::TooLong
-            }
-            FrameError::InvalidUtf8 => End::InvalidUtf8,
-            FrameError::Truncated => End::Truncated,
-        }
-    }
-
-    /// Adds the messages answered since the last report to the shared counters.
-    fn report(&mut self) {
-        if self.unreported > 0 {
-            let service = self.read_at.map(|t| t.elapsed());
-            self.handler.stats.answered(self.unreported, service);
-        }
-        self.answered += self.unreported;
-        self.unreported = 0;
+        FrameError::InvalidUtf8 => End::InvalidUtf8,
+        FrameError::Truncated => End::Truncated,
     }
 }

@@ -2,24 +2,28 @@
 //!
 //! Each line a client sends is answered with `ACK: <line>`; `shutdown` closes
 //! that client and `quit_server` stops the server. An acceptor thread hands
-//! accepted sockets to a fixed-size thread pool, never holding more
-//! connections than the configured workers plus queue.
+//! accepted sockets to an event-driven engine run by a fixed-size thread
+//! pool: a connection with nothing to do waits in the poller and holds no
+//! worker, so idle or slow clients cannot exhaust the pool.
 //!
 //! # Layout
 //! - [`config`]: the operator's settings and their defaults.
 //! - [`server`]: the acceptor loop and the staged stop sequence.
 //! - [`gate`]: the connection limit, as permits released on drop.
-//! - [`registry`]: live sockets, so a stop can shut every one down.
+//! - [`engine`]: the poller and ready queue the pool's workers share.
+//! - [`sched`]: one connection's scheduling state (parked, scheduled,
+//!   running, notified).
+//! - [`registry`]: live connections, so events, the watchdog and a stop
+//!   can find every one.
 //! - [`shutdown`]: the server-wide stop signal and its wake-ups.
-//! - [`handler`]: one connection, running a protocol's session.
+//! - [`handler`]: one connection's protocol driver, in non-blocking turns.
+//! - [`conn`]: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the protocol seam and the protocols: `ack` (the default),
 //!   `chat`, `framed` (length-prefixed echo) and `sum` (number exchange).
-//! - [`connection`]: socket reads with the idle rule, batched writes, a
-//!   close that keeps replies.
 //! - [`framing`]: pure message framing (lines, length-prefixed) with a
 //!   size limit.
 //! - [`stats`]: counters, the periodic stats line and the stop summary.
-//! - [`watchdog`]: the thread that closes idle connections.
+//! - [`watchdog`]: the idle rule, as one coarse scan.
 //! - [`load`]: the load generator behind `linepool load`.
 //! - [`client`]: the interactive client behind `linepool client`.
 //!
@@ -30,13 +34,15 @@
 
 pub mod client;
 pub mod config;
-pub mod connection;
+pub mod conn;
+pub(crate) mod engine;
 pub mod framing;
 pub mod gate;
 pub mod handler;
 pub mod load;
 pub mod protocol;
 pub mod registry;
+pub mod sched;
 pub mod server;
 pub mod shutdown;
 pub mod stats;

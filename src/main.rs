@@ -18,8 +18,8 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use linepool::client::Mode;
 use linepool::config::{
-    DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE, DEFAULT_PROTOCOL, DEFAULT_QUEUE,
-    DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, DEFAULT_WORKERS,
+    DEFAULT_BACKLOG, DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
+    DEFAULT_PROTOCOL, DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::load::{Limit, LoadConfig, LoadProtocol};
 use linepool::{Config, Overload, Server};
@@ -124,14 +124,14 @@ struct ServeArgs {
     /// Port to listen on; 0 takes any free port.
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// Connections served at once.
-    #[arg(long, default_value_t = DEFAULT_WORKERS,
+    /// Threads that run protocol code [default: the number of CPUs].
+    #[arg(long, value_parser = at_least_one)]
+    workers: Option<usize>,
+    /// Connections open at once, served or idle.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = at_least_one)]
-    workers: usize,
-    /// Accepted connections that may wait for a free worker.
-    #[arg(long, default_value_t = DEFAULT_QUEUE)]
-    queue: usize,
-    /// When workers and queue are full: `block` leaves new clients in the
+    max_connections: usize,
+    /// When --max-connections are open: `block` leaves new clients in the
     /// kernel backlog, `reject` answers `ERR server busy` and closes.
     #[arg(long, default_value_t = Overload::Block)]
     overload: Overload,
@@ -148,7 +148,8 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     backlog: u32,
     /// Log a stats line every SECS seconds (lines answered, service time,
-    /// active, queued, rejected and total connections); 0 never does.
+    /// open and ready connections, rejected and total connections); 0 never
+    /// does.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     stats_interval: f64,
     /// Protocol: ack (ACK every line), chat, framed (length-prefixed echo)
@@ -171,8 +172,8 @@ impl ServeArgs {
         Config {
             host: self.host.clone(),
             port: self.port,
-            workers: self.workers,
-            queue: self.queue,
+            workers: self.workers.unwrap_or_else(default_workers),
+            max_connections: self.max_connections,
             overload: self.overload,
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_line: self.max_line,

@@ -1,10 +1,13 @@
 //! The acceptor and the stop sequence.
 //!
 //! [`Server::run`] is the acceptor thread: it takes a slot from the gate,
-//! accepts a socket, registers it and hands it to the pool. When the shutdown
-//! signal fires it stops accepting, shuts every registered socket down, waits
-//! for the workers to finish, joins the pool and returns a summary.
+//! accepts a socket, registers it and hands it to the engine, whose poller
+//! brings it to the pool's workers whenever it has something to do. When
+//! the shutdown signal fires it stops accepting, wakes every connection so
+//! that each answers what it has read and closes, ends the workers' loops,
+//! joins the pool and returns a summary.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -12,22 +15,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
-use threadpool::ThreadPool;
 
 use crate::config::{Config, Overload};
-use crate::connection::{LINGER_BYTES, drain_pending};
+use crate::conn::{Conn, LINGER_BYTES, drain_pending};
+use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
 use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
-use crate::watchdog::{self, Activity};
+use crate::watchdog;
 
-/// Stack size of each worker thread. A worker's deepest path is the line
-/// loop plus logging, far below this; a small stack keeps a pool of
-/// thousands of workers cheap.
+/// Stack size of each worker thread. A worker's deepest path is a turn of
+/// protocol code plus logging, far below this.
 const WORKER_STACK: usize = 256 * 1024;
 
 /// How long a stop waits for workers to write their last replies before it
@@ -98,14 +101,16 @@ impl Server {
             protocol,
             shutdown,
         } = self;
-        let gate = Gate::new(config.capacity());
+        let gate = Gate::new(config.max_connections);
         let registry = Registry::new();
         let stats = Arc::new(Stats::default());
+        let engine = Engine::new(registry.clone())?;
         let pool = threadpool::Builder::new()
             .num_threads(config.workers)
             .thread_name("linepool-worker".to_string())
             .thread_stack_size(WORKER_STACK)
             .build();
+        engine.start(&pool, config.workers);
 
         // A stop must wake the acceptor wherever it blocks: in the gate
         // (block mode, all slots taken) or in accept().
@@ -115,19 +120,18 @@ impl Server {
         shutdown.on_trigger(move || gate_waker.close());
 
         info!(
-            "listening on {local_addr} protocol={} workers={} queue={} overload={}",
-            config.protocol, config.workers, config.queue, config.overload
+            "listening on {local_addr} protocol={} workers={} max_connections={} overload={}",
+            config.protocol, config.workers, config.max_connections, config.overload
         );
-        // Reads carry no socket timeout; one thread enforces the idle rule.
-        let watchdog = config.idle_timeout.map(|idle| {
-            let registry = registry.clone();
-            let shutdown = shutdown.clone();
+        // One thread enforces the idle rule and ends lingering closes.
+        let watchdog = {
+            let (registry, shutdown) = (registry.clone(), shutdown.clone());
+            let idle = config.idle_timeout;
             thread::spawn(move || watchdog::run(&registry, &shutdown, idle))
-        });
+        };
         let reporter = config.stats_interval.map(|every| {
-            let stats = stats.clone();
-            let shutdown = shutdown.clone();
-            thread::spawn(move || report_stats(&stats, &shutdown, every))
+            let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
+            thread::spawn(move || report_stats(&stats, &engine, &shutdown, every))
         });
         let acceptor = Acceptor {
             listener: &listener,
@@ -136,27 +140,32 @@ impl Server {
             limits: Limits::from_config(&config),
             shutdown: &shutdown,
             gate: &gate,
-            registry: &registry,
+            engine: &engine,
             stats: &stats,
-            pool: &pool,
+            next_id: Cell::new(0),
         };
         acceptor.accept_loop();
         drop(listener);
 
-        info!("stopping: closing {} connections", registry.len());
-        // Waking every reader with end-of-input lets each worker finish the
-        // replies to lines it has read; it then closes its connection.
+        let open = registry.len();
+        info!("stopping: closing {open} connections");
+        // End of input wakes every connection in the poller; each answers
+        // the messages it has read, sends its replies and closes.
         registry.shutdown_all(Direction::Read);
         if !gate.wait_idle(Instant::now() + STOP_GRACE) {
             let stuck = registry.shutdown_all(Direction::Both);
             warn!("{stuck} connections still busy after the stop grace, cutting them off");
+            if !gate.wait_idle(Instant::now() + STOP_GRACE) {
+                warn!("{} connections did not close", gate.in_use());
+            }
         }
+        engine.finish();
         pool.join();
-        for helper in [reporter, watchdog].into_iter().flatten() {
+        for helper in [reporter, Some(watchdog)].into_iter().flatten() {
             let _ = helper.join();
         }
         let summary = stats.summary();
-        let panics = pool.panic_count();
+        let panics = engine.panics();
         if panics > 0 {
             warn!("{panics} connection handlers panicked");
         }
@@ -166,7 +175,7 @@ impl Server {
 }
 
 /// Logs one stats line every `every` until the server stops.
-fn report_stats(stats: &Stats, shutdown: &Shutdown, every: Duration) {
+fn report_stats(stats: &Stats, engine: &Engine, shutdown: &Shutdown, every: Duration) {
     let mut last_lines = stats.summary().lines;
     let mut last_time = Instant::now();
     while !shutdown.wait_timeout(every) {
@@ -175,12 +184,12 @@ fn report_stats(stats: &Stats, shutdown: &Shutdown, every: Duration) {
         let per_sec =
             (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
         info!(
-            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} active={} queued={} rejected={} connections={}",
+            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} open={} ready={} rejected={} connections={}",
             s.summary.lines,
             s.service_mean.as_secs_f64() * 1e6,
             s.service_p99.as_secs_f64() * 1e6,
-            s.active,
-            s.queued,
+            s.open,
+            engine.ready(),
             s.summary.rejected,
             s.summary.connections,
         );
@@ -197,9 +206,9 @@ struct Acceptor<'a> {
     limits: Limits,
     shutdown: &'a Shutdown,
     gate: &'a Arc<Gate>,
-    registry: &'a Arc<Registry>,
+    engine: &'a Arc<Engine>,
     stats: &'a Arc<Stats>,
-    pool: &'a ThreadPool,
+    next_id: Cell<u64>,
 }
 
 impl Acceptor<'_> {
@@ -241,33 +250,33 @@ impl Acceptor<'_> {
         }
     }
 
-    /// Registers the connection and queues it for a worker.
+    /// Hands the connection to the engine, which serves it from now on.
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, permit: Permit) {
+        if let Err(e) = stream.set_nonblocking(true) {
+            warn!("cannot serve connection peer={peer} error={e}");
+            return;
+        }
         // Replies are written in batches; Nagle's algorithm would only delay
         // them. Failing to set it costs latency, not correctness.
         if !ACCEPTED_INHERIT_OPTIONS {
             let _ = stream.set_nodelay(true);
         }
-        let stream = Arc::new(stream);
-        let activity = Arc::new(Activity::default());
-        let registration = self
-            .registry
-            .register(peer, stream.clone(), activity.clone());
-        self.stats.connection();
-        let stats = self.stats.clone();
-        let handler = ClientHandler::new(stream, peer, self.shutdown.clone())
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        // Released when the connection is dropped, however it ends.
+        let guards = Box::new((permit, self.stats.connection()));
+        let conn = Arc::new(Conn::new(id, Arc::new(stream), peer, guards));
+        let handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
-            .with_stats(stats.clone())
-            .with_watchdog(activity, ACCEPTED_INHERIT_OPTIONS);
-        self.pool.execute(move || {
-            // Dropped after the handler, in reverse order, even if it panics:
-            // the active gauge, the registry entry, then the slot.
-            let _permit = permit;
-            let _registration = registration;
-            let _active = stats.start();
-            handler.run();
+            .with_stats(self.stats.clone());
+        let served = Arc::new(Served {
+            conn,
+            handler: Mutex::new(handler),
         });
+        if let Err(e) = self.engine.add(served) {
+            warn!("cannot watch connection peer={peer} error={e}");
+        }
     }
 
     /// Turns a connection away: one line, then close. Runs on the acceptor,
@@ -310,9 +319,9 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Whether accepted sockets inherit the listener's write timeout and
-/// `TCP_NODELAY`, as Linux's do: setting them once on the listener then
-/// saves two system calls per connection.
+/// Whether accepted sockets inherit `TCP_NODELAY` from the listener, as
+/// Linux's do: setting it once on the listener saves a system call per
+/// connection.
 const ACCEPTED_INHERIT_OPTIONS: bool = cfg!(target_os = "linux");
 
 /// Opens a listening socket with our backlog; std's `TcpListener::bind`
@@ -326,7 +335,6 @@ fn listen(addr: SocketAddr, config: &Config) -> io::Result<TcpListener> {
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
     if ACCEPTED_INHERIT_OPTIONS {
-        socket.set_write_timeout(config.idle_timeout)?;
         socket.set_tcp_nodelay(true)?;
     }
     socket.bind(&addr.into())?;

@@ -3,6 +3,7 @@
 //! logged when the server stops.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,29 +14,23 @@ pub struct Stats {
     connections: AtomicU64,
     lines: AtomicU64,
     rejected: AtomicU64,
-    queued: AtomicU64,
-    active: AtomicU64,
+    open: AtomicU64,
     service: ServiceTimes,
 }
 
-/// Marks one connection as being served until dropped.
-pub struct Active<'a> {
-    stats: &'a Stats,
+/// Counts one connection as open until dropped.
+pub struct Open {
+    stats: Arc<Stats>,
 }
 
 impl Stats {
-    /// Counts one connection handed to the pool; it waits in the queue until
-    /// [`Stats::start`].
-    pub fn connection(&self) {
+    /// Counts one accepted connection, open until the guard drops.
+    pub fn connection(self: &Arc<Self>) -> Open {
         self.connections.fetch_add(1, Ordering::Relaxed);
-        self.queued.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Moves one connection from queued to served until the guard drops.
-    pub fn start(&self) -> Active<'_> {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Active { stats: self }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Open {
+            stats: self.clone(),
+        }
     }
 
     /// Counts `n` messages answered, which waited `service` (when measured)
@@ -63,30 +58,34 @@ impl Stats {
         }
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// A snapshot for the periodic stats line. Service times are taken and
     /// reset, so each line covers only its own interval.
     pub fn interval(&self) -> Interval {
         let (service_mean, service_p99) = self.service.take();
         Interval {
             summary: self.summary(),
-            active: self.active.load(Ordering::Relaxed),
-            queued: self.queued.load(Ordering::Relaxed),
+            open: self.open(),
             service_mean,
             service_p99,
         }
     }
 }
 
-impl Drop for Active<'_> {
+impl Drop for Open {
     fn drop(&mut self) {
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// What a server did over its life, returned by [`Server::run`](crate::Server::run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Connections accepted and handed to a worker.
+    /// Connections accepted and served.
     pub connections: u64,
     /// Lines answered.
     pub lines: u64,
@@ -109,10 +108,8 @@ impl fmt::Display for Summary {
 pub struct Interval {
     /// The totals so far.
     pub summary: Summary,
-    /// Connections being served now.
-    pub active: u64,
-    /// Connections waiting for a worker now.
-    pub queued: u64,
+    /// Connections open now, served or idle.
+    pub open: u64,
     /// Mean service time over the interval (zero when not measured).
     pub service_mean: Duration,
     /// 99th-percentile service time over the interval, to within 1/8.
@@ -245,13 +242,11 @@ mod tests {
     }
 
     #[test]
-    fn gauges_follow_a_connection() {
-        let stats = Stats::default();
-        stats.connection();
-        assert_eq!((stats.interval().queued, stats.interval().active), (1, 0));
-        let active = stats.start();
-        assert_eq!((stats.interval().queued, stats.interval().active), (0, 1));
-        drop(active);
-        assert_eq!(stats.interval().active, 0);
+    fn the_open_gauge_follows_a_connection() {
+        let stats = Arc::new(Stats::default());
+        let open = stats.connection();
+        assert_eq!((stats.open(), stats.summary().connections), (1, 1));
+        drop(open);
+        assert_eq!((stats.open(), stats.summary().connections), (0, 1));
     }
 }

@@ -1,23 +1,20 @@
 //! `chat`: a chat room. A client names itself, then every line it sends
 //! reaches every other member as `<name>: <line>`.
 //!
-//! Delivery to other members never waits on them: each member has an
-//! outbox, written to its socket without blocking under that member's lock
-//! (so two senders never interleave bytes inside a line). What the socket
-//! cannot take at once waits in the outbox and goes out with the next
-//! delivery; a member whose outbox falls more than [`MAX_BACKLOG`] behind,
-//! or that accepts nothing for the idle timeout, is dropped and announced as
-//! left.
+//! Delivery to other members never waits on them: each line goes into the
+//! member's outbox in the core, which writes what the member's socket takes
+//! at once and the rest when the socket has room again (the poller wakes
+//! the member for it). A member that falls more than [`MAX_BACKLOG`]
+//! behind is disconnected and announced as left; one that reads nothing at
+//! all is closed by the core's idle rule.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use log::warn;
 use parking_lot::Mutex;
 
-use super::{Action, Link, Protocol, Session, command, text};
+use super::{Action, Delivery, Link, Protocol, Session, command, text};
 use crate::config::Config;
 
 /// The longest name a client may choose, in bytes.
@@ -27,11 +24,10 @@ const MAX_NAME: usize = 32;
 /// buffers hold) before it is dropped.
 const MAX_BACKLOG: usize = 64 * 1024;
 
-pub fn build(config: &Config) -> Arc<dyn Protocol> {
+pub fn build(_config: &Config) -> Arc<dyn Protocol> {
     Arc::new(Chat {
         room: Arc::new(Room {
             members: Mutex::new(Members::default()),
-            idle: config.idle_timeout,
         }),
     })
 }
@@ -43,7 +39,6 @@ struct Chat {
 /// Everyone who has chosen a name.
 struct Room {
     members: Mutex<Members>,
-    idle: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -56,55 +51,17 @@ struct Members {
 struct Member {
     name: String,
     link: Link,
-    outbox: Mutex<Outbox>,
-}
-
-#[derive(Default)]
-struct Outbox {
-    pending: Vec<u8>,
-    /// Since when the socket has refused to take more.
-    stalled_since: Option<Instant>,
-    dropped: bool,
 }
 
 impl Member {
-    /// Queues `bytes` for this member and writes what its socket takes now.
-    fn deliver(&self, bytes: &[u8], idle: Option<Duration>) {
-        let mut outbox = self.outbox.lock();
-        if outbox.dropped {
-            return;
-        }
-        outbox.pending.extend_from_slice(bytes);
-        while !outbox.pending.is_empty() {
-            match self.link.try_send(&outbox.pending) {
-                Ok(n) => {
-                    outbox.pending.drain(..n);
-                    outbox.stalled_since = None;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    outbox.stalled_since.get_or_insert_with(Instant::now);
-                    break;
-                }
-                // The member's own worker sees the broken socket and leaves.
-                Err(_) => return,
-            }
-        }
-        let stalled_too_long = match (outbox.stalled_since, idle) {
-            (Some(since), Some(idle)) => since.elapsed() >= idle,
-            _ => false,
-        };
-        if outbox.pending.len() > MAX_BACKLOG || stalled_too_long {
+    /// Queues `bytes` for this member; drops a member too far behind.
+    fn deliver(&self, bytes: &[u8]) {
+        if let Delivery::Dropped(waiting) = self.link.deliver(bytes, MAX_BACKLOG) {
             warn!(
-                "chat member cannot keep up, dropping peer={} name={} waiting_bytes={}",
+                "chat member cannot keep up, dropping peer={} name={} waiting_bytes={waiting}",
                 self.link.peer(),
                 self.name,
-                outbox.pending.len()
             );
-            outbox.dropped = true;
-            outbox.pending = Vec::new();
-            // Its worker wakes to a closed connection and announces it left.
-            self.link.kick();
         }
     }
 }
@@ -118,7 +75,7 @@ impl Room {
             others(&members, except).cloned().collect()
         };
         for member in members {
-            member.deliver(bytes, self.idle);
+            member.deliver(bytes);
         }
     }
 }
@@ -187,16 +144,15 @@ impl ChatSession {
         let member = Arc::new(Member {
             name: name.clone(),
             link: self.link.clone(),
-            outbox: Mutex::new(Outbox::default()),
         });
         members.by_id.insert(id, member.clone());
         let online = members.by_id.len();
         let mut first = notice.unwrap_or_default();
         first.push_str(&format!("Welcome {name}! {online} online.\n"));
-        member.deliver(first.as_bytes(), room.idle);
+        member.deliver(first.as_bytes());
         let joined = format!("* {name} joined\n");
         for other in others(&members, Some(id)) {
-            other.deliver(joined.as_bytes(), room.idle);
+            other.deliver(joined.as_bytes());
         }
         drop(members);
         self.state = State::Joined { id, member };
@@ -232,7 +188,7 @@ impl Session for ChatSession {
             members.by_id.remove(id);
             let left = format!("* {} left\n", member.name);
             for other in others(&members, None) {
-                other.deliver(left.as_bytes(), self.room.idle);
+                other.deliver(left.as_bytes());
             }
         }
         self.state = State::Naming;

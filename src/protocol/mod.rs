@@ -14,12 +14,12 @@ mod framed;
 mod sum;
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
-
-use socket2::SockRef;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
 
 use crate::config::Config;
+use crate::conn::Conn;
+pub use crate::conn::Delivery;
 use crate::framing::Framing;
 
 /// Sets a protocol up for a server's configuration.
@@ -119,16 +119,20 @@ pub trait Session: Send {
 }
 
 /// A handle on a client connection that other connections' sessions may
-/// use: a chat room writes to its members through their links.
+/// use: a chat room writes to its members through their links. It does not
+/// keep the connection alive: once closed, deliveries go nowhere.
 #[derive(Clone)]
 pub struct Link {
-    stream: Arc<TcpStream>,
+    conn: Weak<Conn>,
     peer: SocketAddr,
 }
 
 impl Link {
-    pub(crate) fn new(stream: Arc<TcpStream>, peer: SocketAddr) -> Self {
-        Link { stream, peer }
+    pub(crate) fn new(conn: &Arc<Conn>) -> Self {
+        Link {
+            conn: Arc::downgrade(conn),
+            peer: conn.peer(),
+        }
     }
 
     /// The client's address.
@@ -136,15 +140,14 @@ impl Link {
         self.peer
     }
 
-    /// Writes as much of `bytes` as the socket takes now, without waiting.
-    /// Returns how many bytes went out; `WouldBlock` when none could.
-    pub fn try_send(&self, bytes: &[u8]) -> io::Result<usize> {
-        SockRef::from(&*self.stream).send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    }
-
-    /// Disconnects the client: its worker sees the connection end and
-    /// closes it.
-    pub fn kick(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+    /// Queues `bytes` for the client after whatever waits for it already,
+    /// and writes what its socket takes now, never waiting: the rest goes
+    /// out when the socket has room. A client more than `max_behind` bytes
+    /// behind is disconnected.
+    pub fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        match self.conn.upgrade() {
+            Some(conn) => conn.deliver(bytes, max_behind),
+            None => Delivery::Gone,
+        }
     }
 }

@@ -145,7 +145,7 @@ fn endless_line_is_cut_off_at_the_limit() {
 fn reset_mid_stream_frees_the_worker() {
     let server = TestServer::start(|c| {
         c.workers = 1;
-        c.queue = 0;
+        c.max_connections = 1;
     });
     let mut client = server.connect();
     client.send("half a li");
@@ -175,7 +175,7 @@ fn hundreds_of_concurrent_clients() {
     }
     drop(clients);
 
-    let big = TestServer::start(|c| c.workers = 400);
+    let big = TestServer::start(|c| c.workers = 2);
     let threads: Vec<_> = (0..400)
         .map(|i| {
             let addr = big.addr;

@@ -113,13 +113,12 @@ fn idle_connections_and_timed_runs() {
 #[test]
 fn rejected_connections_are_counted() {
     let server = TestServer::start(|c| {
-        c.workers = 1;
-        c.queue = 0;
+        c.max_connections = 1;
         c.overload = Overload::Reject;
     });
     let mut holder = server.connect();
-    holder.send_line("hold the only worker");
-    holder.expect("ACK: hold the only worker\n");
+    holder.send_line("hold the only slot");
+    holder.expect("ACK: hold the only slot\n");
     let (output, report) = load(server.addr, &["-c", "3", "-n", "5"]);
     assert!(output.status.success(), "{report}");
     assert_eq!(count(&report, "/connections/rejected"), 3);

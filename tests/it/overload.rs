@@ -1,4 +1,5 @@
-//! The connection limit: workers plus queue, and what happens beyond it.
+//! The connection limit (`max_connections`, served or idle) and what
+//! happens beyond it.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,7 @@ fn connect_when_served(server: &TestServer) -> Client {
 #[test]
 fn block_mode_holds_extra_clients_in_the_backlog() {
     let server = TestServer::start(|c| {
-        c.workers = 1;
-        c.queue = 0;
+        c.max_connections = 1;
         c.overload = Overload::Block;
     });
     let mut first = server.connect();
@@ -48,23 +48,23 @@ fn block_mode_holds_extra_clients_in_the_backlog() {
     waiting.expect("ACK: two\n");
 }
 
-/// With `block`, a queued client is accepted but not served until a worker
-/// frees, and clients beyond the queue wait in the backlog; all are served
-/// in turn.
+/// With `block`, every connection under the limit is served at once, even
+/// on one worker, and clients beyond it are served in turn as slots free.
 #[test]
-fn block_mode_serves_queue_and_backlog_in_turn() {
+fn block_mode_serves_up_to_the_limit_then_in_turn() {
     let server = TestServer::start(|c| {
         c.workers = 1;
-        c.queue = 1;
+        c.max_connections = 2;
     });
     let mut clients: Vec<Client> = (0..4).map(|_| server.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         client.send_line(&format!("c{i}"));
     }
     clients[0].expect("ACK: c0\n");
-    clients[1].expect_silence(QUIET);
+    clients[1].expect("ACK: c1\n");
+    clients[2].expect_silence(QUIET);
     for (i, mut client) in clients.into_iter().enumerate() {
-        if i > 0 {
+        if i > 1 {
             client.expect(&format!("ACK: c{i}\n"));
         }
         client.send_line("shutdown");
@@ -79,30 +79,27 @@ fn block_mode_serves_queue_and_backlog_in_turn() {
 fn reject_mode_turns_extra_clients_away() {
     let server = TestServer::start(|c| {
         c.workers = 1;
-        c.queue = 1;
+        c.max_connections = 2;
         c.overload = Overload::Reject;
     });
     let mut served = server.connect();
     served.send_line("one");
     served.expect("ACK: one\n");
-    // The queue holds one more without a reply...
-    let mut queued = server.connect();
-    queued.send_line("two");
-    // ...and the next is turned away at once.
+    // An idle connection holds a slot but no worker...
+    let mut idle = server.connect();
+    // ...and the next client is turned away at once.
     let mut rejected = server.connect();
     rejected.expect("ERR server busy\n");
     rejected.expect_closed();
+    idle.send_line("two");
+    idle.expect("ACK: two\n");
 
     served.send_line("shutdown");
     served.expect_closed();
-    queued.expect("ACK: two\n");
-    queued.send_line("shutdown");
-    queued.expect_closed();
-
     let mut later = connect_when_served(&server);
     later.send_line("three");
     later.expect("ACK: three\n");
-    drop(later);
+    drop((later, idle));
     assert!(server.stop().rejected >= 1);
 }
 
@@ -110,8 +107,7 @@ fn reject_mode_turns_extra_clients_away() {
 #[test]
 fn rejected_client_that_sent_data_still_gets_the_error() {
     let server = TestServer::start(|c| {
-        c.workers = 1;
-        c.queue = 0;
+        c.max_connections = 1;
         c.overload = Overload::Reject;
     });
     let mut served = server.connect();

@@ -252,14 +252,13 @@ fn sum_out_of_range_stops_the_server() {
     }
 }
 
-/// The core's rules hold for every protocol: a queued connection waits,
-/// an over-long line is refused.
+/// The core's rules hold for every protocol: a client over the connection
+/// limit waits, an over-long line is refused.
 #[test]
 fn core_limits_apply_to_companion_protocols() {
     let server = TestServer::start(|c| {
         c.protocol = "sum".to_string();
-        c.workers = 1;
-        c.queue = 0;
+        c.max_connections = 1;
         c.max_line = 8;
     });
     let mut first = server.connect();

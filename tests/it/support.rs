@@ -291,3 +291,27 @@ pub fn run_bin(args: &[&str]) -> (ExitStatus, String) {
     text.push_str(&String::from_utf8_lossy(&output.stdout));
     (output.status, text)
 }
+
+/// Raises this process's limit on open files towards `wanted` (as far as
+/// the hard limit allows) and returns the limit now in force, so tests that
+/// hold thousands of sockets can size themselves.
+pub fn allow_descriptors(wanted: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let target = (wanted as libc::rlim_t).min(limit.rlim_max);
+        if target > limit.rlim_cur {
+            limit.rlim_cur = target;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            }
+        }
+    }
+    limit.rlim_cur as usize
+}

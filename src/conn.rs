@@ -1,0 +1,383 @@
+//! One client connection as every thread sees it: the non-blocking socket,
+//! the outbox of bytes the client has not taken yet, its idle
+//! [`Activity`] and its [`Schedule`].
+//!
+//! Only the worker serving the connection reads from it; writes go through
+//! the outbox's lock, because other connections' sessions may deliver to it
+//! too (a chat room). Nothing here ever blocks: what the socket does not
+//! take stays in the outbox, and the poller brings the connection back when
+//! the socket has room again.
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use socket2::SockRef;
+
+use crate::sched::Schedule;
+use crate::watchdog::Activity;
+
+/// The most a closing connection reads off from a client that is still
+/// sending, so that closing does not turn into a reset that destroys our
+/// last replies in flight.
+pub const LINGER_BYTES: usize = 256 * 1024;
+
+/// A client connection's shared state.
+pub struct Conn {
+    id: u64,
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    outbox: Mutex<Outbox>,
+    /// Progress for the idle rule.
+    pub activity: Activity,
+    /// Where the connection stands between poller and workers.
+    pub sched: Schedule,
+    /// The poller saw the client's end of stream (or an error): a short read
+    /// no longer means that everything has been read.
+    read_closed: AtomicBool,
+    /// Released with the connection: its slot, its gauges.
+    _guards: Box<dyn Send + Sync>,
+}
+
+/// What became of a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Sent, or waiting for the client's socket to take it.
+    Queued,
+    /// The client was this many bytes behind: it is disconnected now.
+    Dropped(usize),
+    /// The client is disconnected already.
+    Gone,
+}
+
+#[derive(Default)]
+struct Outbox {
+    pending: Vec<u8>,
+    /// Bytes at the front of `pending` already written.
+    sent: usize,
+    /// Disconnected for falling too far behind: nothing more is queued.
+    kicked: bool,
+}
+
+impl Outbox {
+    fn len(&self) -> usize {
+        self.pending.len() - self.sent
+    }
+}
+
+impl Conn {
+    /// Wraps an accepted socket, which must already be non-blocking.
+    /// `guards` are dropped when the connection is.
+    pub fn new(
+        id: u64,
+        stream: Arc<TcpStream>,
+        peer: SocketAddr,
+        guards: Box<dyn Send + Sync>,
+    ) -> Self {
+        Conn {
+            id,
+            stream,
+            peer,
+            outbox: Mutex::default(),
+            activity: Activity::default(),
+            sched: Schedule::new(),
+            read_closed: AtomicBool::new(false),
+            _guards: guards,
+        }
+    }
+
+    /// The connection's id, unique for the server's life (its poller token).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The socket, for shutting it down from another thread.
+    pub fn stream(&self) -> &Arc<TcpStream> {
+        &self.stream
+    }
+
+    /// Records that the poller saw the end of the client's stream.
+    pub fn set_read_closed(&self) {
+        self.read_closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the poller saw the end of the client's stream.
+    pub fn read_closed(&self) -> bool {
+        self.read_closed.load(Ordering::Relaxed)
+    }
+
+    /// Sends `replies` (emptying it) after whatever is already waiting, and
+    /// writes what the socket takes now. Returns how many bytes still wait.
+    pub fn send(&self, replies: &mut Vec<u8>) -> io::Result<usize> {
+        if replies.is_empty() {
+            return self.flush();
+        }
+        let mut outbox = self.outbox.lock();
+        if outbox.kicked {
+            replies.clear();
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        let result = if outbox.len() == 0 {
+            // The usual case: write straight from the caller's buffer and
+            // keep only what the socket did not take.
+            let result = write_some(&self.stream, replies);
+            let written = *result.as_ref().unwrap_or(&0);
+            if written > 0 {
+                self.activity.write_progress();
+            }
+            if written < replies.len() {
+                outbox.pending.clear();
+                outbox.sent = 0;
+                outbox.pending.extend_from_slice(&replies[written..]);
+            }
+            result.map(|_| ())
+        } else {
+            outbox.pending.extend_from_slice(replies);
+            self.write_outbox(&mut outbox)
+        };
+        replies.clear();
+        self.after_write(&mut outbox, result)
+    }
+
+    /// Writes what waits in the outbox as far as the socket takes it.
+    /// Returns how many bytes still wait.
+    pub fn flush(&self) -> io::Result<usize> {
+        let mut outbox = self.outbox.lock();
+        if outbox.len() == 0 {
+            return Ok(0);
+        }
+        let result = self.write_outbox(&mut outbox);
+        self.after_write(&mut outbox, result)
+    }
+
+    /// Bytes waiting for the client to read them.
+    pub fn pending(&self) -> usize {
+        self.outbox.lock().len()
+    }
+
+    /// Queues `bytes` from another connection's session and writes what the
+    /// socket takes now. A client more than `max_behind` bytes behind is
+    /// disconnected; its own worker then closes it.
+    pub fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        let mut outbox = self.outbox.lock();
+        if outbox.kicked {
+            return Delivery::Gone;
+        }
+        outbox.pending.extend_from_slice(bytes);
+        let result = self.write_outbox(&mut outbox);
+        match self.after_write(&mut outbox, result) {
+            Ok(waiting) if waiting <= max_behind => Delivery::Queued,
+            // A broken socket: its own worker sees it and closes.
+            Err(_) => Delivery::Gone,
+            Ok(waiting) => {
+                outbox.kicked = true;
+                outbox.pending = Vec::new();
+                outbox.sent = 0;
+                drop(outbox);
+                self.kick();
+                Delivery::Dropped(waiting)
+            }
+        }
+    }
+
+    /// Disconnects the client: its worker wakes to a dead socket and closes.
+    pub fn kick(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Writes `line` only if nothing else waits and the socket takes it
+    /// whole now; for last words to a client that may have stopped reading.
+    pub fn try_say(&self, line: &[u8]) {
+        let outbox = self.outbox.lock();
+        if outbox.len() == 0 && !outbox.kicked {
+            let _ = (&*self.stream).write(line);
+        }
+    }
+
+    /// Sends our end of stream after the replies.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    fn write_outbox(&self, outbox: &mut Outbox) -> io::Result<()> {
+        let sent = outbox.sent;
+        let result = write_some(&self.stream, &outbox.pending[sent..]);
+        let written = *result.as_ref().unwrap_or(&0);
+        if written > 0 {
+            self.activity.write_progress();
+        }
+        outbox.sent += written;
+        result.map(|_| ())
+    }
+
+    fn after_write(&self, outbox: &mut Outbox, result: io::Result<()>) -> io::Result<usize> {
+        let waiting = outbox.len();
+        if waiting == 0 && outbox.pending.capacity() > 0 {
+            // A drained outbox gives its memory back: an idle connection
+            // holds no buffer.
+            outbox.pending = Vec::new();
+            outbox.sent = 0;
+        } else if outbox.sent > 0 && outbox.sent >= waiting {
+            // Move the rest to the front once the sent part is the larger,
+            // so each byte moves at most once on average.
+            let sent = outbox.sent;
+            outbox.pending.drain(..sent);
+            outbox.sent = 0;
+        }
+        self.activity.set_waiting_write(waiting > 0);
+        result.map(|()| waiting)
+    }
+}
+
+/// Reads go straight to the socket; only the connection's worker reads.
+impl Read for &Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.stream).read(buf)
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes without waiting. A full
+/// socket is not an error: the count says how much went.
+fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match (&*stream).write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// What [`drain_pending`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// This many bytes were read (at most the limit); the client may still
+    /// be sending.
+    Bytes(usize),
+    /// The client's end of stream, or an error: nothing more will come.
+    Closed,
+}
+
+/// Reads off, without waiting, what the client has already sent, up to
+/// `limit` bytes, so that closing the socket does not turn into a reset that
+/// destroys our replies in flight. Bounded, so a client that keeps sending
+/// cannot keep the caller here.
+pub fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+    let socket = SockRef::from(stream);
+    let mut drained = 0;
+    while drained < limit {
+        let want = scratch.len().min(limit - drained);
+        match socket.recv_with_flags(&mut scratch[..want], libc::MSG_DONTWAIT) {
+            Ok(0) => return Drained::Closed,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return Drained::Closed,
+        }
+    }
+    Drained::Bytes(drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, Conn) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        (client, Conn::new(1, Arc::new(server), peer, Box::new(())))
+    }
+
+    /// Fills the socket's buffers so that nothing more goes out now.
+    fn fill(conn: &Conn) {
+        let mut chunk = vec![b'x'; 64 * 1024];
+        while conn.send(&mut chunk).expect("send") == 0 {
+            chunk.resize(64 * 1024, b'x');
+        }
+    }
+
+    #[test]
+    fn what_the_socket_refuses_waits_and_goes_out_in_order() {
+        let (mut client, conn) = pair();
+        fill(&conn);
+        let waiting = conn.pending();
+        assert!(waiting > 0);
+        let mut more = b"tail\n".to_vec();
+        assert_eq!(conn.send(&mut more).expect("send"), waiting + 5);
+        assert!(more.is_empty());
+        // The client reads; the outbox drains as the socket takes it.
+        client.set_nonblocking(false).expect("blocking");
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).expect("read");
+            all
+        });
+        while conn.flush().expect("flush") > 0 {
+            std::thread::yield_now();
+        }
+        conn.shutdown_write().expect("shutdown");
+        let all = reader.join().expect("reader");
+        assert!(all.ends_with(b"xxtail\n"));
+        assert_eq!(conn.pending(), 0);
+    }
+
+    #[test]
+    fn a_client_too_far_behind_is_kicked() {
+        let (mut client, conn) = pair();
+        fill(&conn);
+        let limit = conn.pending() + 100;
+        assert_eq!(conn.deliver(b"a line\n", limit), Delivery::Queued);
+        assert!(matches!(
+            conn.deliver(&[b'y'; 200], limit),
+            Delivery::Dropped(_)
+        ));
+        assert_eq!(conn.deliver(b"more\n", usize::MAX), Delivery::Gone);
+        // The client sees the connection end after what was in flight.
+        let mut all = Vec::new();
+        let _ = client.read_to_end(&mut all);
+        assert!(!all.windows(4).any(|w| w == b"more"));
+    }
+
+    #[test]
+    fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
+        let (mut client, conn) = pair();
+        let server = conn.stream().clone();
+        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(0));
+        client.write_all(&[b'x'; 3000]).expect("write");
+        // Wait until all 3000 bytes are waiting, without reading them.
+        let mut all = [MaybeUninit::<u8>::uninit(); 3000];
+        let waiting = SockRef::from(&*server)
+            .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+            .expect("peek");
+        assert_eq!(waiting, 3000);
+        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
+        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
+    }
+
+    #[test]
+    fn drain_reports_the_end_of_stream() {
+        let (client, conn) = pair();
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        let server = conn.stream().clone();
+        server.set_nonblocking(false).expect("blocking");
+        // A blocking peek returns 0 once the end of stream has arrived.
+        assert_eq!(server.peek(&mut [0u8; 1]).expect("peek"), 0);
+        assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
+    }
+}

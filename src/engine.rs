@@ -1,0 +1,306 @@
+//! The engine the pool's workers run: one `mio` poller that parks every
+//! connection with nothing to do, and a ready queue of connections that
+//! have, served leader/followers style.
+//!
+//! Each worker of the fixed-size pool runs [`Engine::work`] until the
+//! server stops. At any moment at most one worker, the leader, waits in the
+//! poller. When events come, it marks each connection ready (see
+//! [`crate::sched`]: a connection is queued at most once and served by at
+//! most one worker), queues all but one, wakes as many idle followers as
+//! there is work (one of them becomes the next leader), and serves the one
+//! it kept itself. The common case, one connection ready at a time, thus
+//! pays no hand-off between threads, as in Jetty's "eat what you kill". A
+//! worker that finishes a turn takes the next ready connection, or leads
+//! when there is none.
+//!
+//! Sockets are registered once, edge-triggered, for both directions. A
+//! turn reads until the socket is empty (or its budget is spent, and the
+//! connection is queued again), so no readiness is ever lost; replies that
+//! do not fit wait in the connection's outbox and go out when the socket
+//! reports room.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use log::{error, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::{Condvar, Mutex};
+use threadpool::ThreadPool;
+
+use crate::conn::Conn;
+use crate::handler::{ClientHandler, Turn};
+use crate::registry::Registry;
+use crate::sched::Park;
+
+/// The token of the waker that ends the leader's wait at a stop.
+const WAKER: Token = Token(usize::MAX);
+
+/// Events taken from the poller at once.
+const EVENTS: usize = 1024;
+
+/// One live connection: its shared state and its protocol driver, which
+/// only the worker serving it locks.
+pub(crate) struct Served {
+    pub conn: Arc<Conn>,
+    pub handler: Mutex<ClientHandler>,
+}
+
+/// The poller, the ready queue and the workers' rendezvous.
+pub(crate) struct Engine {
+    /// Locked only by the leader, for the length of one wait.
+    poll: Mutex<Poll>,
+    /// Registers sockets from the acceptor while the leader waits.
+    registry: mio::Registry,
+    waker: Waker,
+    shared: Mutex<Shared>,
+    /// Followers wait here for work or for their turn to lead.
+    followers: Condvar,
+    conns: Arc<Registry>,
+    panics: AtomicUsize,
+}
+
+struct Shared {
+    ready: VecDeque<Arc<Served>>,
+    /// Whether a worker waits in the poller now.
+    leader: bool,
+    /// Followers waiting on the condition variable.
+    idle: usize,
+    /// The server has stopped: workers return.
+    done: bool,
+}
+
+impl Engine {
+    /// An engine over the connections in `conns`.
+    pub fn new(conns: Arc<Registry>) -> io::Result<Arc<Engine>> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Arc::new(Engine {
+            poll: Mutex::new(poll),
+            registry,
+            waker,
+            shared: Mutex::new(Shared {
+                ready: VecDeque::new(),
+                leader: false,
+                idle: 0,
+                done: false,
+            }),
+            followers: Condvar::new(),
+            conns,
+            panics: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Starts `workers` worker loops on the pool.
+    pub fn start(self: &Arc<Self>, pool: &ThreadPool, workers: usize) {
+        for _ in 0..workers {
+            spawn_worker(self.clone(), pool.clone());
+        }
+    }
+
+    /// Adds an accepted connection: into the registry, so that its events
+    /// find it, then into the poller. A new socket is writable at once, so
+    /// its first turn (the protocol's greeting, the first read) follows
+    /// straight away.
+    pub fn add(&self, served: Arc<Served>) -> io::Result<()> {
+        let id = served.conn.id();
+        let fd = served.conn.stream().as_raw_fd();
+        self.conns.insert(served);
+        let registered = self.registry.register(
+            &mut SourceFd(&fd),
+            token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if registered.is_err() {
+            self.conns.remove(id);
+        }
+        registered
+    }
+
+    /// Connections waiting in the ready queue for a worker.
+    pub fn ready(&self) -> usize {
+        self.shared.lock().ready.len()
+    }
+
+    /// How many turns panicked.
+    pub fn panics(&self) -> usize {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Ends every worker loop: followers wake, the leader's wait ends.
+    pub fn finish(&self) {
+        self.shared.lock().done = true;
+        self.followers.notify_all();
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the poller to stop error={e}");
+        }
+    }
+
+    /// A worker's life: serve ready connections, lead when there are none.
+    fn work(&self) {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut woken = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let next = {
+                let mut shared = self.shared.lock();
+                loop {
+                    if shared.done {
+                        return;
+                    }
+                    if let Some(served) = shared.ready.pop_front() {
+                        break Some(served);
+                    }
+                    if !shared.leader {
+                        shared.leader = true;
+                        break None;
+                    }
+                    shared.idle += 1;
+                    self.followers.wait(&mut shared);
+                    shared.idle -= 1;
+                }
+            };
+            let served = match next {
+                Some(served) => served,
+                None => match self.lead(&mut events, &mut woken) {
+                    Some(served) => served,
+                    None => continue,
+                },
+            };
+            self.serve(served, &mut out);
+        }
+    }
+
+    /// Waits in the poller, queues the connections that became ready and
+    /// hands leadership on. Returns one ready connection to serve now.
+    fn lead(&self, events: &mut Events, woken: &mut Vec<Arc<Served>>) -> Option<Arc<Served>> {
+        if let Err(e) = self.poll.lock().poll(events, None)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            // Nothing in the poller's contract makes this happen; say so
+            // and carry on rather than lose the server.
+            error!("poll failed error={e}");
+        }
+        let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
+            let ended = e.is_read_closed() || e.is_error();
+            (e.token().0 as u64, ended)
+        });
+        self.conns.lookup(ready, |ended, served| {
+            if ended {
+                served.conn.set_read_closed();
+            }
+            if served.conn.sched.notify() {
+                woken.push(served.clone());
+            }
+        });
+        let mut woken = woken.drain(..);
+        let mine = woken.next();
+        let mut shared = self.shared.lock();
+        shared.leader = false;
+        shared.ready.extend(woken);
+        // One follower per queued connection, and one more to lead while
+        // this worker serves.
+        let wanted = shared.ready.len() + usize::from(mine.is_some());
+        for _ in 0..wanted.min(shared.idle) {
+            self.followers.notify_one();
+        }
+        mine
+    }
+
+    /// Runs one turn of a ready connection, then parks it, queues it again
+    /// or closes it.
+    fn serve(&self, served: Arc<Served>, out: &mut Vec<u8>) {
+        if !served.conn.sched.start() {
+            return;
+        }
+        let turn = {
+            let mut handler = served.handler.lock();
+            match panic::catch_unwind(AssertUnwindSafe(|| handler.turn(out))) {
+                Ok(turn) => turn,
+                Err(_) => {
+                    self.panics.fetch_add(1, Ordering::Relaxed);
+                    error!(
+                        "connection handler panicked, closing peer={}",
+                        served.conn.peer()
+                    );
+                    // The session may be broken too; a second panic here
+                    // is caught and changes nothing.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| handler.abandon()));
+                    Turn::Done
+                }
+            }
+        };
+        out.clear();
+        match turn {
+            Turn::Park => {
+                if served.conn.sched.park() == Park::Requeue {
+                    self.requeue(served);
+                }
+            }
+            Turn::Yield => {
+                served.conn.sched.yield_turn();
+                self.requeue(served);
+            }
+            Turn::Done => self.close(&served),
+        }
+    }
+
+    /// Puts a connection at the back of the ready queue. This worker takes
+    /// from the queue next, so nobody needs waking.
+    fn requeue(&self, served: Arc<Served>) {
+        self.shared.lock().ready.push_back(served);
+    }
+
+    /// Forgets a closed connection. Its socket closes, and its slot and
+    /// gauges are released, when the last reference goes, which is at once
+    /// unless the leader holds it for a moment in a batch of events; those
+    /// events find it closed and do nothing. Closing the socket also takes
+    /// it out of the poller.
+    fn close(&self, served: &Served) {
+        served.conn.sched.close();
+        self.conns.remove(served.conn.id());
+    }
+}
+
+fn token(id: u64) -> Token {
+    // Ids count up from 0 and never reach the waker's token.
+    Token(id as usize)
+}
+
+/// Runs a worker loop on the pool. Protocol code cannot end a loop (a
+/// panicking turn is caught); should the engine itself ever panic, the
+/// pool gets a fresh loop in place of the lost one.
+fn spawn_worker(engine: Arc<Engine>, pool: ThreadPool) {
+    let job_pool = pool.clone();
+    pool.execute(move || {
+        let respawn = Respawn {
+            engine: engine.clone(),
+            pool: job_pool,
+        };
+        engine.work();
+        drop(respawn);
+    });
+}
+
+struct Respawn {
+    engine: Arc<Engine>,
+    pool: ThreadPool,
+}
+
+impl Drop for Respawn {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            warn!("a worker loop panicked, starting another");
+            // It may have been the leader. Two leaders only take turns at
+            // the poller's lock, so clearing the flag is always safe.
+            self.engine.shared.lock().leader = false;
+            spawn_worker(self.engine.clone(), self.pool.clone());
+        }
+    }
+}
