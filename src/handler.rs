@@ -23,7 +23,7 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
 use crate::framing::{FrameError, Framing, Reader};
 use crate::protocol::{self, Action, Link, Protocol, Session};
@@ -74,8 +74,14 @@ impl Limits {
 }
 
 impl Default for Limits {
+    /// The defaults `Config::default()` sets, without building a whole
+    /// configuration (which asks the system how many CPUs there are).
     fn default() -> Self {
-        Limits::from_config(&Config::default())
+        Limits {
+            max_line: DEFAULT_MAX_LINE,
+            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
+            timing: false,
+        }
     }
 }
 
@@ -561,5 +567,19 @@ fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8
         }
         FrameError::InvalidUtf8 => End::InvalidUtf8,
         FrameError::Truncated => End::Truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_the_default_configs() {
+        let from_config = Limits::from_config(&Config::default());
+        let default = Limits::default();
+        assert_eq!(default.max_line, from_config.max_line);
+        assert_eq!(default.idle_timeout, from_config.idle_timeout);
+        assert_eq!(default.timing, from_config.timing);
     }
 }
