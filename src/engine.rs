@@ -26,6 +26,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use log::{error, warn};
 use mio::unix::SourceFd;
@@ -43,6 +44,13 @@ const WAKER: Token = Token(usize::MAX);
 
 /// Events taken from the poller at once.
 const EVENTS: usize = 1024;
+
+/// While connections are ready, a worker also looks into the poller (without
+/// waiting) after this many turns, so that connections that became ready
+/// meanwhile join the queue: otherwise a connection that always has more
+/// to do would keep the queue from ever emptying, and nobody would poll.
+/// tokio's scheduler checks its driver after the same number of tasks.
+const POLL_EVERY: usize = 61;
 
 /// One live connection: its shared state and its protocol driver, which
 /// only the worker serving it locks.
@@ -71,8 +79,20 @@ struct Shared {
     leader: bool,
     /// Followers waiting on the condition variable.
     idle: usize,
+    /// Turns served since a worker last looked into the poller.
+    since_poll: usize,
     /// The server has stopped: workers return.
     done: bool,
+}
+
+/// What a worker does next.
+enum Next {
+    Serve(Arc<Served>),
+    /// Wait in the poller: nothing is ready.
+    Lead,
+    /// Look into the poller without waiting: ready connections wait, but
+    /// nobody has polled for a while.
+    Look,
 }
 
 impl Engine {
@@ -89,6 +109,7 @@ impl Engine {
                 ready: VecDeque::new(),
                 leader: false,
                 idle: 0,
+                since_poll: 0,
                 done: false,
             }),
             followers: Condvar::new(),
@@ -154,33 +175,51 @@ impl Engine {
                     if shared.done {
                         return;
                     }
-                    if let Some(served) = shared.ready.pop_front() {
-                        break Some(served);
-                    }
-                    if !shared.leader {
+                    let lead = !shared.leader;
+                    if lead && !shared.ready.is_empty() && shared.since_poll >= POLL_EVERY {
                         shared.leader = true;
-                        break None;
+                        shared.since_poll = 0;
+                        break Next::Look;
+                    }
+                    if let Some(served) = shared.ready.pop_front() {
+                        shared.since_poll += 1;
+                        break Next::Serve(served);
+                    }
+                    if lead {
+                        shared.leader = true;
+                        shared.since_poll = 0;
+                        break Next::Lead;
                     }
                     shared.idle += 1;
                     self.followers.wait(&mut shared);
                     shared.idle -= 1;
                 }
             };
-            let served = match next {
-                Some(served) => served,
-                None => match self.lead(&mut events, &mut woken) {
-                    Some(served) => served,
-                    None => continue,
-                },
-            };
-            self.serve(served, &mut out);
+            match next {
+                Next::Serve(served) => self.serve(served, &mut out),
+                Next::Lead => {
+                    if let Some(served) = self.lead(&mut events, &mut woken, None) {
+                        self.serve(served, &mut out);
+                    }
+                }
+                Next::Look => {
+                    self.lead(&mut events, &mut woken, Some(Duration::ZERO));
+                }
+            }
         }
     }
 
-    /// Waits in the poller, queues the connections that became ready and
-    /// hands leadership on. Returns one ready connection to serve now.
-    fn lead(&self, events: &mut Events, woken: &mut Vec<Arc<Served>>) -> Option<Arc<Served>> {
-        if let Err(e) = self.poll.lock().poll(events, None)
+    /// Waits in the poller (at most `timeout`), queues the connections that
+    /// became ready and hands leadership on. After a wait, returns one ready
+    /// connection to serve now; after a look (`timeout` zero), queues them
+    /// all behind those already waiting.
+    fn lead(
+        &self,
+        events: &mut Events,
+        woken: &mut Vec<Arc<Served>>,
+        timeout: Option<Duration>,
+    ) -> Option<Arc<Served>> {
+        if let Err(e) = self.poll.lock().poll(events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             // Nothing in the poller's contract makes this happen; say so
@@ -200,7 +239,11 @@ impl Engine {
             }
         });
         let mut woken = woken.drain(..);
-        let mine = woken.next();
+        let mine = if timeout.is_none() {
+            woken.next()
+        } else {
+            None
+        };
         let mut shared = self.shared.lock();
         shared.leader = false;
         shared.ready.extend(woken);

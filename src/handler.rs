@@ -573,6 +573,98 @@ fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::mem::MaybeUninit;
+    use std::net::TcpListener;
+
+    /// A handler on the server side of a fresh connection, and the client.
+    fn pair() -> (ClientHandler, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let conn = Arc::new(Conn::new(1, Arc::new(server), peer, Box::new(())));
+        (ClientHandler::serving(conn, Shutdown::new()), client)
+    }
+
+    /// Waits until `n` bytes sent by the client are waiting at the server.
+    fn arrived(handler: &ClientHandler, n: usize) {
+        let mut peek = vec![MaybeUninit::<u8>::uninit(); n];
+        let socket = socket2::SockRef::from(&**handler.conn.stream());
+        handler
+            .conn
+            .stream()
+            .set_nonblocking(false)
+            .expect("blocking");
+        let waiting = socket
+            .recv_with_flags(&mut peek, libc::MSG_PEEK | libc::MSG_WAITALL)
+            .expect("peek");
+        handler
+            .conn
+            .stream()
+            .set_nonblocking(true)
+            .expect("nonblocking");
+        assert_eq!(waiting, n);
+    }
+
+    #[test]
+    fn a_turn_answers_at_most_its_budget_then_yields() {
+        let (mut handler, mut client) = pair();
+        let lines = 3 * TURN_MESSAGES + 10;
+        client.write_all(&b"x\n".repeat(lines)).expect("send");
+        arrived(&handler, 2 * lines);
+        let mut out = Vec::new();
+        let mut turns = Vec::new();
+        loop {
+            let turn = handler.turn(&mut out);
+            assert!(out.is_empty(), "replies left in the scratch buffer");
+            turns.push(turn);
+            if turn != Turn::Yield {
+                break;
+            }
+        }
+        assert_eq!(turns, [Turn::Yield, Turn::Yield, Turn::Yield, Turn::Park]);
+        let mut replies = vec![0u8; lines * b"ACK: x\n".len()];
+        client.read_exact(&mut replies).expect("replies");
+        assert_eq!(replies, b"ACK: x\n".repeat(lines));
+    }
+
+    #[test]
+    fn backed_up_replies_stop_the_reading() {
+        let (mut handler, client) = pair();
+        // Long lines whose replies back up far beyond the cap while the
+        // client reads nothing.
+        let line = format!("{}\n", "y".repeat(1000));
+        let mut writer = client.try_clone().expect("clone");
+        let sender = std::thread::spawn(move || {
+            writer
+                .set_write_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            let mut sent = 0;
+            while writer.write_all(line.as_bytes()).is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let mut out = Vec::new();
+        let mut turns = 0;
+        while !sender.is_finished() {
+            if handler.turn(&mut out) == Turn::Park && handler.conn.pending() > MAX_PENDING {
+                break;
+            }
+            turns += 1;
+            assert!(turns < 100_000, "the handler never backed off");
+        }
+        let pending = handler.conn.pending();
+        assert!(pending > MAX_PENDING, "pending {pending}");
+        assert!(pending < MAX_PENDING + FLUSH_AT + 2048, "pending {pending}");
+        // While backed up, a turn reads nothing more.
+        let before = pending;
+        assert_eq!(handler.turn(&mut out), Turn::Park);
+        assert_eq!(handler.conn.pending(), before);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = sender.join();
+    }
 
     #[test]
     fn default_limits_are_the_default_configs() {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod engine;
 mod lines;
 mod load;
 mod overload;

@@ -79,7 +79,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a socket connected by hand.
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let reader = BufReader::new(stream.try_clone().expect("clone"));
         Client { stream, reader }

@@ -1,0 +1,233 @@
+//! The event-driven engine: connections with nothing to do hold no worker,
+//! a client that never reads costs bounded memory, a pipelining client
+//! cannot starve the others, and a stop closes connections wherever they
+//! are (parked, queued for a worker, or in the middle of a batch).
+
+use std::io::{ErrorKind, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Client, DEADLINE, TestServer};
+
+/// Thousands of connections that sent nothing do not keep a one-worker
+/// server from answering another client at once.
+#[test]
+fn thousands_of_idle_connections_hold_no_worker() {
+    let count = support::allow_descriptors(2 * 3000 + 100).min(6000) / 2 - 50;
+    let server = TestServer::start(|c| c.workers = 1);
+    let idle: Vec<Client> = (0..count).map(|_| server.connect()).collect();
+    let mut client = server.connect();
+    client.send_line("through");
+    client.expect("ACK: through\n");
+    // And every idle one is still served when it speaks.
+    for (i, mut c) in idle.into_iter().enumerate().step_by(97) {
+        c.send_line(&i.to_string());
+        c.expect(&format!("ACK: {i}\n"));
+    }
+}
+
+/// A client that sends a blank line every few milliseconds and a socket
+/// that sends nothing each hold a connection slot but no worker: with one
+/// worker, a third client is served while both stay connected.
+#[test]
+fn a_blank_line_keeper_and_a_silent_socket_hold_no_worker() {
+    let server = TestServer::start(|c| c.workers = 1);
+    let _silent = server.connect();
+    let mut keeper = server.connect();
+    let mut keeper_writer = keeper.stream.try_clone().expect("clone");
+    let stop = Arc::new(AtomicBool::new(false));
+    let keeping = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                keeper_writer.write_all(b"\n").expect("keeper send");
+                sent += 1;
+                thread::sleep(Duration::from_millis(5));
+            }
+            sent
+        })
+    };
+    keeper.expect("ACK: \n");
+    for i in 0..50 {
+        let mut client = server.connect();
+        client.send_line(&format!("third {i}"));
+        client.expect(&format!("ACK: third {i}\n"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = keeping.join().expect("keeper panicked");
+    keeper.half_close();
+    // One reply was read above.
+    let replies = keeper.rest();
+    assert_eq!(replies.len(), (sent - 1) * "ACK: \n".len());
+}
+
+/// A client that pipelines without end does not starve a ping-pong client
+/// on a one-worker server: the worker serves it a bounded batch per turn.
+#[test]
+fn a_pipelining_client_does_not_starve_a_ping_pong_one() {
+    let server = TestServer::start(|c| c.workers = 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hog = server.connect();
+    let mut hog_writer = hog.stream.try_clone().expect("clone");
+    let sender = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let batch = "pipelined without end\n".repeat(4096);
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                hog_writer.write_all(batch.as_bytes()).expect("hog send");
+                sent += 4096;
+            }
+            hog_writer.write_all(b"shutdown\n").expect("hog send");
+            sent
+        })
+    };
+    // Reading the hog's replies keeps it going as fast as the server allows.
+    let reader = thread::spawn(move || hog.rest().len());
+    let mut pinger = server.connect();
+    // The hog is flowing before the ping-pong starts.
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    for i in 0..200 {
+        pinger.send_line(&format!("ping {i}"));
+        pinger.expect(&format!("ACK: ping {i}\n"));
+    }
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().expect("sender panicked");
+    let received = reader.join().expect("reader panicked");
+    assert_eq!(
+        received as u64,
+        sent * "ACK: pipelined without end\n".len() as u64
+    );
+    assert!(took < DEADLINE, "200 pings took {took:?}");
+}
+
+/// A client that sends without ever reading is read only until its replies
+/// back up: the server then stops reading it, so what it can push in is
+/// bounded by socket buffers, not by the server's memory, and the other
+/// clients are served meanwhile.
+#[test]
+fn a_client_that_never_reads_costs_bounded_memory() {
+    let server = TestServer::start(|c| c.workers = 1);
+    let flooder = server.connect();
+    let mut writer = flooder.stream.try_clone().expect("clone");
+    writer
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let flood = thread::spawn(move || {
+        let chunk = "never read never read never read\n".repeat(2048);
+        let mut written = 0usize;
+        // Up to 256 MiB: far more than any socket buffers hold.
+        while written < 256 << 20 {
+            match writer.write(chunk.as_bytes()) {
+                Ok(n) => written += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("flood write failed: {e}"),
+            }
+        }
+        written
+    });
+    let mut other = server.connect();
+    other.send_line("still served");
+    other.expect("ACK: still served\n");
+    let written = flood.join().expect("flooder panicked");
+    // Loopback buffers grow to a few MiB each way; without backpressure the
+    // server would have read all 256 MiB and held the replies.
+    assert!(written < 64 << 20, "the server took {written} bytes");
+    other.send_line("and again");
+    other.expect("ACK: and again\n");
+    drop(flooder);
+}
+
+/// A stop with connections queued for the one worker and in the middle of
+/// their batches: each client gets whole replies, in order, then a close.
+#[test]
+fn stop_with_connections_queued_and_mid_batch() {
+    let server = TestServer::start(|c| c.workers = 1);
+    let mut clients: Vec<Client> = (0..100).map(|_| server.connect()).collect();
+    for c in clients.iter_mut() {
+        c.send_line("ready");
+        c.expect("ACK: ready\n");
+    }
+    let batch: String = (0..500).map(|i| format!("{i}\n")).collect();
+    for c in clients.iter_mut() {
+        c.send(&batch);
+    }
+    server.shutdown.trigger();
+    for mut c in clients {
+        let text = String::from_utf8(c.rest()).expect("utf-8");
+        assert!(text.is_empty() || text.ends_with('\n'), "cut reply");
+        for (i, line) in text.lines().enumerate() {
+            assert_eq!(line, format!("ACK: {i}"));
+        }
+    }
+    server.wait_stopped(DEADLINE);
+}
+
+/// A chat room of 500 members on two workers: every member hears a line
+/// said by one of them.
+#[test]
+fn chat_with_five_hundred_members_on_two_workers() {
+    support::allow_descriptors(2 * 500 + 100);
+    let server = TestServer::start(|c| {
+        c.protocol = "chat".to_string();
+        c.workers = 2;
+    });
+    let mut members = Vec::new();
+    for i in 0..500 {
+        let mut member = server.connect();
+        member.expect("Enter your name:\n");
+        member.send_line(&format!("m{i}"));
+        member.expect(&format!("Welcome m{i}! {} online.\n", i + 1));
+        members.push(member);
+    }
+    members[0].send_line("hello all");
+    for (i, member) in members.iter_mut().enumerate().skip(1) {
+        // Joins of later members come first, in order.
+        for j in i + 1..500 {
+            member.expect(&format!("* m{j} joined\n"));
+        }
+        member.expect("m0: hello all\n");
+    }
+    drop(members);
+    assert_eq!(server.stop().lines, 501);
+}
+
+/// A chat member that falls behind gets what it missed once its socket has
+/// room again, without anyone else speaking.
+#[test]
+fn chat_delivery_resumes_when_the_member_reads() {
+    let server = TestServer::start(|c| c.protocol = "chat".to_string());
+    // A small receive window, so that the lines below back up in the
+    // server (but stay under the room's limit for falling behind).
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut slow = Client::from_stream(socket.into());
+    slow.expect("Enter your name:\n");
+    slow.send_line("slow");
+    slow.expect("Welcome slow! 1 online.\n");
+    let mut talker = server.connect();
+    talker.expect("Enter your name:\n");
+    talker.send_line("talker");
+    talker.expect("Welcome talker! 2 online.\n");
+    slow.expect("* talker joined\n");
+    let line = "x".repeat(1000);
+    let count = 50;
+    for i in 0..count {
+        talker.send_line(&format!("{i} {line}"));
+    }
+    // Everything the talker said has been handled once it can quit.
+    talker.send_line("shutdown");
+    talker.expect_closed();
+    // Now read: the tail must arrive although nobody speaks any more.
+    for i in 0..count {
+        slow.expect(&format!("talker: {i} {line}\n"));
+    }
+    slow.expect("* talker left\n");
+}
