@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns the raw JSON lines scripts/bench.sh collects into docs/benchmarks.md:
-medians per scenario and server, the linepool/tokio ratios, peak memory,
-and the pool-size sweep, followed by the raw data."""
+medians per scenario and server, the linepool/tokio ratios (throughput, p99
+latency, server CPU per reply), peak memory, the 10,000-idle row and the
+worker sweep, followed by the raw data."""
 
 import json
 import platform
@@ -34,15 +35,32 @@ def p99(key):
     return median(key, lambda r: r["latency_us"]["p99"])
 
 
-def paired_ratio(name, other, pick):
+def cpu_per_reply(entry):
+    """Server CPU microseconds per reply in one run."""
+    replies = entry["report"]["replies"]
+    return entry["cpu_secs"] * 1e6 / replies if replies else None
+
+
+def cpu_us(key):
+    values = [cpu_per_reply(e) for e in lines
+              if (e.get("scenario"), e.get("server")) == key and "report" in e]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def paired_ratio(name, other, pick, whole=False):
     """Median over rounds of linepool's figure over the other server's in
     the same round. bench.sh runs the servers one after the other in each
-    round, so pairing them cancels the machine's drift between rounds."""
-    ours = {e["run"]: pick(e["report"]) for e in lines
+    round, so pairing them cancels the machine's drift between rounds.
+    `pick` takes the run's report, or the whole entry with `whole`."""
+    def figure(e):
+        return pick(e) if whole else pick(e["report"])
+    ours = {e["run"]: figure(e) for e in lines
             if e.get("scenario") == name and e.get("server") == "linepool" and "report" in e}
-    theirs = {e["run"]: pick(e["report"]) for e in lines
+    theirs = {e["run"]: figure(e) for e in lines
               if e.get("scenario") == name and e.get("server") == other and "report" in e}
-    ratios = [ours[r] / theirs[r] for r in ours if r in theirs and theirs[r]]
+    ratios = [ours[r] / theirs[r] for r in ours
+              if r in theirs and theirs[r] and ours[r] is not None]
     return statistics.median(ratios) if ratios else None
 
 
@@ -77,14 +95,16 @@ out.append("Written by `scripts/bench.sh`; do not edit by hand. "
            "connection waits for its replies before sending more. Latency is per "
            "request, in microseconds.\n")
 out.append("## linepool and the tokio reference\n")
-out.append("| scenario | linepool replies/s | p99 µs | tokio replies/s | p99 µs | **ratio to tokio** | p99 ratio | naive std replies/s | p99 µs | ratio to std |")
-out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+out.append("| scenario | linepool replies/s | p99 µs | CPU µs/reply | tokio replies/s | p99 µs | CPU µs/reply "
+           "| **ratio to tokio** | p99 ratio | CPU ratio | naive std replies/s | p99 µs | ratio to std |")
+out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 names = [
     ("pingpong-1", "ping-pong, 1 connection"),
     ("pingpong-50", "ping-pong, 50 connections"),
     ("pipelined-50x32", "50 connections, pipelined 32 deep"),
     ("connect-per-request-8", "connect per request, 8 clients"),
-    ("connections-1000", "1,000 connections (`--workers 1000`)"),
+    ("connections-1000", "1,000 connections"),
+    ("idle-10000-busy-50", "10,000 idle + 50 ping-pong"),
 ]
 for name, label in names:
     ours, theirs = rate((name, "linepool")), rate((name, "tokio"))
@@ -92,30 +112,46 @@ for name, label in names:
     naive, naive_p99 = rate((name, "std")), p99((name, "std"))
     ratio = paired_ratio(name, "tokio", lambda r: r["replies_per_sec"])
     p99_ratio = paired_ratio(name, "tokio", lambda r: r["latency_us"]["p99"])
+    cpu_ratio = paired_ratio(name, "tokio", cpu_per_reply, whole=True)
     std_ratio = paired_ratio(name, "std", lambda r: r["replies_per_sec"])
-    out.append(f"| {label} | {fmt(ours)} | {fmt(our_p99, 1)} | {fmt(theirs)} | {fmt(their_p99, 1)} "
-               f"| **{fmt(ratio, 2)}** | {fmt(p99_ratio, 2)} | {fmt(naive)} | {fmt(naive_p99, 1)} "
-               f"| {fmt(std_ratio, 2)} |")
+    out.append(f"| {label} | {fmt(ours)} | {fmt(our_p99, 1)} | {fmt(cpu_us((name, 'linepool')), 2)} "
+               f"| {fmt(theirs)} | {fmt(their_p99, 1)} | {fmt(cpu_us((name, 'tokio')), 2)} "
+               f"| **{fmt(ratio, 2)}** | {fmt(p99_ratio, 2)} | {fmt(cpu_ratio, 2)} "
+               f"| {fmt(naive)} | {fmt(naive_p99, 1)} | {fmt(std_ratio, 2)} |")
 out.append("\nRatios are linepool / other, taken round by round (the servers run one "
            "after the other in each round) and then the median: a throughput ratio above "
-           "1 means linepool answers more; a p99 ratio below 1 means linepool's tail is "
-           "shorter. "
+           "1 means linepool answers more; a p99 or CPU ratio below 1 means linepool's tail "
+           "is shorter or it spends less CPU per reply. CPU is the server process's user "
+           "plus system time over the run (from /proc/PID/stat, 10 ms ticks) divided by "
+           "the replies. linepool runs with its defaults: `--workers` is the number of "
+           "CPUs it may use, 1 when pinned. "
            "*tokio* is bench/tokio-ref (one task per connection); *naive std* is "
            "bench/std-ref (one spawned thread per connection, no bound, no timeouts).\n")
 
-out.append("## Memory and connections in the 1,000-connection run\n")
-out.append("| server | peak RSS (MiB) | connections established | refused | errors |")
-out.append("| --- | ---: | ---: | ---: | ---: |")
-for server in ("linepool", "tokio", "std"):
-    key = ("connections-1000", server)
-    peak = peaks.get(key)
-    out.append(f"| {server} | {fmt(peak / 1024 if peak else None, 1)} "
-               f"| {fmt(median(key, lambda r: r['connections']['established']))} "
-               f"| {fmt(median(key, lambda r: r['connections']['refused']))} "
-               f"| {fmt(median(key, lambda r: r['errors']['total']))} |")
-ours, theirs = peaks.get(("connections-1000", "linepool")), peaks.get(("connections-1000", "tokio"))
-if ours and theirs:
-    out.append(f"\nlinepool's peak RSS is {ours / theirs:.2f}× the tokio reference's.\n")
+busy50 = rate(("pingpong-50", "linepool"))
+idle_busy = rate(("idle-10000-busy-50", "linepool"))
+out.append("## Memory, and connections held\n")
+out.append("| scenario | server | peak RSS (MiB) | connections established | idle held | refused | errors |")
+out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+for name, servers in (("connections-1000", ("linepool", "tokio", "std")),
+                      ("idle-10000-busy-50", ("linepool", "tokio"))):
+    for server in servers:
+        key = (name, server)
+        peak = peaks.get(key)
+        out.append(f"| {name} | {server} | {fmt(peak / 1024 if peak else None, 1)} "
+                   f"| {fmt(median(key, lambda r: r['connections']['established']))} "
+                   f"| {fmt(median(key, lambda r: r['connections']['idle_held']))} "
+                   f"| {fmt(median(key, lambda r: r['connections']['refused']))} "
+                   f"| {fmt(median(key, lambda r: r['errors']['total']))} |")
+out.append("")
+for name in ("connections-1000", "idle-10000-busy-50"):
+    ours, theirs = peaks.get((name, "linepool")), peaks.get((name, "tokio"))
+    if ours and theirs:
+        out.append(f"- {name}: linepool's peak RSS is {ours / theirs:.2f}× the tokio reference's.")
+if busy50 and idle_busy:
+    out.append(f"- With 10,000 idle connections held, linepool's 50 busy connections get "
+               f"{idle_busy / busy50:.2f}× the replies per second of the plain 50-connection row.")
+out.append("")
 
 out.append("## Framed echo\n")
 out.append("linepool only (`--protocol framed`; the references speak only the line "
@@ -127,16 +163,14 @@ key = ("framed-50x32", "linepool")
 out.append(f"| {fmt(rate(key))} | {fmt(p99(key), 1)} "
            f"| {fmt(median(key, lambda r: r['errors']['total']))} |\n")
 
-out.append("## Pool-size sweep\n")
-out.append("128 connections against `--workers N --queue 0 --overload reject`: "
-           "connections beyond the pool are turned away with `ERR server busy`.\n")
-out.append("| --workers | replies/s | p99 µs | rejected connections |")
+out.append("## Worker sweep\n")
+out.append("128 ping-pong connections against `--workers N`, the server pinned to one "
+           "core: more workers than cores only add hand-offs between threads.\n")
+out.append("| --workers | replies/s | p99 µs | CPU µs/reply |")
 out.append("| ---: | ---: | ---: | ---: |")
-for workers in (1, 2, 4, 8, 32, 128):
+for workers in (1, 2, 4):
     key = (f"sweep-workers-{workers}", "linepool")
-    out.append(f"| {workers} | {fmt(rate(key))} | {fmt(p99(key), 1)} "
-               f"| {fmt(median(key, lambda r: r['connections']['rejected']))} |")
-
+    out.append(f"| {workers} | {fmt(rate(key))} | {fmt(p99(key), 1)} | {fmt(cpu_us(key), 2)} |")
 out.append("\n## Raw data\n")
 out.append("<details><summary>Every run's JSON report, as scripts/bench.sh collected it</summary>\n")
 out.append("```json")
