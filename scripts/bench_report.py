@@ -10,7 +10,17 @@ import statistics
 import subprocess
 import sys
 
-raw_path, pinning, seconds, runs = sys.argv[1:5]
+raw_path, pinning, seconds, runs, previous = sys.argv[1:6]
+
+# Figures from scripts run by hand (slowloris, soak) sit between these
+# markers in docs/benchmarks.md and are carried over into the new file.
+KEPT_BEGIN = "<!-- kept: figures from other scripts -->"
+KEPT_END = "<!-- end of kept figures -->"
+try:
+    old = open(previous).read()
+    kept = old[old.index(KEPT_BEGIN):old.index(KEPT_END) + len(KEPT_END)]
+except (OSError, ValueError):
+    kept = None
 lines = [json.loads(l) for l in open(raw_path) if l.strip()]
 reports = {}
 peaks = {}
@@ -171,6 +181,9 @@ out.append("| ---: | ---: | ---: | ---: |")
 for workers in (1, 2, 4):
     key = (f"sweep-workers-{workers}", "linepool")
     out.append(f"| {workers} | {fmt(rate(key))} | {fmt(p99(key), 1)} | {fmt(cpu_us(key), 2)} |")
+if kept:
+    out.append("")
+    out.append(kept)
 out.append("\n## Raw data\n")
 out.append("<details><summary>Every run's JSON report, as scripts/bench.sh collected it</summary>\n")
 out.append("```json")

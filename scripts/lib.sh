@@ -1,0 +1,34 @@
+# Shared by the scripts in this folder (sourced, not run): finds the
+# release binaries through cargo, so CARGO_TARGET_DIR is respected, and
+# starts a server in the background.
+
+# target_dir [MANIFEST]: the target directory cargo builds into.
+target_dir() {
+  cargo metadata --format-version 1 --no-deps ${1:+--manifest-path "$1"} |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# linepool_bin: builds linepool in release mode and prints its path.
+linepool_bin() {
+  cargo build --release --quiet
+  echo "$(target_dir)/release/linepool"
+}
+
+# start_linepool LOG ARGS...: starts `linepool serve --port 0 ARGS...` in
+# the background with its log in LOG, waits until it listens, and sets
+# SERVER_PID and SERVER_PORT.
+start_linepool() {
+  local log=$1
+  shift
+  "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
+  SERVER_PID=$!
+  SERVER_PORT=""
+  for _ in $(seq 200); do
+    SERVER_PORT=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$SERVER_PORT" ] && return 0
+    sleep 0.05
+  done
+  echo "linepool did not start:" >&2
+  cat "$log" >&2
+  return 1
+}

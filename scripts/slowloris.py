@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The client side of scripts/slowloris.sh: holds silent sockets and
+blank-line keepers against a server on 127.0.0.1, then times fresh clients
+from connect to their `ACK: ping`. Prints one report; exits 1 if a fresh
+client failed or a held connection was closed."""
+
+import argparse
+import resource
+import socket
+import statistics
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--silent", type=int, default=5000, help="sockets that send nothing")
+    parser.add_argument("--keepers", type=int, default=1000,
+                        help="sockets that send a blank line every second")
+    parser.add_argument("--tries", type=int, default=100, help="fresh clients timed")
+    parser.add_argument("--gap", type=float, default=0.1, help="seconds between fresh clients")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    addr = ("127.0.0.1", args.port)
+
+    silent = [socket.create_connection(addr) for _ in range(args.silent)]
+    keepers = [socket.create_connection(addr) for _ in range(args.keepers)]
+    for s in silent + keepers:
+        s.setblocking(False)
+    print(f"holding {len(silent)} silent sockets and {len(keepers)} keepers", flush=True)
+
+    latencies = []
+    failures = 0
+    keeper_replies = 0
+    next_keeper = 0
+    start = time.monotonic()
+    for i in range(args.tries):
+        # Keep every keeper at one blank line a second, spread over the
+        # gaps between fresh clients; read their replies so nothing backs up.
+        due = int((time.monotonic() - start) * len(keepers))
+        while next_keeper < due:
+            k = keepers[next_keeper % len(keepers)]
+            k.send(b"\n")
+            try:
+                keeper_replies += len(k.recv(4096)) // len(b"ACK: \n")
+            except BlockingIOError:
+                pass
+            next_keeper += 1
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection(addr, timeout=5) as fresh:
+                fresh.sendall(b"ping\n")
+                got = b""
+                while not got.endswith(b"\n"):
+                    chunk = fresh.recv(64)
+                    if not chunk:
+                        break
+                    got += chunk
+            if got == b"ACK: ping\n":
+                latencies.append(time.monotonic() - t0)
+            else:
+                failures += 1
+        except OSError:
+            failures += 1
+        time.sleep(args.gap)
+
+    # Every held connection must still be open: a read finds nothing
+    # waiting (or a keeper's replies), never the end of the stream.
+    closed = 0
+    for s in silent + keepers:
+        try:
+            while s.recv(65536):
+                pass
+            closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+
+    ms = sorted(x * 1000 for x in latencies)
+    def pct(p):
+        return ms[min(len(ms) - 1, int(len(ms) * p / 100))] if ms else float("nan")
+    print(f"fresh clients  {len(latencies)} answered, {failures} failed")
+    print(f"latency ms     p50 {pct(50):.2f}  p99 {pct(99):.2f}  max {ms[-1] if ms else float('nan'):.2f}"
+          f"  mean {statistics.mean(ms) if ms else float('nan'):.2f}")
+    print(f"held           {len(silent) + len(keepers) - closed} of {len(silent) + len(keepers)} "
+          f"still open; keepers sent {next_keeper} blank lines, {keeper_replies} replies read")
+    verdict = "met" if ms and pct(99) <= 50 and failures == 0 else "NOT met"
+    print(f"target         p99 <= 50 ms with every fresh client answered: {verdict}")
+    return 1 if failures or closed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
