@@ -1,10 +1,11 @@
 //! One load thread: a `mio` event loop over its share of the connections.
 //! Each connection is a small state machine: connect, keep `pipeline`
-//! requests in flight, check every reply, close.
+//! requests in flight (closed loop) or send each request when it is due
+//! (open loop), check every reply, close.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -13,10 +14,14 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{BUSY, is_reply_to, split_reply, write_goodbye, write_message};
 use super::report::Counts;
-use super::{Limit, LoadConfig};
+use super::{Limit, LoadConfig, Progress, share};
 
 /// How often timeouts and the end of a timed run are checked.
 const TICK: Duration = Duration::from_millis(10);
+
+/// Open loop: the most requests one connection may have in flight when the
+/// server falls behind its schedule.
+const OPEN_LOOP_MAX_IN_FLIGHT: usize = 100_000;
 
 /// What one thread measured.
 pub struct Outcome {
@@ -42,8 +47,13 @@ struct Conn {
     issued: u64,
     /// Replies received on this slot; the next reply answers request `answered`.
     answered: u64,
-    /// Send times of the requests in flight, oldest first.
+    /// Requests this slot sends in all (`-n`), or `u64::MAX`.
+    quota: u64,
+    /// Send times (open loop: due times) of the requests in flight, oldest
+    /// first.
     in_flight: VecDeque<Instant>,
+    /// Open loop: when the next request is due.
+    next_due: Instant,
     out: Vec<u8>,
     written: usize,
     input: Vec<u8>,
@@ -53,7 +63,9 @@ struct Conn {
 
 struct Driver<'a> {
     config: &'a LoadConfig,
-    progress: &'a AtomicU64,
+    progress: &'a Progress,
+    /// Open loop: the time between two requests on one connection.
+    interval: Option<Duration>,
     poll: Poll,
     conns: Vec<Conn>,
     live: usize,
@@ -70,13 +82,19 @@ pub fn drive(
     config: &LoadConfig,
     ids: &[u64],
     start: Instant,
-    progress: &AtomicU64,
+    progress: &Progress,
+    stop: &AtomicBool,
 ) -> io::Result<Outcome> {
     let now = Instant::now();
     let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).map_err(io::Error::other)?;
+    // Open loop: each connection sends every `connections / rate` seconds,
+    // connection k first at k / rate, so the total is spread evenly.
+    let rate = config.rate.filter(|r| r.is_finite() && *r > 0.0);
+    let interval = rate.map(|r| Duration::from_secs_f64(config.connections as f64 / r));
     let mut driver = Driver {
         config,
         progress,
+        interval,
         poll: Poll::new()?,
         conns: ids
             .iter()
@@ -86,7 +104,15 @@ pub fn drive(
                 phase: Phase::Connecting,
                 issued: 0,
                 answered: 0,
+                quota: match config.limit {
+                    Limit::Requests(total) => share(total, config.connections, id),
+                    Limit::Duration(_) => u64::MAX,
+                },
                 in_flight: VecDeque::with_capacity(config.pipeline),
+                next_due: match rate {
+                    Some(r) => start + Duration::from_secs_f64(id as f64 / r),
+                    None => start,
+                },
                 out: Vec::new(),
                 written: 0,
                 input: Vec::new(),
@@ -110,12 +136,19 @@ pub fn drive(
     }
     let mut events = Events::with_capacity(1024);
     let mut next_tick = Instant::now() + TICK;
-    while driver.live > 0 {
+    while driver.live > 0 && !stop.load(Ordering::Relaxed) {
         for i in std::mem::take(&mut driver.reopen) {
             driver.open(i);
         }
         let now = Instant::now();
-        let wait = next_tick.saturating_duration_since(now);
+        let mut wake = next_tick;
+        if driver.interval.is_some() {
+            driver.send_due(now);
+            if let Some(due) = driver.next_due() {
+                wake = wake.min(due);
+            }
+        }
+        let wait = wake.saturating_duration_since(now);
         match driver.poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -143,21 +176,37 @@ pub fn drive(
 impl Driver<'_> {
     /// Whether slot `i` may start another request now.
     fn may_issue(&self, i: usize) -> bool {
-        if self.stop_issuing {
-            return false;
-        }
-        match self.config.limit {
-            Limit::Requests(n) => self.conns[i].issued < n,
-            Limit::Duration(_) => true,
-        }
+        !self.stop_issuing && self.conns[i].issued < self.conns[i].quota
     }
 
     fn depth(&self) -> usize {
         if self.config.connect_per_request {
             1
+        } else if self.interval.is_some() {
+            OPEN_LOOP_MAX_IN_FLIGHT
         } else {
             self.config.pipeline
         }
+    }
+
+    /// Open loop: sends what is due on every running connection.
+    fn send_due(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if conn.phase == Phase::Running && conn.next_due <= now {
+                self.top_up(i);
+            }
+        }
+    }
+
+    /// Open loop: the earliest time a running connection has a request due.
+    fn next_due(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.phase == Phase::Running && self.may_issue(*i))
+            .map(|(_, c)| c.next_due)
+            .min()
     }
 
     fn open(&mut self, i: usize) {
@@ -224,14 +273,26 @@ impl Driver<'_> {
         }
     }
 
-    /// Sends requests until the pipeline is full or the limit is reached.
-    /// (With a fresh connection per request the depth is one, and a socket
-    /// leaves the running phase with its reply, so it carries one request.)
+    /// Sends requests until the pipeline is full or the limit is reached;
+    /// in the open loop, every request that is due. (With a fresh
+    /// connection per request the depth is one, and a socket leaves the
+    /// running phase with its reply, so it carries one request.)
     fn top_up(&mut self, i: usize) {
         let depth = self.depth();
         let now = Instant::now();
         while self.conns[i].in_flight.len() < depth && self.may_issue(i) {
             let conn = &mut self.conns[i];
+            // Latency runs from when the request was due, not from when
+            // this loop got round to it.
+            let sent = match self.interval {
+                Some(interval) if conn.next_due <= now => {
+                    let due = conn.next_due;
+                    conn.next_due += interval;
+                    due
+                }
+                Some(_) => break,
+                None => now,
+            };
             write_message(
                 &mut conn.out,
                 self.config.protocol,
@@ -239,10 +300,10 @@ impl Driver<'_> {
                 conn.issued,
                 self.config.payload,
             );
-            conn.in_flight.push_back(now);
+            conn.in_flight.push_back(sent);
             conn.issued += 1;
         }
-        if self.conns[i].in_flight.is_empty() {
+        if self.conns[i].in_flight.is_empty() && !self.may_issue(i) {
             self.finish(i);
         } else {
             self.flush(i);
@@ -288,8 +349,11 @@ impl Driver<'_> {
                     }
                     // A short read emptied the socket; whatever arrives next
                     // raises a new readiness event, so reading again now would
-                    // only cost a system call to learn `WouldBlock`.
-                    if n < self.buf.len() {
+                    // only cost a system call to learn `WouldBlock`. Not while
+                    // closing: the end of stream may have come with the same
+                    // event (the server's `ERR server busy` and its close), and
+                    // no new event would report it.
+                    if n < self.buf.len() && self.conns[i].phase == Phase::Running {
                         break;
                     }
                 }
@@ -317,6 +381,7 @@ impl Driver<'_> {
             let input = &conn.input[consumed..];
             if conn.answered == 0 && input.starts_with(BUSY) {
                 self.counts.rejected += 1;
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
                 conn.in_flight.clear();
                 conn.phase = Phase::Closing;
                 conn.since = now;
@@ -330,6 +395,7 @@ impl Driver<'_> {
             consumed += used;
             let Some(sent) = conn.in_flight.pop_front() else {
                 self.counts.mismatch += 1;
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let expected = (conn.id, conn.answered, self.config.payload);
@@ -347,6 +413,7 @@ impl Driver<'_> {
                 replies += 1;
             } else {
                 self.counts.mismatch += 1;
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
             }
             conn.answered += 1;
             if self.config.connect_per_request {
@@ -361,7 +428,7 @@ impl Driver<'_> {
         let conn = &mut self.conns[i];
         conn.input.drain(..consumed.min(conn.input.len()));
         if replies > 0 {
-            self.progress.fetch_add(replies, Ordering::Relaxed);
+            self.progress.replies.fetch_add(replies, Ordering::Relaxed);
         }
     }
 
@@ -370,6 +437,7 @@ impl Driver<'_> {
         if conn.phase != Phase::Closing && !conn.in_flight.is_empty() {
             // The server closed with requests unanswered.
             self.counts.closed += 1;
+            self.progress.errors.fetch_add(1, Ordering::Relaxed);
         }
         self.close_socket(i);
         self.next(i);
@@ -385,6 +453,7 @@ impl Driver<'_> {
             io::ErrorKind::TimedOut => self.counts.timeout += 1,
             _ => self.counts.other += 1,
         }
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
         self.close_socket(i);
         self.next(i);
     }

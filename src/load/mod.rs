@@ -1,10 +1,13 @@
 //! The load generator behind `linepool load`: many connections driven from a
 //! few event-loop threads, every reply checked, latency in a histogram.
 //!
-//! It is closed-loop: each connection keeps at most `pipeline` requests in
-//! flight and sends the next only when a reply comes back, so the figures are
-//! what a fixed population of clients gets, not an arrival rate the server
-//! must keep up with.
+//! By default it is closed-loop: each connection keeps at most `pipeline`
+//! requests in flight and sends the next only when a reply comes back, so
+//! the figures are what a fixed population of clients gets. With a `rate`
+//! it is open-loop: requests go out on a fixed schedule whatever the
+//! server does, and each request's latency runs from when it was due, so a
+//! server that stalls shows in the percentiles instead of slowing the
+//! clients down (coordinated omission; wrk2's `-R`).
 
 mod driver;
 mod payload;
@@ -12,7 +15,7 @@ pub mod report;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,7 @@ pub use report::Report;
 /// How long a run goes on.
 #[derive(Clone, Copy, Debug)]
 pub enum Limit {
-    /// This many requests on each connection.
+    /// This many requests in all, split evenly over the connections.
     Requests(u64),
     /// Until this much time has passed.
     Duration(Duration),
@@ -57,13 +60,33 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads driving the connections.
     pub threads: usize,
+    /// Requests per second in all, spread over the connections: open loop.
+    /// `None`: closed loop.
+    pub rate: Option<f64>,
     /// The protocol spoken.
     pub protocol: LoadProtocol,
 }
 
-/// Runs the load and returns its report. `progress` counts replies as they
-/// arrive, for a progress display.
-pub fn run(config: &LoadConfig, progress: &AtomicU64) -> io::Result<Report> {
+/// Counters a progress display reads while a run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Replies that matched their request.
+    pub replies: AtomicU64,
+    /// Errors of every kind.
+    pub errors: AtomicU64,
+}
+
+/// How many of `total` requests connection `id` of `connections` sends: an
+/// even split, the first connections taking one more when it is not exact.
+pub fn share(total: u64, connections: usize, id: u64) -> u64 {
+    let connections = connections.max(1) as u64;
+    total / connections + u64::from(id < total % connections)
+}
+
+/// Runs the load and returns its report. `progress` counts replies and
+/// errors as they happen, for a progress display. Setting `stop` ends the
+/// run early (an interrupt): the report covers what was done.
+pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::Result<Report> {
     let mut idle_refused = 0;
     let idle: Vec<TcpStream> = (0..config.idle)
         .filter_map(
@@ -87,7 +110,7 @@ pub fn run(config: &LoadConfig, progress: &AtomicU64) -> io::Result<Report> {
                     .step_by(threads)
                     .map(|i| i as u64)
                     .collect();
-                scope.spawn(move || driver::drive(config, &ids, start, progress))
+                scope.spawn(move || driver::drive(config, &ids, start, progress, stop))
             })
             .collect();
         handles
@@ -101,5 +124,13 @@ pub fn run(config: &LoadConfig, progress: &AtomicU64) -> io::Result<Report> {
     let elapsed = start.elapsed();
     let held = idle.len();
     drop(idle);
-    Ok(Report::new(config, results, elapsed, held, idle_refused))
+    let interrupted = stop.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Report::new(
+        config,
+        results,
+        elapsed,
+        held,
+        idle_refused,
+        interrupted,
+    ))
 }

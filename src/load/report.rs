@@ -72,7 +72,10 @@ pub struct Scenario {
     pub addr: String,
     /// Connections sending requests (`-c`).
     pub connections: usize,
-    /// `-n`, when the run was bounded by requests.
+    /// `-n`, the requests in all, when the run was bounded by requests.
+    pub requests: Option<u64>,
+    /// `-n` divided by the connections (rounded down; the first
+    /// connections send one more when it does not divide evenly).
     pub requests_per_connection: Option<u64>,
     /// `-d`, when the run was bounded by time.
     pub duration_secs: Option<f64>,
@@ -88,6 +91,19 @@ pub struct Scenario {
     pub threads: usize,
     /// `ack` or `framed`.
     pub protocol: &'static str,
+    /// `-R`: the requests per second asked for (open loop), or `null`.
+    pub target_rate_per_sec: Option<f64>,
+}
+
+/// What a run says about the server, for the exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every reply matched, and at least one request was answered.
+    Answered,
+    /// This many replies did not match their requests: the server is broken.
+    Mismatch(u64),
+    /// No request was answered, for the reasons given (counts by kind).
+    NothingAnswered(String),
 }
 
 /// Errors by kind; `total` is their sum.
@@ -133,8 +149,11 @@ pub struct Connections {
 pub struct Report {
     /// What was run.
     pub scenario: Scenario,
-    /// Always `true`: each connection waits for replies before sending more.
+    /// `true` unless `-R` was given: each connection waits for replies
+    /// before sending more. `false`: requests went out on a schedule.
     pub closed_loop: bool,
+    /// The run was cut short by an interrupt (Ctrl-C).
+    pub interrupted: bool,
     /// Connection figures.
     pub connections: Connections,
     /// Replies that matched their request.
@@ -143,7 +162,8 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// `replies / elapsed_secs`.
     pub replies_per_sec: f64,
-    /// Per-request latency, in microseconds.
+    /// Per-request latency, in microseconds: from when the request was
+    /// sent (closed loop) or due (open loop) to its reply.
     pub latency_us: Latency,
     /// Errors by kind.
     pub errors: Errors,
@@ -157,6 +177,7 @@ impl Report {
         elapsed: Duration,
         idle_held: usize,
         idle_failed: usize,
+        interrupted: bool,
     ) -> Report {
         let mut counts = Counts::default();
         let mut latency: Option<Histogram<u64>> = None;
@@ -203,8 +224,12 @@ impl Report {
             scenario: Scenario {
                 addr: config.addr.to_string(),
                 connections: config.connections,
-                requests_per_connection: match config.limit {
+                requests: match config.limit {
                     Limit::Requests(n) => Some(n),
+                    Limit::Duration(_) => None,
+                },
+                requests_per_connection: match config.limit {
+                    Limit::Requests(n) => Some(n / config.connections.max(1) as u64),
                     Limit::Duration(_) => None,
                 },
                 duration_secs: match config.limit {
@@ -220,8 +245,10 @@ impl Report {
                     LoadProtocol::Ack => "ack",
                     LoadProtocol::Framed => "framed",
                 },
+                target_rate_per_sec: config.rate,
             },
-            closed_loop: true,
+            closed_loop: config.rate.is_none(),
+            interrupted,
             connections: Connections {
                 established: counts.established,
                 refused: counts.refused,
@@ -247,6 +274,34 @@ impl Report {
         self.errors.mismatch > 0
     }
 
+    /// What the run says about the server: see [`Verdict`].
+    pub fn verdict(&self) -> Verdict {
+        if self.has_mismatch() {
+            return Verdict::Mismatch(self.errors.mismatch);
+        }
+        if self.replies > 0 {
+            return Verdict::Answered;
+        }
+        let e = &self.errors;
+        let causes: Vec<String> = [
+            (e.refused, "refused"),
+            (e.rejected, "rejected with ERR server busy"),
+            (e.reset, "reset"),
+            (e.timeout, "timed out"),
+            (e.closed, "closed by the server with requests unanswered"),
+            (e.other, "failed otherwise"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        Verdict::NothingAnswered(if causes.is_empty() {
+            "no request was sent".to_string()
+        } else {
+            causes.join(", ")
+        })
+    }
+
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         // A struct of numbers and plain strings always serialises.
@@ -260,8 +315,8 @@ impl fmt::Display for Report {
         let c = &self.connections;
         let l = &self.latency_us;
         let e = &self.errors;
-        let limit = match (s.requests_per_connection, s.duration_secs) {
-            (Some(n), _) => format!("{n} requests per connection"),
+        let limit = match (s.requests, s.duration_secs) {
+            (Some(n), _) => format!("{n} requests in all"),
             (_, Some(d)) => format!("{d} s"),
             _ => String::new(),
         };
@@ -290,8 +345,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "replies      {} in {:.2} s = {:.0} replies/s",
-            self.replies, self.elapsed_secs, self.replies_per_sec
+            "replies      {} in {:.2} s = {:.0} replies/s{}",
+            self.replies,
+            self.elapsed_secs,
+            self.replies_per_sec,
+            match s.target_rate_per_sec {
+                Some(target) => format!(" (target {target:.0}/s)"),
+                None => String::new(),
+            }
         )?;
         writeln!(
             f,
@@ -303,9 +364,19 @@ impl fmt::Display for Report {
             "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}",
             e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other
         )?;
-        write!(
-            f,
-            "note: closed loop; each connection waits for its replies before sending more"
-        )
+        if self.interrupted {
+            writeln!(f, "interrupted: the figures cover the run until then")?;
+        }
+        if self.closed_loop {
+            write!(
+                f,
+                "note: closed loop; each connection waits for its replies before sending more"
+            )
+        } else {
+            write!(
+                f,
+                "note: open loop; requests went out on schedule, latency counts from when each was due"
+            )
+        }
     }
 }

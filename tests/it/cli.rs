@@ -36,7 +36,8 @@ fn port_in_use_is_refused_by_name() {
     assert!(!text.contains("panicked"), "{text}");
 }
 
-/// Help describes every flag with its default.
+/// Help describes every flag with its default, and lists the values of
+/// every flag that takes one of a few.
 #[test]
 fn help_lists_every_flag_and_default() {
     let (status, text) = run_bin(&["serve", "--help"]);
@@ -59,7 +60,14 @@ fn help_lists_every_flag_and_default() {
         "--backlog",
         "[default: 1024]",
         "--log-level",
-        "[default: INFO]",
+        "[default: info]",
+        "- block:",
+        "- reject:",
+        "- ack:",
+        "- chat:",
+        "- framed:",
+        "- sum:",
+        "[possible values: off, error, warn, info, debug, trace]",
     ] {
         assert!(text.contains(needle), "serve --help lacks {needle}: {text}");
     }

@@ -127,7 +127,7 @@ fn load_drives_framed_echo() {
             "-c",
             "3",
             "-n",
-            "100",
+            "300",
             "--pipeline",
             "4",
         ])

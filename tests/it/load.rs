@@ -1,15 +1,17 @@
-//! `linepool load`: reply checking, error counting by kind, and the JSON
-//! report, against the real server and against small misbehaving ones.
+//! `linepool load`: reply checking, error counting by kind, exit statuses,
+//! the open loop, Ctrl-C and the JSON report, against the real server and
+//! against small misbehaving ones.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use linepool::Overload;
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::{DEADLINE, TestServer};
 
 /// Runs `linepool load --json` against `addr` with `args`.
 fn load(addr: SocketAddr, args: &[&str]) -> (Output, Value) {
@@ -49,6 +51,12 @@ fn fake_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
     addr
 }
 
+/// The exit status and the one line on stderr that explains a failure.
+fn status_and_why(output: &Output) -> (Option<i32>, String) {
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    (output.status.code(), stderr)
+}
+
 /// Every reply from the real server is checked and counted; the JSON report
 /// has every documented field.
 #[test]
@@ -56,13 +64,26 @@ fn counts_every_reply_from_the_real_server() {
     let server = TestServer::default();
     let (output, report) = load(
         server.addr,
-        &["-c", "4", "-n", "250", "--pipeline", "8", "--payload", "40"],
+        &[
+            "-c",
+            "4",
+            "-n",
+            "1000",
+            "--pipeline",
+            "8",
+            "--payload",
+            "40",
+        ],
     );
-    assert!(output.status.success(), "{report}");
+    assert_eq!(output.status.code(), Some(0), "{report}");
     assert_eq!(count(&report, "/replies"), 1000);
+    assert_eq!(count(&report, "/scenario/requests"), 1000);
+    assert_eq!(count(&report, "/scenario/requests_per_connection"), 250);
     assert_eq!(count(&report, "/connections/established"), 4);
     assert_eq!(count(&report, "/errors/total"), 0);
     assert_eq!(report["closed_loop"], Value::Bool(true));
+    assert_eq!(report["interrupted"], Value::Bool(false));
+    assert_eq!(report["scenario"]["target_rate_per_sec"], Value::Null);
     for field in ["p50", "p90", "p99", "p999", "max", "mean"] {
         let value = report["latency_us"][field].as_f64().expect(field);
         assert!(value > 0.0, "{field} = {value}");
@@ -79,13 +100,27 @@ fn counts_every_reply_from_the_real_server() {
     assert_eq!(server.stop().lines, 1000);
 }
 
+/// `-n` is the total, split evenly: 10 over 3 connections is 4, 3 and 3.
+#[test]
+fn requests_are_a_total_split_over_the_connections() {
+    let server = TestServer::default();
+    let (output, report) = load(server.addr, &["-c", "3", "-n", "10"]);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(count(&report, "/replies"), 10);
+    assert_eq!(server.stop().lines, 10);
+    assert_eq!(linepool::load::share(10, 3, 0), 4);
+    assert_eq!(linepool::load::share(10, 3, 1), 3);
+    assert_eq!(linepool::load::share(10, 3, 2), 3);
+    assert_eq!(linepool::load::share(2, 3, 2), 0);
+}
+
 /// A fresh connection per request: connect, line, ACK, `shutdown`, close.
 #[test]
 fn connect_per_request_opens_one_connection_per_request() {
     let server = TestServer::default();
     let (output, report) = load(
         server.addr,
-        &["-c", "3", "-n", "20", "--connect-per-request"],
+        &["-c", "3", "-n", "60", "--connect-per-request"],
     );
     assert!(output.status.success(), "{report}");
     assert_eq!(count(&report, "/replies"), 60);
@@ -96,22 +131,26 @@ fn connect_per_request_opens_one_connection_per_request() {
     assert_eq!(summary.lines, 60);
 }
 
-/// Idle connections are held for the run; a timed run ends on time.
+/// Idle connections are held for the run; a timed run ends on time, with
+/// its duration in seconds or with units.
 #[test]
 fn idle_connections_and_timed_runs() {
     let server = TestServer::default();
-    let (output, report) = load(server.addr, &["-c", "2", "-d", "0.5", "--idle", "10"]);
-    assert!(output.status.success(), "{report}");
-    assert_eq!(count(&report, "/connections/idle_held"), 10);
-    assert!(count(&report, "/replies") > 0);
-    let elapsed = report["elapsed_secs"].as_f64().expect("elapsed");
-    assert!((0.5..3.0).contains(&elapsed), "elapsed {elapsed}");
-    assert_eq!(server.stop().connections, 12);
+    for duration in ["0.5", "500ms"] {
+        let (output, report) = load(server.addr, &["-c", "2", "-d", duration, "--idle", "10"]);
+        assert!(output.status.success(), "{report}");
+        assert_eq!(count(&report, "/connections/idle_held"), 10);
+        assert!(count(&report, "/replies") > 0);
+        let elapsed = report["elapsed_secs"].as_f64().expect("elapsed");
+        assert!((0.5..3.0).contains(&elapsed), "elapsed {elapsed}");
+    }
+    assert_eq!(server.stop().connections, 24);
 }
 
-/// Connections turned away with `ERR server busy` are counted as rejected.
+/// A server that rejects every connection: each is counted once, as
+/// rejected, at once (no timeout), and the run fails with status 2.
 #[test]
-fn rejected_connections_are_counted() {
+fn a_server_that_rejects_everything() {
     let server = TestServer::start(|c| {
         c.max_connections = 1;
         c.overload = Overload::Reject;
@@ -119,22 +158,59 @@ fn rejected_connections_are_counted() {
     let mut holder = server.connect();
     holder.send_line("hold the only slot");
     holder.expect("ACK: hold the only slot\n");
-    let (output, report) = load(server.addr, &["-c", "3", "-n", "5"]);
-    assert!(output.status.success(), "{report}");
+    let start = Instant::now();
+    let (output, report) = load(server.addr, &["-c", "3", "-n", "15", "--timeout", "5s"]);
+    let took = start.elapsed();
+    let (code, why) = status_and_why(&output);
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(
+        why,
+        "linepool: no request was answered: 3 rejected with ERR server busy"
+    );
     assert_eq!(count(&report, "/connections/rejected"), 3);
     assert_eq!(count(&report, "/errors/rejected"), 3);
+    assert_eq!(count(&report, "/errors/timeout"), 0);
+    assert_eq!(count(&report, "/errors/total"), 3);
     assert_eq!(count(&report, "/replies"), 0);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
     drop(holder);
 }
 
-/// Nothing listening: every connection is counted as refused.
+/// Some connections served, the rest rejected: rejections are reported but
+/// are not a failure, and the counts are exact.
+#[test]
+fn served_and_rejected_connections_together() {
+    let server = TestServer::start(|c| {
+        c.max_connections = 2;
+        c.overload = Overload::Reject;
+    });
+    let mut holder = server.connect();
+    holder.send_line("hold one slot");
+    holder.expect("ACK: hold one slot\n");
+    // The served connection's share keeps its slot long after the other
+    // two were accepted and turned away.
+    let (output, report) = load(server.addr, &["-c", "3", "-n", "6000"]);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(count(&report, "/connections/established"), 3);
+    assert_eq!(count(&report, "/connections/rejected"), 2);
+    assert_eq!(count(&report, "/replies"), 2000);
+    assert_eq!(count(&report, "/errors/total"), 2);
+    drop(holder);
+    let summary = server.stop();
+    assert_eq!((summary.lines, summary.rejected), (2001, 2));
+}
+
+/// Nothing listening: every connection is counted as refused, and the run
+/// fails with status 2 and one line saying so.
 #[test]
 fn refused_connections_are_counted() {
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port");
     let (output, report) = load(addr, &["-c", "3", "-n", "5"]);
-    assert!(output.status.success(), "{report}");
+    let (code, why) = status_and_why(&output);
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(why, "linepool: no request was answered: 3 refused");
     assert_eq!(count(&report, "/connections/refused"), 3);
     assert_eq!(count(&report, "/connections/established"), 0);
 }
@@ -151,7 +227,9 @@ fn a_wrong_reply_fails_the_run() {
         }
     });
     let (output, report) = load(addr, &["-c", "1", "-n", "3"]);
-    assert!(!output.status.success(), "{report}");
+    let (code, why) = status_and_why(&output);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(why, "linepool: 3 replies did not match their requests");
     assert_eq!(count(&report, "/errors/mismatch"), 3);
     assert_eq!(count(&report, "/replies"), 0);
 }
@@ -163,8 +241,10 @@ fn a_missing_reply_times_out() {
     let addr = fake_server(move |stream| {
         let _ = hold.send(stream);
     });
-    let (output, report) = load(addr, &["-c", "1", "-n", "3", "--timeout", "0.3"]);
-    assert!(output.status.success(), "{report}");
+    let (output, report) = load(addr, &["-c", "1", "-n", "3", "--timeout", "300ms"]);
+    let (code, why) = status_and_why(&output);
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(why, "linepool: no request was answered: 1 timed out");
     assert_eq!(count(&report, "/errors/timeout"), 1);
     drop(held);
 }
@@ -181,7 +261,7 @@ fn a_reset_is_counted() {
         let _ = socket.set_linger(Some(std::time::Duration::ZERO));
     });
     let (output, report) = load(addr, &["-c", "1", "-n", "3"]);
-    assert!(output.status.success(), "{report}");
+    assert_eq!(output.status.code(), Some(2), "{report}");
     assert_eq!(count(&report, "/connections/reset"), 1);
 }
 
@@ -197,13 +277,14 @@ fn text_report_names_every_figure() {
             "-c",
             "2",
             "-n",
-            "10",
+            "20",
         ])
         .output()
         .expect("run linepool load");
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     for needle in [
+        "20 requests in all",
         "established 2",
         "replies      20",
         "replies/s",
@@ -215,4 +296,96 @@ fn text_report_names_every_figure() {
     ] {
         assert!(text.contains(needle), "no {needle:?} in {text}");
     }
+}
+
+/// An ACK server that answers every line, except that once, after its
+/// 50th line, it stalls for `stall` before going on.
+fn stalling_server(stall: Duration) -> SocketAddr {
+    fake_server(move |stream| {
+        let mut writer = stream.try_clone().expect("clone");
+        for (i, line) in BufReader::new(stream).lines().enumerate() {
+            let Ok(line) = line else { break };
+            if i == 50 {
+                thread::sleep(stall);
+            }
+            if writeln!(writer, "ACK: {line}").is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The open loop: requests go out on schedule while the server stalls, and
+/// their latency counts from when each was due, so the stall shows in the
+/// p99; the closed loop hides it behind a single slow request.
+#[test]
+fn open_loop_shows_a_stall_in_the_tail() {
+    let stall = Duration::from_millis(300);
+    let (output, report) = load(stalling_server(stall), &["-R", "200", "-n", "300"]);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(report["closed_loop"], Value::Bool(false));
+    assert_eq!(
+        report["scenario"]["target_rate_per_sec"].as_f64(),
+        Some(200.0)
+    );
+    assert_eq!(count(&report, "/replies"), 300);
+    let p99 = report["latency_us"]["p99"].as_f64().expect("p99");
+    assert!(
+        p99 >= 100_000.0,
+        "open-loop p99 {p99} µs hides a 300 ms stall"
+    );
+    // 300 requests at 200 a second take about 1.5 s, stall included.
+    let rate = report["replies_per_sec"].as_f64().expect("rate");
+    assert!((100.0..=260.0).contains(&rate), "achieved {rate}/s");
+
+    let (output, report) = load(stalling_server(stall), &["-n", "300"]);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    let p99 = report["latency_us"]["p99"].as_f64().expect("p99");
+    assert!(p99 < 100_000.0, "closed-loop p99 {p99} µs");
+}
+
+/// Ctrl-C (SIGINT) ends a run early: the report covers what was done, and
+/// the exit status is 130.
+#[test]
+fn interrupt_prints_the_report_so_far() {
+    let (first, got_first) = std::sync::mpsc::channel();
+    let addr = fake_server(move |stream| {
+        let mut writer = stream.try_clone().expect("clone");
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let _ = first.send(());
+            if writeln!(writer, "ACK: {line}").is_err() {
+                break;
+            }
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args([
+            "load",
+            "--json",
+            "-d",
+            "60s",
+            "--port",
+            &addr.port().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run linepool load");
+    got_first
+        .recv_timeout(DEADLINE)
+        .expect("no request arrived");
+    let status = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    let output = child.wait_with_output().expect("wait");
+    assert!(start.elapsed() < DEADLINE);
+    assert_eq!(output.status.code(), Some(130));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["interrupted"], Value::Bool(true));
+    assert!(count(&report, "/replies") >= 1, "{report}");
 }

@@ -1,0 +1,52 @@
+//! `linepool client`: standard input to a server, what it sends to
+//! standard output.
+
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::process::ExitCode;
+
+use super::Protocol;
+use linepool::client::Mode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Server host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The server's protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Ack)]
+    protocol: Protocol,
+    /// `sum`: the client name sent with each number.
+    #[arg(long, default_value = "Client of linepool")]
+    name: String,
+}
+
+/// Runs `linepool client`.
+pub fn run(args: &Args) -> ExitCode {
+    let mode = match args.protocol {
+        Protocol::Framed => Mode::Framed,
+        Protocol::Sum => Mode::Sum,
+        Protocol::Ack | Protocol::Chat => Mode::Lines,
+    };
+    let stream = match TcpStream::connect((args.host.as_str(), args.port)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!(
+                "linepool: cannot connect to {}:{}: {e}",
+                args.host, args.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let input = BufReader::new(std::io::stdin());
+    match linepool::client::run(stream, mode, &args.name, input, std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

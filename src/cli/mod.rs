@@ -1,0 +1,114 @@
+//! The command line: the three commands' flags and glue, one module each,
+//! and the value parsers they share.
+//!
+//! - [`serve`]: installs the logger and the signal handlers and runs the
+//!   library's server.
+//! - [`load`]: runs the load tool, draws its progress, prints its report and
+//!   turns the outcome into an exit status.
+//! - [`client`]: connects standard input and output to a server.
+
+pub mod client;
+pub mod load;
+pub mod serve;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status after an interrupt, as shells report a death by SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "linepool",
+    version,
+    about = "A bounded worker-pool TCP line server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the line protocol: every line gets `ACK: <line>` back.
+    Serve(serve::Args),
+    /// Drive load against a running server, checking every reply.
+    Load(load::Args),
+    /// Talk to a server: input lines go out, what it sends is printed.
+    Client(client::Args),
+}
+
+/// The protocols a server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Every line gets `ACK: <line>` back.
+    Ack,
+    /// A chat room.
+    Chat,
+    /// Length-prefixed echo.
+    Framed,
+    /// The number exchange.
+    Sum,
+}
+
+impl Protocol {
+    /// The name the library knows the protocol by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Ack => "ack",
+            Protocol::Chat => "chat",
+            Protocol::Framed => "framed",
+            Protocol::Sum => "sum",
+        }
+    }
+}
+
+/// Parses a count that must be at least 1.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".to_string()),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+/// Parses a duration: a number of seconds (`10`, `0.5`) or a number with
+/// units (`10s`, `500ms`, `5m`, `1h 30m`).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!("'{text}' is not a duration (a number of seconds, or e.g. 10s, 500ms, 5m)")
+        });
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); use a number of seconds, or e.g. 10s, 500ms, 5m")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_plain_seconds_and_units() {
+        assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "-1", "ten", "10 parsecs", "inf", "NaN"] {
+            assert!(duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn counts_must_be_at_least_one() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").is_err());
+        assert!(at_least_one("many").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! `linepool serve`: the server's flags, the logger, the signal handlers.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::ValueEnum;
+use log::{LevelFilter, info};
+use nix::sys::signal::{SigSet, Signal};
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+
+use super::{EXIT_INTERRUPTED, Protocol, at_least_one, duration};
+use linepool::config::{
+    DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
+    DEFAULT_SERVER_NUMBER, default_workers,
+};
+use linepool::{Config, Overload, Server};
+
+/// What happens at `--max-connections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OverloadArg {
+    /// Stop accepting: new clients wait in the kernel backlog.
+    Block,
+    /// Accept, answer `ERR server busy`, close.
+    Reject,
+}
+
+/// How much the server logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> LevelFilter {
+        match self {
+            LogLevel::Off => LevelFilter::Off,
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Host name or address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 takes any free port.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Threads that run protocol code [default: the number of CPUs].
+    #[arg(long, value_parser = at_least_one)]
+    workers: Option<usize>,
+    /// Connections open at once, served or idle.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = at_least_one)]
+    max_connections: usize,
+    /// What happens at --max-connections.
+    #[arg(long, value_enum, default_value_t = OverloadArg::Block)]
+    overload: OverloadArg,
+    /// Close a client that sends no complete line, or reads no reply, for
+    /// this long (`300`, `5m`, `500ms`); 0 never does.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_IDLE_SECS_TEXT,
+          value_parser = duration)]
+    idle_timeout: Duration,
+    /// Longest accepted line in bytes, not counting the line ending.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
+          value_parser = at_least_one)]
+    max_line: usize,
+    /// Listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(long, default_value_t = DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    backlog: u32,
+    /// Log a stats line this often (`10s`, `0.5`): lines answered, service
+    /// time, open and ready connections, rejected and total connections;
+    /// 0 never does.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration)]
+    stats_interval: Duration,
+    /// The protocol spoken.
+    #[arg(long, value_enum, default_value_t = Protocol::Ack)]
+    protocol: Protocol,
+    /// `sum`: the server name given in replies.
+    #[arg(long, default_value = DEFAULT_SERVER_NAME)]
+    server_name: String,
+    /// `sum`: the number the server answers with.
+    #[arg(long, default_value_t = DEFAULT_SERVER_NUMBER, allow_negative_numbers = true)]
+    server_number: i64,
+    /// How much to log.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+}
+
+/// The idle timeout's default as clap shows it, kept in step with the
+/// library's constant by a test.
+const DEFAULT_IDLE_SECS_TEXT: &str = "300";
+
+impl Args {
+    fn config(&self) -> Config {
+        Config {
+            host: self.host.clone(),
+            port: self.port,
+            workers: self.workers.unwrap_or_else(default_workers),
+            max_connections: self.max_connections,
+            overload: match self.overload {
+                OverloadArg::Block => Overload::Block,
+                OverloadArg::Reject => Overload::Reject,
+            },
+            idle_timeout: Some(self.idle_timeout).filter(|d| !d.is_zero()),
+            max_line: self.max_line,
+            backlog: self.backlog,
+            stats_interval: Some(self.stats_interval).filter(|d| !d.is_zero()),
+            protocol: self.protocol.name().to_string(),
+            server_name: self.server_name.clone(),
+            server_number: self.server_number,
+        }
+    }
+}
+
+/// Runs `linepool serve`.
+pub fn run(args: &Args) -> ExitCode {
+    init_logging(args.log_level.filter());
+    let server = match Server::bind(args.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all start
+    // the same stop as `quit_server`. A second one while stopping exits now.
+    let shutdown = server.shutdown_handle();
+    let signals = AtomicUsize::new(0);
+    let installed = ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            info!("signal received, stopping (send again to exit at once)");
+            shutdown.trigger();
+        } else {
+            eprintln!("linepool: interrupted again, exiting now");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("linepool: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    // The handler's own thread now exists and still takes signals. Every
+    // thread started from here on (the acceptor is this one, the workers
+    // inherit its mask) ignores them, so a signal never interrupts a
+    // worker's system call.
+    if let Err(e) = stop_signals().thread_block() {
+        eprintln!("linepool: cannot mask signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    match server.run() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The signals that stop the server (ctrlc's `termination` feature).
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Logs to stderr, keeping stdout free for program output, with RFC 3339
+/// timestamps in local time with their offset.
+fn init_logging(level: LevelFilter) {
+    let mut config = ConfigBuilder::new();
+    config
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_time_format_rfc3339();
+    // Read once, before any thread starts (the only time it can be read
+    // safely); where it cannot be had, times stay in UTC, marked `Z`.
+    let _ = config.set_time_offset_to_local();
+    // Colour codes only help a person at a terminal; a file or pipe gets text.
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    // Only fails if a logger is already installed, which cannot happen here.
+    let _ = TermLogger::init(level, config.build(), TerminalMode::Stderr, color);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linepool::config::DEFAULT_IDLE_SECS;
+
+    #[test]
+    fn the_idle_default_is_the_librarys() {
+        assert_eq!(DEFAULT_IDLE_SECS_TEXT, DEFAULT_IDLE_SECS.to_string());
+    }
+}
