@@ -17,12 +17,12 @@ SECS=${BENCH_SECONDS:-5}
 RUNS=${BENCH_RUNS:-5}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 
-cargo build --release --quiet
+source scripts/lib.sh
+LINEPOOL=$(linepool_bin)
 cargo build --release --quiet --manifest-path bench/tokio-ref/Cargo.toml
 cargo build --release --quiet --manifest-path bench/std-ref/Cargo.toml
-LINEPOOL=./target/release/linepool
-TOKIO=./bench/tokio-ref/target/release/tokio-ref
-STD=./bench/std-ref/target/release/std-ref
+TOKIO="$(target_dir bench/tokio-ref/Cargo.toml)/release/tokio-ref"
+STD="$(target_dir bench/std-ref/Cargo.toml)/release/std-ref"
 
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0)

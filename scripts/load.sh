@@ -3,10 +3,12 @@
 # for operators sizing --workers or choosing --overload. Every argument is
 # passed to `linepool load`; see `linepool load --help`.
 #
-#   scripts/load.sh --port 8000 -c 50 -d 10
-#   scripts/load.sh --port 8000 -c 50 --pipeline 32 -d 10 --json
+#   scripts/load.sh --port 8000 -c 50 -d 10s
+#   scripts/load.sh --port 8000 -c 50 --pipeline 32 -d 10s --json
+#   scripts/load.sh --port 8000 -c 50 -R 20000 -d 10s   # open loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-exec ./target/release/linepool load "$@"
+source scripts/lib.sh
+LINEPOOL=$(linepool_bin)
+exec "$LINEPOOL" load "$@"

@@ -36,6 +36,7 @@ use threadpool::ThreadPool;
 
 use crate::conn::Conn;
 use crate::handler::{ClientHandler, Turn};
+use crate::logfmt;
 use crate::registry::Registry;
 use crate::sched::Park;
 
@@ -159,7 +160,7 @@ impl Engine {
         self.shared.lock().done = true;
         self.followers.notify_all();
         if let Err(e) = self.waker.wake() {
-            error!("cannot wake the poller to stop error={e}");
+            error!("cannot wake the poller to stop error={}", logfmt::error(&e));
         }
     }
 
@@ -224,7 +225,7 @@ impl Engine {
         {
             // Nothing in the poller's contract makes this happen; say so
             // and carry on rather than lose the server.
-            error!("poll failed error={e}");
+            error!("poll failed error={}", logfmt::error(&e));
         }
         let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
             let ended = e.is_read_closed() || e.is_error();

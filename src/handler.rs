@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
 use crate::framing::{FrameError, Framing, Reader};
+use crate::logfmt;
 use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
@@ -148,6 +149,25 @@ enum End {
     Io(io::Error),
 }
 
+impl End {
+    /// The reason as logs give it.
+    fn reason(&self) -> &'static str {
+        match self {
+            End::ClientLeft => "client_left",
+            End::Closed => "closed",
+            End::StopServer => "quit_server",
+            End::Stopping => "server_stopping",
+            End::TooLong => "too_long",
+            End::InvalidUtf8 => "invalid_utf8",
+            End::Truncated => "truncated",
+            End::Idle(Idle::Read) => "idle_read",
+            End::Idle(Idle::Write) => "idle_write",
+            End::Idle(Idle::Linger) => "linger",
+            End::Io(_) => "io_error",
+        }
+    }
+}
+
 impl ClientHandler {
     /// A handler for an accepted socket speaking the ACK protocol, with the
     /// default limits. [`run`](ClientHandler::run) serves it.
@@ -204,7 +224,10 @@ impl ClientHandler {
         let mut poll = match self.own_poll() {
             Ok(poll) => poll,
             Err(e) => {
-                warn!("cannot serve connection peer={peer} error={e}");
+                warn!(
+                    "cannot serve connection peer={peer} error={}",
+                    logfmt::error(&e)
+                );
                 self.abandon();
                 return;
             }
@@ -224,7 +247,10 @@ impl ClientHandler {
                 if let Err(e) = poll.poll(&mut events, Some(tick))
                     && e.kind() != io::ErrorKind::Interrupted
                 {
-                    warn!("cannot wait for connection peer={peer} error={e}");
+                    warn!(
+                        "cannot wait for connection peer={peer} error={}",
+                        logfmt::error(&e)
+                    );
                     self.abandon();
                     return;
                 }
@@ -519,7 +545,10 @@ impl ClientHandler {
         let messages = self.answered + self.unreported;
         match end {
             End::ClientLeft | End::Closed | End::Stopping => {
-                debug!("client closed peer={peer} messages={messages} reason={end:?}");
+                debug!(
+                    "client closed peer={peer} messages={messages} reason={}",
+                    end.reason()
+                );
             }
             End::StopServer => info!("quit_server received peer={peer}"),
             End::TooLong => warn!(
@@ -530,7 +559,7 @@ impl ClientHandler {
             End::Truncated => warn!("connection ended inside a message peer={peer}"),
             End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
             End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
-            End::Io(e) => warn!("connection error peer={peer} error={e}"),
+            End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),
         }
     }
 }

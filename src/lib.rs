@@ -23,6 +23,8 @@
 //! - [`framing`]: pure message framing (lines, length-prefixed) with a
 //!   size limit.
 //! - [`stats`]: counters, the periodic stats line and the stop summary.
+//! - [`logfmt`]: how values appear in log lines (quoting, escaping,
+//!   plurals).
 //! - [`watchdog`]: the idle rule, as one coarse scan.
 //! - [`load`]: the load generator behind `linepool load`.
 //! - [`client`]: the interactive client behind `linepool client`.
@@ -40,6 +42,7 @@ pub mod framing;
 pub mod gate;
 pub mod handler;
 pub mod load;
+pub mod logfmt;
 pub mod protocol;
 pub mod registry;
 pub mod sched;

@@ -23,6 +23,7 @@ use crate::conn::{Conn, LINGER_BYTES, drain_pending};
 use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
+use crate::logfmt;
 use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
@@ -120,8 +121,12 @@ impl Server {
         shutdown.on_trigger(move || gate_waker.close());
 
         info!(
-            "listening on {local_addr} protocol={} workers={} max_connections={} overload={}",
-            config.protocol, config.workers, config.max_connections, config.overload
+            "listening on {local_addr} version={} protocol={} workers={} max_connections={} overload={}",
+            env!("CARGO_PKG_VERSION"),
+            config.protocol,
+            config.workers,
+            config.max_connections,
+            config.overload
         );
         // One thread enforces the idle rule and ends lingering closes.
         let watchdog = {
@@ -148,15 +153,22 @@ impl Server {
         drop(listener);
 
         let open = registry.len();
-        info!("stopping: closing {open} connections");
+        info!(
+            "stopping, closing {}",
+            logfmt::count(open as u64, "connection")
+        );
         // End of input wakes every connection in the poller; each answers
         // the messages it has read, sends its replies and closes.
         registry.shutdown_all(Direction::Read);
         if !gate.wait_idle(Instant::now() + STOP_GRACE) {
             let stuck = registry.shutdown_all(Direction::Both);
-            warn!("{stuck} connections still busy after the stop grace, cutting them off");
+            warn!(
+                "{} still busy after the stop grace, cutting them off",
+                logfmt::count(stuck as u64, "connection")
+            );
             if !gate.wait_idle(Instant::now() + STOP_GRACE) {
-                warn!("{} connections did not close", gate.in_use());
+                let left = gate.in_use() as u64;
+                warn!("{} did not close", logfmt::count(left, "connection"));
             }
         }
         engine.finish();
@@ -167,7 +179,8 @@ impl Server {
         let summary = stats.summary();
         let panics = engine.panics();
         if panics > 0 {
-            warn!("{panics} connection handlers panicked");
+            let panics = logfmt::count(panics as u64, "connection handler");
+            warn!("{panics} panicked");
         }
         info!("stopped {summary}");
         Ok(summary)
@@ -228,11 +241,18 @@ impl Acceptor<'_> {
                 Ok(accepted) => accepted,
                 Err(_) if self.shutdown.is_triggered() => break,
                 Err(e) if is_transient(&e) => {
-                    debug!("accept skipped a failed connection error={e}");
+                    debug!(
+                        "accept skipped a failed connection error={}",
+                        logfmt::error(&e)
+                    );
                     continue;
                 }
                 Err(e) => {
-                    warn!("accept failed error={e}, retrying in {backoff:?}");
+                    warn!(
+                        "accept failed, backing off error={} retry_in_ms={}",
+                        logfmt::error(&e),
+                        backoff.as_millis()
+                    );
                     self.shutdown.wait_timeout(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
@@ -253,7 +273,10 @@ impl Acceptor<'_> {
     /// Hands the connection to the engine, which serves it from now on.
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr, permit: Permit) {
         if let Err(e) = stream.set_nonblocking(true) {
-            warn!("cannot serve connection peer={peer} error={e}");
+            warn!(
+                "cannot serve connection peer={peer} error={}",
+                logfmt::error(&e)
+            );
             return;
         }
         // Replies are written in batches; Nagle's algorithm would only delay
@@ -275,7 +298,10 @@ impl Acceptor<'_> {
             handler: Mutex::new(handler),
         });
         if let Err(e) = self.engine.add(served) {
-            warn!("cannot watch connection peer={peer} error={e}");
+            warn!(
+                "cannot watch connection peer={peer} error={}",
+                logfmt::error(&e)
+            );
         }
     }
 

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::{Action, Delivery, Link, Protocol, Session, command, text};
 use crate::config::Config;
+use crate::logfmt::Quoted;
 
 /// The longest name a client may choose, in bytes.
 const MAX_NAME: usize = 32;
@@ -60,7 +61,7 @@ impl Member {
             warn!(
                 "chat member cannot keep up, dropping peer={} name={} waiting_bytes={waiting}",
                 self.link.peer(),
-                self.name,
+                Quoted(&self.name),
             );
         }
     }

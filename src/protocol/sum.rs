@@ -8,6 +8,7 @@ use log::{info, warn};
 
 use super::{Action, Link, Protocol, Session, command, text};
 use crate::config::Config;
+use crate::logfmt::Quoted;
 
 pub fn build(config: &Config) -> Arc<dyn Protocol> {
     Arc::new(Sum {
@@ -76,15 +77,19 @@ impl Session for SumSession {
             Request::Exchange(name, n) => {
                 let m = self.shared.number;
                 info!(
-                    "client={name} {n} + {m} = {}",
-                    i128::from(n) + i128::from(m)
+                    "sum client={} n={n} m={m} total={} peer={}",
+                    Quoted(name),
+                    i128::from(n) + i128::from(m),
+                    self.link.peer()
                 );
                 out.extend_from_slice(format!("{};{m}\n", self.shared.name).as_bytes());
                 Action::Continue
             }
             Request::OutOfRange(name, n) => {
                 warn!(
-                    "client={name} sent {n}, outside 1..=100: stopping the server peer={}",
+                    "sum number outside 1..=100, stopping the server client={} n={} peer={}",
+                    Quoted(name),
+                    Quoted(n),
                     self.link.peer()
                 );
                 Action::StopServer

@@ -137,3 +137,68 @@ fn stats_interval_logs_the_server_figures() {
         assert!(line.contains(field), "no {field} in {line}");
     }
 }
+
+/// Client text in a log line is quoted and its control characters escaped:
+/// a client cannot forge a log line or send terminal escapes.
+#[test]
+fn client_text_in_logs_is_escaped() {
+    let mut server = BinServer::start(&["--protocol", "sum"]);
+    let mut client = server.connect();
+    client.send("evil\x1b[31m name;5\n");
+    client.expect("Server of linepool;50\n");
+    let line = server.wait_log("sum client=");
+    assert!(
+        line.contains(r#"client="evil\u{1b}[31m name" n=5 m=50 total=55"#),
+        "{line}"
+    );
+    assert!(!line.contains('\x1b'), "raw escape in {line:?}");
+}
+
+/// Logs name end reasons in snake_case, count with the right plural, and
+/// carry RFC 3339 timestamps and the version.
+#[test]
+fn log_lines_read_cleanly() {
+    let mut server = BinServer::start(&[]);
+    let listening = server.wait_log("listening on ");
+    assert!(
+        listening.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+        "{listening}"
+    );
+    // 2026-11-23T00:33:29.866148195Z or with an offset such as +01:00.
+    let stamp = listening.split_whitespace().next().expect("timestamp");
+    assert!(
+        stamp.len() >= 20
+            && stamp.as_bytes()[10] == b'T'
+            && (stamp.ends_with('Z') || stamp.contains('+') || stamp[19..].contains('-')),
+        "not RFC 3339: {stamp}"
+    );
+    let mut client = server.connect();
+    client.send_line("hi");
+    client.expect("ACK: hi\n");
+    let mut leaving = server.connect();
+    leaving.send_line("shutdown");
+    leaving.expect_closed();
+    server.wait_log("reason=closed");
+    server.signal("TERM");
+    server.wait_log("stopping, closing 1 connection");
+    assert!(server.wait_exit(crate::support::DEADLINE).success());
+}
+
+/// Durations on the server's flags take units: `--idle-timeout 500ms`.
+#[test]
+fn server_durations_take_units() {
+    let mut server = BinServer::start(&["--idle-timeout", "500ms", "--stats-interval", "10s"]);
+    let mut client = server.connect();
+    let start = std::time::Instant::now();
+    client.expect("ERR idle timeout\n");
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(450)
+            && waited < std::time::Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    server.wait_log("idle timeout, closing peer=");
+    let (status, text) = run_bin(&["serve", "--idle-timeout", "10 parsecs"]);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("is not a duration"), "{text}");
+}
