@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The client side of scripts/slowloris.sh: holds silent sockets and
 blank-line keepers against a server on 127.0.0.1, then times fresh clients
-from connect to their `ACK: ping`. Prints one report; exits 1 if a fresh
-client failed or a held connection was closed."""
+from connect to their `ACK: ping`. With --idle-cost it first measures the
+server's CPU time while it only holds the sockets. Prints one report;
+exits 1 if a fresh client failed or a held connection was closed."""
 
 import argparse
+import os
 import resource
 import socket
 import statistics
@@ -19,6 +21,9 @@ def main():
                         help="sockets that send a blank line every second")
     parser.add_argument("--tries", type=int, default=100, help="fresh clients timed")
     parser.add_argument("--gap", type=float, default=0.1, help="seconds between fresh clients")
+    parser.add_argument("--pid", type=int, help="the server's pid, for --idle-cost")
+    parser.add_argument("--idle-cost", type=float, default=0, metavar="SECS",
+                        help="measure the server's CPU over SECS while it only holds the sockets")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -30,6 +35,18 @@ def main():
     for s in silent + keepers:
         s.setblocking(False)
     print(f"holding {len(silent)} silent sockets and {len(keepers)} keepers", flush=True)
+
+    if args.idle_cost > 0 and args.pid:
+        # User plus system time, fields 14 and 15 of /proc/PID/stat.
+        def ticks():
+            fields = open(f"/proc/{args.pid}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        hz = os.sysconf("SC_CLK_TCK")
+        t0, w0 = ticks(), time.monotonic()
+        time.sleep(args.idle_cost)
+        cpu, wall = (ticks() - t0) / hz, time.monotonic() - w0
+        print(f"idle cost      server CPU {cpu:.2f} s in {wall:.0f} s = {100 * cpu / wall:.2f} % of a core",
+              flush=True)
 
     latencies = []
     failures = 0
@@ -79,6 +96,9 @@ def main():
         except OSError:
             closed += 1
 
+    if args.tries == 0:
+        print(f"held           {len(silent) + len(keepers) - closed} of {len(silent) + len(keepers)} still open")
+        return 1 if closed else 0
     ms = sorted(x * 1000 for x in latencies)
     def pct(p):
         return ms[min(len(ms) - 1, int(len(ms) * p / 100))] if ms else float("nan")

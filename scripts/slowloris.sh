@@ -7,6 +7,8 @@
 #
 #   scripts/slowloris.sh
 #   scripts/slowloris.sh --silent 500 --keepers 100 --tries 20   # quick
+#   scripts/slowloris.sh --silent 10000 --keepers 0 --tries 0 --idle-cost 60
+#                        # what 10,000 idle connections cost the server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,4 +20,4 @@ log=$(mktemp)
 trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; rm -f "$log"' EXIT
 start_linepool "$log"
 echo "slowloris: linepool $(sed -n 's/.*listening on //p' "$log" | head -n 1)" >&2
-python3 scripts/slowloris.py --port "$SERVER_PORT" "$@"
+python3 scripts/slowloris.py --port "$SERVER_PORT" --pid "$SERVER_PID" "$@"
