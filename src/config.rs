@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::access::AddrList;
+
 /// Default bound on connections open at once, served or idle.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default longest accepted line, in bytes, not counting the line ending.
@@ -13,6 +15,9 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default idle timeout, in seconds.
 pub const DEFAULT_IDLE_SECS: u64 = 300;
+/// Default time a stop waits for clients that do not read their last
+/// replies, in seconds.
+pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
 
 /// Default protocol.
 pub const DEFAULT_PROTOCOL: &str = "ack";
@@ -87,6 +92,14 @@ pub struct Config {
     pub server_name: String,
     /// `sum`: the number the server answers with.
     pub server_number: i64,
+    /// Client addresses that may stop the server (`quit_server`, `sum`'s
+    /// out-of-range rule).
+    pub admin_from: AddrList,
+    /// Connections open at once from one client address; 0: no limit.
+    pub max_per_ip: usize,
+    /// How long a stop waits for clients that do not read their last
+    /// replies before it cuts them off.
+    pub stop_grace: Duration,
 }
 
 impl Default for Config {
@@ -104,6 +117,9 @@ impl Default for Config {
             protocol: DEFAULT_PROTOCOL.to_string(),
             server_name: DEFAULT_SERVER_NAME.to_string(),
             server_number: DEFAULT_SERVER_NUMBER,
+            admin_from: AddrList::loopback(),
+            max_per_ip: 0,
+            stop_grace: Duration::from_secs(DEFAULT_STOP_GRACE_SECS),
         }
     }
 }

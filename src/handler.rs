@@ -23,9 +23,10 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::access::AddrList;
 use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
-use crate::framing::{FrameError, Framing, Reader};
+use crate::framing::{FrameError, Framing, Reader, write_frame};
 use crate::logfmt;
 use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
@@ -122,6 +123,9 @@ pub struct ClientHandler {
     session: Option<Box<dyn Session>>,
     reader: Reader,
     phase: Phase,
+    /// Addresses that may stop the server, and whether this client's is one.
+    admin_from: Arc<AddrList>,
+    admin: bool,
     /// Messages answered but not yet added to the shared counters.
     unreported: u64,
     answered: u64,
@@ -187,6 +191,8 @@ impl ClientHandler {
             session: None,
             reader: Reader::lines(limits.max_line),
             phase: Phase::Fresh,
+            admin_from: Arc::new(AddrList::loopback()),
+            admin: false,
             unreported: 0,
             answered: 0,
             read_at: None,
@@ -202,6 +208,12 @@ impl ClientHandler {
     /// Sets the protocol spoken on the connection.
     pub fn with_protocol(mut self, protocol: Arc<dyn Protocol>) -> Self {
         self.protocol = protocol;
+        self
+    }
+
+    /// Sets who may stop the server (default: the loopback addresses).
+    pub fn with_admin_from(mut self, admin_from: Arc<AddrList>) -> Self {
+        self.admin_from = admin_from;
         self
     }
 
@@ -308,13 +320,20 @@ impl ClientHandler {
     fn start(&mut self, out: &mut Vec<u8>) -> Result<(), End> {
         self.phase = Phase::Open;
         self.reader = Reader::new(self.protocol.framing(), self.limits.max_line);
+        self.admin = self.admin_from.contains(self.peer().ip());
         debug!("client connected peer={}", self.peer());
-        let mut session = self.protocol.open(Link::new(&self.conn));
+        let mut session = self.protocol.open(Link::new(&self.conn, self.admin));
         let action = session.start(out);
         self.session = Some(session);
+        let rules = Rules {
+            shutdown: &self.shutdown,
+            admin: self.admin,
+            framing: self.reader.framing(),
+            peer: self.conn.peer(),
+        };
         // A greeting is not a message answered.
         let mut greetings = 0;
-        act(action, &self.shutdown, &mut greetings)
+        act(action, &rules, &mut greetings, out)
     }
 
     fn serve(&mut self, out: &mut Vec<u8>) -> Result<Turn, End> {
@@ -382,6 +401,12 @@ impl ClientHandler {
             return Err(End::Closed);
         };
         let framing = self.reader.framing();
+        let rules = Rules {
+            shutdown: &self.shutdown,
+            admin: self.admin,
+            framing,
+            peer: self.conn.peer(),
+        };
         let mut progressed = false;
         let result = loop {
             if *budget == 0 || out.len() >= FLUSH_AT {
@@ -394,11 +419,7 @@ impl ClientHandler {
             let step = match message {
                 Ok(msg) => {
                     progressed = true;
-                    act(
-                        session.message(msg, out),
-                        &self.shutdown,
-                        &mut self.unreported,
-                    )
+                    act(session.message(msg, out), &rules, &mut self.unreported, out)
                 }
                 Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
             };
@@ -439,15 +460,17 @@ impl ClientHandler {
             return End::Idle(idle);
         }
         let framing = self.reader.framing();
+        let rules = Rules {
+            shutdown: &self.shutdown,
+            admin: self.admin,
+            framing,
+            peer: self.conn.peer(),
+        };
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;
         };
         let step = match rest {
-            Ok(msg) => act(
-                session.message(msg, out),
-                &self.shutdown,
-                &mut self.unreported,
-            ),
+            Ok(msg) => act(session.message(msg, out), &rules, &mut self.unreported, out),
             Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
         };
         step.err().unwrap_or(End::ClientLeft)
@@ -564,18 +587,44 @@ impl ClientHandler {
     }
 }
 
+/// What the core needs to act on a session's action.
+struct Rules<'a> {
+    shutdown: &'a Shutdown,
+    /// The client may stop the server.
+    admin: bool,
+    framing: Framing,
+    peer: SocketAddr,
+}
+
 /// What the core does for a session's action. Messages that keep the
-/// connection going count as answered; commands do not.
-fn act(action: Action, shutdown: &Shutdown, answered: &mut u64) -> Result<(), End> {
+/// connection going count as answered; commands do not. A stop from an
+/// address outside `--admin-from` is refused, and the connection goes on.
+fn act(action: Action, rules: &Rules, answered: &mut u64, out: &mut Vec<u8>) -> Result<(), End> {
     match action {
         Action::Continue => {
             *answered += 1;
             Ok(())
         }
         Action::Close => Err(End::Closed),
-        Action::StopServer => {
-            shutdown.trigger();
+        Action::StopServer if rules.admin => {
+            rules.shutdown.trigger();
             Err(End::StopServer)
+        }
+        Action::StopServer => {
+            warn!(
+                "quit_server refused, address may not stop the server peer={}",
+                rules.peer
+            );
+            const REFUSAL: &[u8] = b"ERR quit_server not allowed";
+            match rules.framing {
+                Framing::Lines => {
+                    out.extend_from_slice(REFUSAL);
+                    out.push(b'\n');
+                }
+                // The framing has no text channel: the refusal is a frame.
+                Framing::LengthPrefixed => write_frame(out, REFUSAL),
+            }
+            Ok(())
         }
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`config`]: the operator's settings and their defaults.
+//! - [`access`]: who may stop the server, and connections per address.
 //! - [`server`]: the acceptor loop and the staged stop sequence.
 //! - [`gate`]: the connection limit, as permits released on drop.
 //! - [`engine`]: the poller and ready queue the pool's workers share.
@@ -34,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod client;
 pub mod config;
 pub mod conn;

@@ -18,6 +18,7 @@ use log::{debug, info, warn};
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
+use crate::access::{AddrList, AddressSlot, PerAddress};
 use crate::config::{Config, Overload};
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
 use crate::engine::{Engine, Served};
@@ -33,11 +34,6 @@ use crate::watchdog;
 /// Stack size of each worker thread. A worker's deepest path is a turn of
 /// protocol code plus logging, far below this.
 const WORKER_STACK: usize = 256 * 1024;
-
-/// How long a stop waits for workers to write their last replies before it
-/// shuts their sockets down in both directions. Only a client that has
-/// stopped reading makes a stop wait this long.
-const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The first and the longest pause after an accept error such as running
 /// out of file descriptors.
@@ -148,6 +144,8 @@ impl Server {
             engine: &engine,
             stats: &stats,
             next_id: Cell::new(0),
+            admin_from: Arc::new(config.admin_from.clone()),
+            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
         };
         acceptor.accept_loop();
         drop(listener);
@@ -160,13 +158,13 @@ impl Server {
         // End of input wakes every connection in the poller; each answers
         // the messages it has read, sends its replies and closes.
         registry.shutdown_all(Direction::Read);
-        if !gate.wait_idle(Instant::now() + STOP_GRACE) {
+        if !gate.wait_idle(Instant::now() + config.stop_grace) {
             let stuck = registry.shutdown_all(Direction::Both);
             warn!(
                 "{} still busy after the stop grace, cutting them off",
                 logfmt::count(stuck as u64, "connection")
             );
-            if !gate.wait_idle(Instant::now() + STOP_GRACE) {
+            if !gate.wait_idle(Instant::now() + config.stop_grace) {
                 let left = gate.in_use() as u64;
                 warn!("{} did not close", logfmt::count(left, "connection"));
             }
@@ -222,6 +220,18 @@ struct Acceptor<'a> {
     engine: &'a Arc<Engine>,
     stats: &'a Arc<Stats>,
     next_id: Cell<u64>,
+    admin_from: Arc<AddrList>,
+    /// Connections per client address, with `--max-per-ip`.
+    per_address: Option<Arc<PerAddress>>,
+}
+
+/// Why a connection is turned away at the door.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Every slot is taken (`--overload reject`).
+    Busy,
+    /// Its address has `--max-per-ip` connections open.
+    PerAddress,
 }
 
 impl Acceptor<'_> {
@@ -264,14 +274,26 @@ impl Acceptor<'_> {
                 break;
             }
             match reserved.or_else(|| self.gate.try_acquire()) {
-                Some(permit) => self.dispatch(stream, peer, permit),
-                None => self.reject(stream, peer),
+                Some(permit) => match &self.per_address {
+                    None => self.dispatch(stream, peer, permit, None),
+                    Some(table) => match table.try_take(peer.ip()) {
+                        Some(slot) => self.dispatch(stream, peer, permit, Some(slot)),
+                        None => self.reject(stream, peer, Refusal::PerAddress),
+                    },
+                },
+                None => self.reject(stream, peer, Refusal::Busy),
             }
         }
     }
 
     /// Hands the connection to the engine, which serves it from now on.
-    fn dispatch(&self, stream: TcpStream, peer: SocketAddr, permit: Permit) {
+    fn dispatch(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Permit,
+        slot: Option<AddressSlot>,
+    ) {
         if let Err(e) = stream.set_nonblocking(true) {
             warn!(
                 "cannot serve connection peer={peer} error={}",
@@ -287,12 +309,13 @@ impl Acceptor<'_> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         // Released when the connection is dropped, however it ends.
-        let guards = Box::new((permit, self.stats.connection()));
+        let guards = Box::new((permit, slot, self.stats.connection()));
         let conn = Arc::new(Conn::new(id, Arc::new(stream), peer, guards));
         let handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
-            .with_stats(self.stats.clone());
+            .with_stats(self.stats.clone())
+            .with_admin_from(self.admin_from.clone());
         let served = Arc::new(Served {
             conn,
             handler: Mutex::new(handler),
@@ -307,12 +330,22 @@ impl Acceptor<'_> {
 
     /// Turns a connection away: one line, then close. Runs on the acceptor,
     /// so nothing here may block.
-    fn reject(&self, stream: TcpStream, peer: SocketAddr) {
-        self.stats.rejected();
-        debug!("server busy, rejecting peer={peer}");
+    fn reject(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
+        let line: &[u8] = match why {
+            Refusal::Busy => {
+                self.stats.rejected();
+                debug!("server busy, rejecting peer={peer}");
+                b"ERR server busy\n"
+            }
+            Refusal::PerAddress => {
+                self.stats.rejected_per_address();
+                debug!("too many connections from one address, rejecting peer={peer}");
+                b"ERR too many connections from your address\n"
+            }
+        };
         if stream.set_nonblocking(true).is_ok() {
             // A fresh socket's send buffer is empty: the line goes out whole.
-            let _ = (&stream).write_all(b"ERR server busy\n");
+            let _ = (&stream).write_all(line);
             let _ = stream.shutdown(Direction::Write);
             // Read what the client already sent so that closing does not
             // reset the connection and destroy the line in flight; bounded,

@@ -14,6 +14,7 @@ pub struct Stats {
     connections: AtomicU64,
     lines: AtomicU64,
     rejected: AtomicU64,
+    rejected_per_address: AtomicU64,
     open: AtomicU64,
     service: ServiceTimes,
 }
@@ -49,12 +50,19 @@ impl Stats {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one connection turned away because its address has
+    /// `--max-per-ip` open.
+    pub fn rejected_per_address(&self) {
+        self.rejected_per_address.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters as they are now.
     pub fn summary(&self) -> Summary {
         Summary {
             connections: self.connections.load(Ordering::Relaxed),
             lines: self.lines.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            rejected_per_ip: self.rejected_per_address.load(Ordering::Relaxed),
         }
     }
 
@@ -91,14 +99,17 @@ pub struct Summary {
     pub lines: u64,
     /// Connections turned away with `ERR server busy`.
     pub rejected: u64,
+    /// Connections turned away with `ERR too many connections from your
+    /// address`.
+    pub rejected_per_ip: u64,
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections={} lines={} rejected={}",
-            self.connections, self.lines, self.rejected
+            "connections={} lines={} rejected={} rejected_per_ip={}",
+            self.connections, self.lines, self.rejected, self.rejected_per_ip
         )
     }
 }

@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use super::{EXIT_INTERRUPTED, Protocol, at_least_one, duration};
+use linepool::access::AddrList;
 use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
     DEFAULT_SERVER_NUMBER, default_workers,
@@ -95,6 +96,18 @@ pub struct Args {
     /// `sum`: the number the server answers with.
     #[arg(long, default_value_t = DEFAULT_SERVER_NUMBER, allow_negative_numbers = true)]
     server_number: i64,
+    /// Client addresses that may stop the server with `quit_server` (and
+    /// `sum`'s out-of-range rule): comma-separated networks, `any` or
+    /// `none`.
+    #[arg(long, value_name = "LIST", default_value = "127.0.0.0/8,::1/128")]
+    admin_from: AddrList,
+    /// Connections open at once from one client address; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_per_ip: usize,
+    /// How long a stop waits for clients that do not read their last
+    /// replies before cutting them off (`1`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "1", value_parser = duration)]
+    stop_grace: Duration,
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -122,6 +135,9 @@ impl Args {
             protocol: self.protocol.name().to_string(),
             server_name: self.server_name.clone(),
             server_number: self.server_number,
+            admin_from: self.admin_from.clone(),
+            max_per_ip: self.max_per_ip,
+            stop_grace: self.stop_grace,
         }
     }
 }

@@ -71,7 +71,9 @@ pub enum Action {
     Continue,
     /// Close this client (after writing the replies so far).
     Close,
-    /// Stop the whole server, as `quit_server` does.
+    /// Stop the whole server, as `quit_server` does. From a client outside
+    /// `--admin-from` the core refuses it (`ERR quit_server not allowed`)
+    /// and the connection goes on.
     StopServer,
 }
 
@@ -125,19 +127,28 @@ pub trait Session: Send {
 pub struct Link {
     conn: Weak<Conn>,
     peer: SocketAddr,
+    admin: bool,
 }
 
 impl Link {
-    pub(crate) fn new(conn: &Arc<Conn>) -> Self {
+    pub(crate) fn new(conn: &Arc<Conn>, admin: bool) -> Self {
         Link {
             conn: Arc::downgrade(conn),
             peer: conn.peer(),
+            admin,
         }
     }
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Whether this client's address may stop the server (`--admin-from`).
+    /// The core refuses [`Action::StopServer`] from anyone else; a protocol
+    /// with its own stop rule asks first, to refuse in its own words.
+    pub fn may_stop_server(&self) -> bool {
+        self.admin
     }
 
     /// Queues `bytes` for the client after whatever waits for it already,

@@ -1,6 +1,8 @@
 //! `sum`: the number exchange. The client sends `<client name>;<n>`; the
 //! server replies `<server name>;<m>` and logs the sum. By the original
-//! service's rule, an `n` outside 1..=100 stops the whole server.
+//! service's rule, an `n` outside 1..=100 stops the whole server, when the
+//! client's address may stop it (`--admin-from`); anyone else gets an
+//! error and goes on.
 
 use std::sync::Arc;
 
@@ -85,7 +87,7 @@ impl Session for SumSession {
                 out.extend_from_slice(format!("{};{m}\n", self.shared.name).as_bytes());
                 Action::Continue
             }
-            Request::OutOfRange(name, n) => {
+            Request::OutOfRange(name, n) if self.link.may_stop_server() => {
                 warn!(
                     "sum number outside 1..=100, stopping the server client={} n={} peer={}",
                     Quoted(name),
@@ -93,6 +95,16 @@ impl Session for SumSession {
                     self.link.peer()
                 );
                 Action::StopServer
+            }
+            Request::OutOfRange(name, n) => {
+                warn!(
+                    "sum number outside 1..=100 from an address that may not stop the server client={} n={} peer={}",
+                    Quoted(name),
+                    Quoted(n),
+                    self.link.peer()
+                );
+                out.extend_from_slice(b"ERR number out of range (1..=100)\n");
+                Action::Continue
             }
             Request::Malformed => {
                 out.extend_from_slice(b"ERR expected <name>;<integer>\n");

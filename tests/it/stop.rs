@@ -177,6 +177,26 @@ fn stop_cuts_off_a_client_that_does_not_read() {
     assert!(took < Duration::from_secs(3), "stop took {took:?}");
 }
 
+/// `stop_grace` sets how long a stop waits for a client that does not read.
+#[test]
+fn stop_grace_is_configurable() {
+    let server = TestServer::start(|c| {
+        c.max_line = HUGE_LINE;
+        c.stop_grace = Duration::from_millis(200);
+    });
+    let mut client = server.connect();
+    wedge_a_worker(&mut client);
+    let start = Instant::now();
+    server.shutdown.trigger();
+    server.wait_stopped(DEADLINE);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(180),
+        "not waited for: {took:?}"
+    );
+    assert!(took < Duration::from_millis(900), "stop took {took:?}");
+}
+
 /// SIGTERM stops the binary cleanly: exit status 0 and a summary line.
 #[test]
 fn sigterm_stops_the_binary_fast() {

@@ -1,0 +1,239 @@
+//! Who may do what, by client address: the address list behind
+//! `--admin-from` (who may stop the server), and the per-address
+//! connection count behind `--max-per-ip`, as slots released on drop.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// A list of networks (`127.0.0.0/8,::1/128`), or every address (`any`),
+/// or none (`none`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrList {
+    nets: Vec<(IpAddr, u8)>,
+    any: bool,
+}
+
+impl AddrList {
+    /// The loopback addresses, `127.0.0.0/8,::1/128`: the default for who
+    /// may stop the server.
+    pub fn loopback() -> Self {
+        AddrList {
+            nets: vec![
+                (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+                (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            ],
+            any: false,
+        }
+    }
+
+    /// Whether `ip` is on the list. An IPv4 address written as IPv6
+    /// (`::ffff:127.0.0.1`) counts as the IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.any || self.nets.iter().any(|&(net, bits)| in_net(ip, net, bits))
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+impl FromStr for AddrList {
+    type Err = String;
+
+    /// `any`, `none`, or comma-separated networks: `10.0.0.0/8`, `::1/128`,
+    /// or a bare address for just that address.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "any" => {
+                return Ok(AddrList {
+                    nets: Vec::new(),
+                    any: true,
+                });
+            }
+            "none" => {
+                return Ok(AddrList {
+                    nets: Vec::new(),
+                    any: false,
+                });
+            }
+            _ => {}
+        }
+        let nets = text
+            .split(',')
+            .map(|part| parse_net(part.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AddrList { nets, any: false })
+    }
+}
+
+fn parse_net(text: &str) -> Result<(IpAddr, u8), String> {
+    let bad = || format!("'{text}' is not an address or network (e.g. 10.0.0.0/8, ::1)");
+    let (addr, bits) = match text.split_once('/') {
+        Some((addr, bits)) => (addr, Some(bits)),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    let ip = ip.to_canonical();
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(bits) => bits
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(bad)?,
+        None => max,
+    };
+    Ok((ip, bits))
+}
+
+impl fmt::Display for AddrList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.any {
+            return f.write_str("any");
+        }
+        if self.nets.is_empty() {
+            return f.write_str("none");
+        }
+        let nets: Vec<String> = self
+            .nets
+            .iter()
+            .map(|(ip, bits)| format!("{ip}/{bits}"))
+            .collect();
+        f.write_str(&nets.join(","))
+    }
+}
+
+/// Connections open per client address, bounded.
+pub struct PerAddress {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address, released on drop.
+pub struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// At most `max` connections per address.
+    pub fn new(max: usize) -> Arc<PerAddress> {
+        Arc::new(PerAddress {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when `ip` has
+    /// `max` open already.
+    pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let list: AddrList = "10.0.0.0/8, 192.168.1.7,2001:db8::/32"
+            .parse()
+            .expect("list");
+        assert!(list.contains(ip("10.200.3.4")));
+        assert!(!list.contains(ip("11.0.0.1")));
+        assert!(list.contains(ip("192.168.1.7")));
+        assert!(!list.contains(ip("192.168.1.8")));
+        assert!(list.contains(ip("2001:db8::1")));
+        assert!(!list.contains(ip("2001:db9::1")));
+        assert_eq!(list.to_string(), "10.0.0.0/8,192.168.1.7/32,2001:db8::/32");
+    }
+
+    #[test]
+    fn loopback_any_and_none() {
+        let loopback = AddrList::loopback();
+        assert!(loopback.contains(ip("127.0.0.1")));
+        assert!(loopback.contains(ip("127.0.0.2")));
+        assert!(loopback.contains(ip("::1")));
+        assert!(loopback.contains(ip("::ffff:127.0.0.1")));
+        assert!(!loopback.contains(ip("192.0.2.1")));
+        assert_eq!(loopback.to_string(), "127.0.0.0/8,::1/128");
+        let any: AddrList = "any".parse().expect("any");
+        assert!(any.contains(ip("192.0.2.1")));
+        let none: AddrList = "none".parse().expect("none");
+        assert!(!none.contains(ip("127.0.0.1")));
+        assert_eq!(
+            (any.to_string(), none.to_string()),
+            ("any".into(), "none".into())
+        );
+        let all: AddrList = "0.0.0.0/0".parse().expect("all v4");
+        assert!(all.contains(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn bad_lists_are_refused() {
+        for bad in [
+            "",
+            "localhost",
+            "10.0.0.0/33",
+            "::1/129",
+            "10.0.0.0/x",
+            "1.2.3.4,",
+        ] {
+            assert!(bad.parse::<AddrList>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn per_address_slots_are_bounded_and_come_back_on_drop() {
+        let table = PerAddress::new(2);
+        let a = table.try_take(ip("10.0.0.1")).expect("first");
+        let _b = table.try_take(ip("10.0.0.1")).expect("second");
+        assert!(table.try_take(ip("10.0.0.1")).is_none());
+        assert!(table.try_take(ip("10.0.0.2")).is_some());
+        drop(a);
+        assert!(table.try_take(ip("::ffff:10.0.0.1")).is_some());
+    }
+}
