@@ -159,17 +159,28 @@ fn wedge_a_worker(client: &mut Client) {
 /// Far more than loopback socket buffers hold (a few MiB).
 const HUGE_LINE: usize = 24 * 1024 * 1024;
 
-/// A client that never reads cannot hold a stop up for longer than the
-/// grace period: its socket is then shut down in both directions.
-#[test]
-fn stop_cuts_off_a_client_that_does_not_read() {
-    let server = TestServer::start(|c| c.max_line = HUGE_LINE);
+/// How long a stop takes with one client that does not read its reply,
+/// on a server with this stop grace (`None`: the default).
+fn stop_with_a_client_not_reading(grace: Option<Duration>) -> Duration {
+    let server = TestServer::start(|c| {
+        c.max_line = HUGE_LINE;
+        if let Some(grace) = grace {
+            c.stop_grace = grace;
+        }
+    });
     let mut client = server.connect();
     wedge_a_worker(&mut client);
     let start = Instant::now();
     server.shutdown.trigger();
     server.wait_stopped(DEADLINE);
-    let took = start.elapsed();
+    start.elapsed()
+}
+
+/// A client that never reads cannot hold a stop up for longer than the
+/// grace period: its socket is then shut down in both directions.
+#[test]
+fn stop_cuts_off_a_client_that_does_not_read() {
+    let took = stop_with_a_client_not_reading(None);
     assert!(
         took >= Duration::from_millis(900),
         "the wedged worker was not waited for: {took:?}"
@@ -180,16 +191,7 @@ fn stop_cuts_off_a_client_that_does_not_read() {
 /// `stop_grace` sets how long a stop waits for a client that does not read.
 #[test]
 fn stop_grace_is_configurable() {
-    let server = TestServer::start(|c| {
-        c.max_line = HUGE_LINE;
-        c.stop_grace = Duration::from_millis(200);
-    });
-    let mut client = server.connect();
-    wedge_a_worker(&mut client);
-    let start = Instant::now();
-    server.shutdown.trigger();
-    server.wait_stopped(DEADLINE);
-    let took = start.elapsed();
+    let took = stop_with_a_client_not_reading(Some(Duration::from_millis(200)));
     assert!(
         took >= Duration::from_millis(180),
         "not waited for: {took:?}"
