@@ -2,6 +2,7 @@
 //! command line documents. Plain data; nothing here touches a socket.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ pub struct Config {
     /// How long a stop waits for clients that do not read their last
     /// replies before it cuts them off.
     pub stop_grace: Duration,
+    /// Where to answer HAProxy agent checks, if anywhere.
+    pub agent: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -120,6 +123,7 @@ impl Default for Config {
             admin_from: AddrList::loopback(),
             max_per_ip: 0,
             stop_grace: Duration::from_secs(DEFAULT_STOP_GRACE_SECS),
+            agent: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`config`]: the operator's settings and their defaults.
 //! - [`access`]: who may stop the server, and connections per address.
+//! - [`agent`]: the HAProxy agent port (`ready` / `drain`).
 //! - [`server`]: the acceptor loop and the staged stop sequence.
 //! - [`gate`]: the connection limit, as permits released on drop.
 //! - [`engine`]: the poller and ready queue the pool's workers share.
@@ -36,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -58,7 +60,7 @@ use std::io;
 pub use config::{Config, Overload};
 pub use handler::{ClientHandler, Limits};
 pub use server::Server;
-pub use shutdown::Shutdown;
+pub use shutdown::{Health, Shutdown};
 pub use stats::Summary;
 
 /// Binds `host:port` with the default settings, serves until a client sends

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
 use crate::access::{AddrList, AddressSlot, PerAddress};
+use crate::agent;
 use crate::config::{Config, Overload};
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
 use crate::engine::{Engine, Served};
@@ -44,6 +45,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The HAProxy agent port, with `--agent`.
+    agent: Option<TcpListener>,
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
@@ -68,9 +71,17 @@ impl Server {
         let listener =
             listen(addr, &config).map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
         let local_addr = listener.local_addr()?;
+        let agent = config
+            .agent
+            .map(|addr| {
+                TcpListener::bind(addr)
+                    .map_err(|e| context(e, &format!("cannot listen for agent checks on {addr}")))
+            })
+            .transpose()?;
         Ok(Server {
             listener,
             local_addr,
+            agent,
             config,
             protocol,
             shutdown: Shutdown::new(),
@@ -80,6 +91,11 @@ impl Server {
     /// The address the server listens on, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address agent checks are answered on, with `--agent`.
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A handle that stops this server from any thread.
@@ -94,6 +110,7 @@ impl Server {
         let Server {
             listener,
             local_addr,
+            agent,
             config,
             protocol,
             shutdown,
@@ -129,6 +146,21 @@ impl Server {
             let (registry, shutdown) = (registry.clone(), shutdown.clone());
             let idle = config.idle_timeout;
             thread::spawn(move || watchdog::run(&registry, &shutdown, idle))
+        };
+        let agent = match agent {
+            Some(listener) => {
+                // The stop ends the agent's wait in accept(), as the acceptor's.
+                let waker = Socket::from(listener.try_clone()?);
+                shutdown.on_trigger(move || {
+                    let _ = waker.shutdown(Direction::Read);
+                });
+                if let Ok(addr) = listener.local_addr() {
+                    info!("agent listening on {addr}");
+                }
+                let shutdown = shutdown.clone();
+                Some(thread::spawn(move || agent::serve(&listener, &shutdown)))
+            }
+            None => None,
         };
         let reporter = config.stats_interval.map(|every| {
             let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
@@ -171,7 +203,7 @@ impl Server {
         }
         engine.finish();
         pool.join();
-        for helper in [reporter, Some(watchdog)].into_iter().flatten() {
+        for helper in [reporter, agent, Some(watchdog)].into_iter().flatten() {
             let _ = helper.join();
         }
         let summary = stats.summary();

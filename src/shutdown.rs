@@ -1,5 +1,8 @@
 //! The server-wide stop signal: a flag that is set once, plus the wake-ups that
 //! must happen the moment it is set (the blocked acceptor, the permit gate).
+//! Before the stop a server may be draining: still serving and accepting,
+//! but telling load balancers (the health endpoint, the HAProxy agent) to
+//! send new clients elsewhere.
 //!
 //! Every copy of [`Shutdown`] shares one state, so the binary's signal handler,
 //! a worker that read `quit_server` and a test all stop the server the same way.
@@ -18,9 +21,21 @@ pub struct Shutdown {
     inner: Arc<Inner>,
 }
 
+/// What a server tells load balancers about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Serving; send clients here.
+    Serving,
+    /// Still serving, but about to stop: send new clients elsewhere.
+    Draining,
+    /// Stopping.
+    Stopping,
+}
+
 #[derive(Default)]
 struct Inner {
     triggered: AtomicBool,
+    draining: AtomicBool,
     // Guards the waker list and lets back-off sleeps end early on a stop.
     wakers: Mutex<Vec<Waker>>,
     cond: Condvar,
@@ -51,6 +66,24 @@ impl Shutdown {
     /// Whether the stop has started.
     pub fn is_triggered(&self) -> bool {
         self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Starts draining: the server goes on serving and accepting, but
+    /// reports [`Health::Draining`] until the stop. Returns `false` if it
+    /// was draining or stopping already.
+    pub fn start_draining(&self) -> bool {
+        !self.is_triggered() && !self.inner.draining.swap(true, Ordering::SeqCst)
+    }
+
+    /// What the server tells load balancers now.
+    pub fn health(&self) -> Health {
+        if self.is_triggered() {
+            Health::Stopping
+        } else if self.inner.draining.load(Ordering::SeqCst) {
+            Health::Draining
+        } else {
+            Health::Serving
+        }
     }
 
     /// Runs `wake` when the stop starts, or at once if it already has.
@@ -103,6 +136,22 @@ mod tests {
         assert!(shutdown.trigger());
         assert!(!shutdown.clone().trigger());
         assert_eq!(woken.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn health_goes_from_serving_to_draining_to_stopping() {
+        let shutdown = Shutdown::new();
+        assert_eq!(shutdown.health(), Health::Serving);
+        assert!(shutdown.start_draining());
+        assert!(!shutdown.start_draining());
+        assert_eq!(shutdown.health(), Health::Draining);
+        assert!(!shutdown.is_triggered());
+        shutdown.trigger();
+        assert_eq!(shutdown.health(), Health::Stopping);
+        let stopped = Shutdown::new();
+        stopped.trigger();
+        assert!(!stopped.start_draining());
+        assert_eq!(stopped.health(), Health::Stopping);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! `linepool serve`: the server's flags, the logger, the signal handlers.
+//! `linepool serve`: the server's flags, the logger, and the thread that
+//! turns signals into a drain or a stop.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -16,7 +18,7 @@ use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
     DEFAULT_SERVER_NUMBER, default_workers,
 };
-use linepool::{Config, Overload, Server};
+use linepool::{Config, Overload, Server, Shutdown};
 
 /// What happens at `--max-connections`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -108,6 +110,15 @@ pub struct Args {
     /// replies before cutting them off (`1`, `500ms`).
     #[arg(long, value_name = "DURATION", default_value = "1", value_parser = duration)]
     stop_grace: Duration,
+    /// On SIGTERM, first drain for this long (`30s`): keep serving and
+    /// accepting while the agent says `drain`, then stop. SIGINT, a second
+    /// signal and `quit_server` stop at once; 0 stops at once on SIGTERM too.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration)]
+    drain: Duration,
+    /// Answer HAProxy agent checks here (`127.0.0.1:9001`): `ready`, or
+    /// `drain` while draining or stopping.
+    #[arg(long, value_name = "ADDR:PORT")]
+    agent: Option<SocketAddr>,
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -138,12 +149,23 @@ impl Args {
             admin_from: self.admin_from.clone(),
             max_per_ip: self.max_per_ip,
             stop_grace: self.stop_grace,
+            agent: self.agent,
         }
     }
 }
 
 /// Runs `linepool serve`.
 pub fn run(args: &Args) -> ExitCode {
+    // Every thread started from here on (the signal watcher, the acceptor,
+    // which is this one, and the workers) inherits a mask that blocks the
+    // stop signals: only the watcher takes them, with sigwait, so a signal
+    // never interrupts a worker's system call, and the watcher knows which
+    // signal came.
+    let signals = stop_signals();
+    if let Err(e) = signals.thread_block() {
+        eprintln!("linepool: cannot mask signals: {e}");
+        return ExitCode::FAILURE;
+    }
     init_logging(args.log_level.filter());
     let server = match Server::bind(args.config()) {
         Ok(server) => server,
@@ -152,29 +174,13 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all start
-    // the same stop as `quit_server`. A second one while stopping exits now.
     let shutdown = server.shutdown_handle();
-    let signals = AtomicUsize::new(0);
-    let installed = ctrlc::set_handler(move || {
-        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            info!("signal received, stopping (send again to exit at once)");
-            shutdown.trigger();
-        } else {
-            eprintln!("linepool: interrupted again, exiting now");
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-    });
-    if let Err(e) = installed {
-        eprintln!("linepool: cannot install signal handlers: {e}");
-        return ExitCode::FAILURE;
-    }
-    // The handler's own thread now exists and still takes signals. Every
-    // thread started from here on (the acceptor is this one, the workers
-    // inherit its mask) ignores them, so a signal never interrupts a
-    // worker's system call.
-    if let Err(e) = stop_signals().thread_block() {
-        eprintln!("linepool: cannot mask signals: {e}");
+    let drain = args.drain;
+    let watcher = thread::Builder::new()
+        .name("linepool-signals".to_string())
+        .spawn(move || watch_signals(signals, &shutdown, drain));
+    if let Err(e) = watcher {
+        eprintln!("linepool: cannot watch for signals: {e}");
         return ExitCode::FAILURE;
     }
     match server.run() {
@@ -186,7 +192,38 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// The signals that stop the server (ctrlc's `termination` feature).
+/// Takes the stop signals for the whole process. SIGTERM with a drain time
+/// drains first; any other, or a signal while draining, stops at once; a
+/// signal while stopping exits at once with status 130.
+fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
+    loop {
+        let Ok(signal) = signals.wait() else {
+            return;
+        };
+        if shutdown.is_triggered() {
+            eprintln!("linepool: interrupted again, exiting now");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
+            info!(
+                "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
+                drain.as_millis()
+            );
+            let shutdown = shutdown.clone();
+            thread::spawn(move || {
+                if !shutdown.wait_timeout(drain) {
+                    info!("drain over, stopping");
+                    shutdown.trigger();
+                }
+            });
+        } else {
+            info!("signal received, stopping signal={signal} (send again to exit at once)");
+            shutdown.trigger();
+        }
+    }
+}
+
+/// The signals that stop the server.
 fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

@@ -4,6 +4,7 @@
 mod access;
 mod cli;
 mod client;
+mod drain;
 mod engine;
 mod lines;
 mod load;
