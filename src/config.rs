@@ -103,6 +103,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Where to answer HAProxy agent checks, if anywhere.
     pub agent: Option<SocketAddr>,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -124,6 +126,7 @@ impl Default for Config {
             max_per_ip: 0,
             stop_grace: Duration::from_secs(DEFAULT_STOP_GRACE_SECS),
             agent: None,
+            metrics: None,
         }
     }
 }

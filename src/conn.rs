@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use socket2::SockRef;
 
 use crate::sched::Schedule;
+use crate::stats::Stats;
 use crate::watchdog::Activity;
 
 /// The most a closing connection reads off from a client that is still
@@ -38,6 +39,8 @@ pub struct Conn {
     /// The poller saw the client's end of stream (or an error): a short read
     /// no longer means that everything has been read.
     read_closed: AtomicBool,
+    /// Counts the bytes the client accepts.
+    stats: Arc<Stats>,
     /// Released with the connection: its slot, its gauges.
     _guards: Box<dyn Send + Sync>,
 }
@@ -75,6 +78,7 @@ impl Conn {
         id: u64,
         stream: Arc<TcpStream>,
         peer: SocketAddr,
+        stats: Arc<Stats>,
         guards: Box<dyn Send + Sync>,
     ) -> Self {
         Conn {
@@ -85,6 +89,7 @@ impl Conn {
             activity: Activity::default(),
             sched: Schedule::new(),
             read_closed: AtomicBool::new(false),
+            stats,
             _guards: guards,
         }
     }
@@ -132,6 +137,7 @@ impl Conn {
             let written = *result.as_ref().unwrap_or(&0);
             if written > 0 {
                 self.activity.write_progress();
+                self.stats.sent(written as u64);
             }
             if written < replies.len() {
                 outbox.pending.clear();
@@ -213,6 +219,7 @@ impl Conn {
         let written = *result.as_ref().unwrap_or(&0);
         if written > 0 {
             self.activity.write_progress();
+            self.stats.sent(written as u64);
         }
         outbox.sent += written;
         result.map(|_| ())
@@ -301,7 +308,11 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, peer) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
-        (client, Conn::new(1, Arc::new(server), peer, Box::new(())))
+        let stats = Arc::default();
+        (
+            client,
+            Conn::new(1, Arc::new(server), peer, stats, Box::new(())),
+        )
     }
 
     /// Fills the socket's buffers so that nothing more goes out now.

@@ -150,6 +150,13 @@ impl Engine {
         self.shared.lock().ready.len()
     }
 
+    /// Workers not serving a connection now: waiting as followers, or
+    /// leading in the poller.
+    pub fn waiting_workers(&self) -> usize {
+        let shared = self.shared.lock();
+        shared.idle + usize::from(shared.leader)
+    }
+
     /// How many turns panicked.
     pub fn panics(&self) -> usize {
         self.panics.load(Ordering::Relaxed)

@@ -30,7 +30,7 @@ use crate::framing::{FrameError, Framing, Reader, write_frame};
 use crate::logfmt;
 use crate::protocol::{self, Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::stats::{ClientError, IdleClose, Stats};
 use crate::watchdog::{self, Idle};
 
 /// Replies are sent once this many bytes are collected, even if more input
@@ -60,7 +60,7 @@ pub struct Limits {
     pub max_line: usize,
     /// See [`Config::idle_timeout`].
     pub idle_timeout: Option<Duration>,
-    /// Measure service times (for `--stats-interval`).
+    /// Measure service times (for `--stats-interval` and `--metrics`).
     pub timing: bool,
 }
 
@@ -70,7 +70,7 @@ impl Limits {
         Limits {
             max_line: config.max_line,
             idle_timeout: config.idle_timeout,
-            timing: config.stats_interval.is_some(),
+            timing: config.stats_interval.is_some() || config.metrics.is_some(),
         }
     }
 }
@@ -126,8 +126,10 @@ pub struct ClientHandler {
     /// Addresses that may stop the server, and whether this client's is one.
     admin_from: Arc<AddrList>,
     admin: bool,
-    /// Messages answered but not yet added to the shared counters.
+    /// Messages answered, and bytes read, not yet added to the shared
+    /// counters.
     unreported: u64,
+    unreported_bytes: u64,
     answered: u64,
     /// When the read that started the current batch returned (only when
     /// service times are measured).
@@ -176,7 +178,8 @@ impl ClientHandler {
     /// A handler for an accepted socket speaking the ACK protocol, with the
     /// default limits. [`run`](ClientHandler::run) serves it.
     pub fn new(conn: Arc<TcpStream>, addr: SocketAddr, shutdown: Shutdown) -> Self {
-        ClientHandler::serving(Arc::new(Conn::new(0, conn, addr, Box::new(()))), shutdown)
+        let conn = Conn::new(0, conn, addr, Arc::default(), Box::new(()));
+        ClientHandler::serving(Arc::new(conn), shutdown)
     }
 
     /// A handler for a connection the server accepted.
@@ -194,6 +197,7 @@ impl ClientHandler {
             admin_from: Arc::new(AddrList::loopback()),
             admin: false,
             unreported: 0,
+            unreported_bytes: 0,
             answered: 0,
             read_at: None,
         }
@@ -379,7 +383,8 @@ impl ClientHandler {
             reads -= 1;
             match self.reader.fill(&mut &*self.conn) {
                 Ok(0) => return Err(self.at_end_of_input(out)),
-                Ok(_) => {
+                Ok(n) => {
+                    self.unreported_bytes += n as u64;
                     // Service times cost two clock reads a batch: only when asked.
                     if self.limits.timing {
                         self.read_at = Some(Instant::now());
@@ -559,11 +564,22 @@ impl ClientHandler {
             let service = self.read_at.map(|t| t.elapsed());
             self.stats.answered(self.unreported, service);
         }
+        self.stats
+            .received(std::mem::take(&mut self.unreported_bytes));
         self.answered += self.unreported;
         self.unreported = 0;
     }
 
     fn log_end(&self, end: &End) {
+        match end {
+            End::TooLong => self.stats.client_error(ClientError::TooLong),
+            End::InvalidUtf8 => self.stats.client_error(ClientError::InvalidUtf8),
+            End::Truncated => self.stats.client_error(ClientError::Truncated),
+            End::Io(_) => self.stats.client_error(ClientError::Io),
+            End::Idle(Idle::Read) => self.stats.idle_close(IdleClose::Read),
+            End::Idle(Idle::Write) => self.stats.idle_close(IdleClose::Write),
+            _ => {}
+        }
         let peer = self.peer();
         let messages = self.answered + self.unreported;
         match end {
@@ -661,7 +677,13 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, peer) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
-        let conn = Arc::new(Conn::new(1, Arc::new(server), peer, Box::new(())));
+        let conn = Arc::new(Conn::new(
+            1,
+            Arc::new(server),
+            peer,
+            Arc::default(),
+            Box::new(()),
+        ));
         (ClientHandler::serving(conn, Shutdown::new()), client)
     }
 

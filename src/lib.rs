@@ -25,6 +25,7 @@
 //! - [`framing`]: pure message framing (lines, length-prefixed) with a
 //!   size limit.
 //! - [`stats`]: counters, the periodic stats line and the stop summary.
+//! - `metrics`: the Prometheus endpoint and `/healthz` (`--metrics`).
 //! - [`logfmt`]: how values appear in log lines (quoting, escaping,
 //!   plurals).
 //! - [`watchdog`]: the idle rule, as one coarse scan.
@@ -47,6 +48,7 @@ pub mod gate;
 pub mod handler;
 pub mod load;
 pub mod logfmt;
+pub(crate) mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod sched;

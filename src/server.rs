@@ -26,6 +26,7 @@ use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
 use crate::logfmt;
+use crate::metrics;
 use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
@@ -47,6 +48,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The HAProxy agent port, with `--agent`.
     agent: Option<TcpListener>,
+    /// The metrics endpoint, with `--metrics`.
+    metrics: Option<TcpListener>,
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
@@ -78,10 +81,18 @@ impl Server {
                     .map_err(|e| context(e, &format!("cannot listen for agent checks on {addr}")))
             })
             .transpose()?;
+        let metrics = config
+            .metrics
+            .map(|addr| {
+                TcpListener::bind(addr)
+                    .map_err(|e| context(e, &format!("cannot serve metrics on {addr}")))
+            })
+            .transpose()?;
         Ok(Server {
             listener,
             local_addr,
             agent,
+            metrics,
             config,
             protocol,
             shutdown: Shutdown::new(),
@@ -98,6 +109,11 @@ impl Server {
         self.agent.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The address `/metrics` and `/healthz` are served on, with `--metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// A handle that stops this server from any thread.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
@@ -111,6 +127,7 @@ impl Server {
             listener,
             local_addr,
             agent,
+            metrics,
             config,
             protocol,
             shutdown,
@@ -162,6 +179,29 @@ impl Server {
             }
             None => None,
         };
+        let metrics = match metrics {
+            Some(listener) => {
+                let waker = Socket::from(listener.try_clone()?);
+                shutdown.on_trigger(move || {
+                    let _ = waker.shutdown(Direction::Read);
+                });
+                if let Ok(addr) = listener.local_addr() {
+                    info!("metrics on http://{addr}/metrics and /healthz");
+                }
+                let registry = metrics::registry(metrics::Sources {
+                    stats: stats.clone(),
+                    engine: engine.clone(),
+                    workers: config.workers,
+                    protocol: config.protocol.clone(),
+                    shutdown: shutdown.clone(),
+                });
+                let shutdown = shutdown.clone();
+                Some(thread::spawn(move || {
+                    metrics::serve(&listener, &registry, &shutdown)
+                }))
+            }
+            None => None,
+        };
         let reporter = config.stats_interval.map(|every| {
             let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
             thread::spawn(move || report_stats(&stats, &engine, &shutdown, every))
@@ -203,7 +243,10 @@ impl Server {
         }
         engine.finish();
         pool.join();
-        for helper in [reporter, agent, Some(watchdog)].into_iter().flatten() {
+        for helper in [reporter, agent, metrics, Some(watchdog)]
+            .into_iter()
+            .flatten()
+        {
             let _ = helper.join();
         }
         let summary = stats.summary();
@@ -342,7 +385,13 @@ impl Acceptor<'_> {
         self.next_id.set(id + 1);
         // Released when the connection is dropped, however it ends.
         let guards = Box::new((permit, slot, self.stats.connection()));
-        let conn = Arc::new(Conn::new(id, Arc::new(stream), peer, guards));
+        let conn = Arc::new(Conn::new(
+            id,
+            Arc::new(stream),
+            peer,
+            self.stats.clone(),
+            guards,
+        ));
         let handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())

@@ -1,6 +1,6 @@
 //! Server-wide counters and gauges, shared by the acceptor and every worker:
-//! the periodic stats line (`--stats-interval`) and the one-line summary
-//! logged when the server stops.
+//! the periodic stats line (`--stats-interval`), the metrics endpoint
+//! (`--metrics`), and the one-line summary logged when the server stops.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,7 +16,55 @@ pub struct Stats {
     rejected: AtomicU64,
     rejected_per_address: AtomicU64,
     open: AtomicU64,
+    received: AtomicU64,
+    sent: AtomicU64,
+    idle_closes: [AtomicU64; 2],
+    client_errors: [AtomicU64; 4],
     service: ServiceTimes,
+    /// Service times since the start, for the metrics endpoint.
+    service_total: Buckets,
+}
+
+/// Why the idle rule closed a connection, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleClose {
+    /// No complete message for the idle timeout.
+    Read,
+    /// Replies not read for the idle timeout.
+    Write,
+}
+
+/// A client error that closed its connection, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// A message over `--max-line`.
+    TooLong,
+    /// A line that is not UTF-8.
+    InvalidUtf8,
+    /// The input ended inside a length-prefixed message.
+    Truncated,
+    /// A reset or another socket error.
+    Io,
+}
+
+impl ClientError {
+    /// Every kind, in the order of the counters.
+    pub const ALL: [ClientError; 4] = [
+        ClientError::TooLong,
+        ClientError::InvalidUtf8,
+        ClientError::Truncated,
+        ClientError::Io,
+    ];
+
+    /// The kind's name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientError::TooLong => "too_long",
+            ClientError::InvalidUtf8 => "invalid_utf8",
+            ClientError::Truncated => "truncated",
+            ClientError::Io => "io",
+        }
+    }
 }
 
 /// Counts one connection as open until dropped.
@@ -41,7 +89,46 @@ impl Stats {
             self.lines.fetch_add(n, Ordering::Relaxed);
             if let Some(service) = service {
                 self.service.record(service, n);
+                self.service_total.record(service, n);
             }
+        }
+    }
+
+    /// Counts bytes read from clients.
+    pub fn received(&self, bytes: u64) {
+        if bytes > 0 {
+            self.received.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts bytes clients accepted.
+    pub fn sent(&self, bytes: u64) {
+        if bytes > 0 {
+            self.sent.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a connection closed by the idle rule.
+    pub fn idle_close(&self, why: IdleClose) {
+        self.idle_closes[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a client error that closed its connection.
+    pub fn client_error(&self, kind: ClientError) {
+        self.client_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Everything counted since the start, for the metrics endpoint.
+    pub fn totals(&self) -> Totals {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Totals {
+            summary: self.summary(),
+            open: self.open(),
+            received: load(&self.received),
+            sent: load(&self.sent),
+            idle_closes: [load(&self.idle_closes[0]), load(&self.idle_closes[1])],
+            client_errors: ClientError::ALL.map(|k| load(&self.client_errors[k as usize])),
+            service: self.service_total.snapshot(),
         }
     }
 
@@ -111,6 +198,81 @@ impl fmt::Display for Summary {
             "connections={} lines={} rejected={} rejected_per_ip={}",
             self.connections, self.lines, self.rejected, self.rejected_per_ip
         )
+    }
+}
+
+/// Everything counted since the start.
+#[derive(Clone, Debug)]
+pub struct Totals {
+    /// Connections, messages, rejections.
+    pub summary: Summary,
+    /// Connections open now.
+    pub open: u64,
+    /// Bytes read from clients.
+    pub received: u64,
+    /// Bytes clients accepted.
+    pub sent: u64,
+    /// Idle closes: [read, write].
+    pub idle_closes: [u64; 2],
+    /// Client errors, in the order of [`ClientError::ALL`].
+    pub client_errors: [u64; 4],
+    /// Service times, when measured.
+    pub service: HistogramSnapshot,
+}
+
+/// Cumulative service times: per-bucket counts (bucket upper bounds in
+/// seconds, the last one infinite), their sum in seconds, and their count.
+#[derive(Clone, Debug, Default)]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, count in this bucket).
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of the times, in seconds.
+    pub sum: f64,
+    /// How many times were recorded.
+    pub count: u64,
+}
+
+/// Upper bounds of the metrics endpoint's service-time buckets, seconds.
+const BOUNDS: [f64; 15] = [
+    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+    250e-3, 1.0,
+];
+
+/// A lock-free cumulative histogram with fixed buckets.
+#[derive(Debug, Default)]
+struct Buckets {
+    counts: [AtomicU64; BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Buckets {
+    fn record(&self, time: Duration, weight: u64) {
+        let secs = time.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BOUNDS.len());
+        self.counts[i].fetch_add(weight, Ordering::Relaxed);
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos
+            .fetch_add(nanos.saturating_mul(weight), Ordering::Relaxed);
+        self.count.fetch_add(weight, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let buckets = BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.counts)
+            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            buckets,
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count: self.count.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -250,6 +412,21 @@ mod tests {
             Duration::from_nanos((990 * 10_000 + 10 * 5_000_000) / 1000)
         );
         assert_eq!(times.take(), (Duration::ZERO, Duration::ZERO));
+    }
+
+    #[test]
+    fn cumulative_buckets_place_times_and_sum_them() {
+        let b = Buckets::default();
+        b.record(Duration::from_micros(7), 2);
+        b.record(Duration::from_millis(3), 1);
+        b.record(Duration::from_secs(5), 1);
+        let s = b.snapshot();
+        assert_eq!(s.count, 4);
+        assert!((s.sum - (14e-6 + 3e-3 + 5.0)).abs() < 1e-9);
+        assert_eq!(s.buckets[0], (10e-6, 2));
+        assert_eq!(s.buckets.iter().find(|(b, _)| *b == 5e-3), Some(&(5e-3, 1)));
+        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(s.buckets.iter().map(|(_, n)| n).sum::<u64>(), 4);
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub struct Args {
     /// `drain` while draining or stopping.
     #[arg(long, value_name = "ADDR:PORT")]
     agent: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics and health at
+    /// /healthz (`127.0.0.1:9100`; keep it off the public network).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -150,6 +154,7 @@ impl Args {
             max_per_ip: self.max_per_ip,
             stop_grace: self.stop_grace,
             agent: self.agent,
+            metrics: self.metrics,
         }
     }
 }
