@@ -74,20 +74,8 @@ impl Server {
         let listener =
             listen(addr, &config).map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
         let local_addr = listener.local_addr()?;
-        let agent = config
-            .agent
-            .map(|addr| {
-                TcpListener::bind(addr)
-                    .map_err(|e| context(e, &format!("cannot listen for agent checks on {addr}")))
-            })
-            .transpose()?;
-        let metrics = config
-            .metrics
-            .map(|addr| {
-                TcpListener::bind(addr)
-                    .map_err(|e| context(e, &format!("cannot serve metrics on {addr}")))
-            })
-            .transpose()?;
+        let agent = bind_side(config.agent, "cannot listen for agent checks on")?;
+        let metrics = bind_side(config.metrics, "cannot serve metrics on")?;
         Ok(Server {
             listener,
             local_addr,
@@ -166,14 +154,8 @@ impl Server {
         };
         let agent = match agent {
             Some(listener) => {
-                // The stop ends the agent's wait in accept(), as the acceptor's.
-                let waker = Socket::from(listener.try_clone()?);
-                shutdown.on_trigger(move || {
-                    let _ = waker.shutdown(Direction::Read);
-                });
-                if let Ok(addr) = listener.local_addr() {
-                    info!("agent listening on {addr}");
-                }
+                let addr = stopped_with(&listener, &shutdown)?;
+                info!("agent listening on {addr}");
                 let shutdown = shutdown.clone();
                 Some(thread::spawn(move || agent::serve(&listener, &shutdown)))
             }
@@ -181,13 +163,8 @@ impl Server {
         };
         let metrics = match metrics {
             Some(listener) => {
-                let waker = Socket::from(listener.try_clone()?);
-                shutdown.on_trigger(move || {
-                    let _ = waker.shutdown(Direction::Read);
-                });
-                if let Ok(addr) = listener.local_addr() {
-                    info!("metrics on http://{addr}/metrics and /healthz");
-                }
+                let addr = stopped_with(&listener, &shutdown)?;
+                info!("metrics on http://{addr}/metrics and /healthz");
                 let registry = metrics::registry(metrics::Sources {
                     stats: stats.clone(),
                     engine: engine.clone(),
@@ -434,6 +411,22 @@ impl Acceptor<'_> {
             drain_pending(&stream, LINGER_BYTES);
         }
     }
+}
+
+/// Binds a side port (the agent, the metrics), if one is configured.
+fn bind_side(addr: Option<SocketAddr>, what: &str) -> io::Result<Option<TcpListener>> {
+    addr.map(|addr| TcpListener::bind(addr).map_err(|e| context(e, &format!("{what} {addr}"))))
+        .transpose()
+}
+
+/// Makes the stop end a side port's wait in `accept()`, as it does the
+/// acceptor's; returns the port's address.
+fn stopped_with(listener: &TcpListener, shutdown: &Shutdown) -> io::Result<SocketAddr> {
+    let waker = Socket::from(listener.try_clone()?);
+    shutdown.on_trigger(move || {
+        let _ = waker.shutdown(Direction::Read);
+    });
+    listener.local_addr()
 }
 
 /// Accept errors that concern only the one connection being accepted.
