@@ -334,6 +334,7 @@ impl ClientHandler {
             admin: self.admin,
             framing: self.reader.framing(),
             peer: self.conn.peer(),
+            stats: &self.stats,
         };
         // A greeting is not a message answered.
         let mut greetings = 0;
@@ -411,6 +412,7 @@ impl ClientHandler {
             admin: self.admin,
             framing,
             peer: self.conn.peer(),
+            stats: &self.stats,
         };
         let mut progressed = false;
         let result = loop {
@@ -470,6 +472,7 @@ impl ClientHandler {
             admin: self.admin,
             framing,
             peer: self.conn.peer(),
+            stats: &self.stats,
         };
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;
@@ -582,24 +585,28 @@ impl ClientHandler {
         }
         let peer = self.peer();
         let messages = self.answered + self.unreported;
-        match end {
-            End::ClientLeft | End::Closed | End::Stopping => {
-                debug!(
-                    "client closed peer={peer} messages={messages} reason={}",
-                    end.reason()
-                );
-            }
-            End::StopServer => info!("quit_server received peer={peer}"),
-            End::TooLong => warn!(
-                "message too long, closing peer={peer} max={}",
-                self.limits.max_line
-            ),
+        if let End::ClientLeft | End::Closed | End::Stopping = end {
+            debug!(
+                "client closed peer={peer} messages={messages} reason={}",
+                end.reason()
+            );
+            return;
+        }
+        if let End::StopServer = end {
+            info!("quit_server received peer={peer}");
+            return;
+        }
+        // Everything else is a warning about this client: rate-limited.
+        let max = self.limits.max_line;
+        self.stats.warn_about_client(|| match end {
+            End::TooLong => warn!("message too long, closing peer={peer} max={max}"),
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
             End::Truncated => warn!("connection ended inside a message peer={peer}"),
             End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
             End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),
-        }
+            End::ClientLeft | End::Closed | End::Stopping | End::StopServer => {}
+        });
     }
 }
 
@@ -610,6 +617,7 @@ struct Rules<'a> {
     admin: bool,
     framing: Framing,
     peer: SocketAddr,
+    stats: &'a Stats,
 }
 
 /// What the core does for a session's action. Messages that keep the
@@ -627,10 +635,10 @@ fn act(action: Action, rules: &Rules, answered: &mut u64, out: &mut Vec<u8>) -> 
             Err(End::StopServer)
         }
         Action::StopServer => {
-            warn!(
-                "quit_server refused, address may not stop the server peer={}",
-                rules.peer
-            );
+            let peer = rules.peer;
+            rules.stats.warn_about_client(|| {
+                warn!("quit_server refused, address may not stop the server peer={peer}");
+            });
             const REFUSAL: &[u8] = b"ERR quit_server not allowed";
             match rules.framing {
                 Framing::Lines => {

@@ -2,9 +2,82 @@
 //! holds a space, a quote, a backslash, an `=` or a control character, and
 //! control characters escaped. Client-supplied text goes through
 //! [`Quoted`], so no client can forge a log line or send terminal escapes
-//! to an operator's screen.
+//! to an operator's screen. And how often: warnings about clients go
+//! through a [`RateLimit`], so a flood of bad clients cannot flood the log.
 
 use std::fmt;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Client warnings logged per second at most; the rest are counted, and
+/// one line says how many.
+pub const CLIENT_WARNINGS_PER_SEC: u32 = 10;
+
+/// A budget of log lines per second.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_sec: u32,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    start: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::new(CLIENT_WARNINGS_PER_SEC)
+    }
+}
+
+impl RateLimit {
+    /// At most `per_sec` lines a second.
+    pub fn new(per_sec: u32) -> Self {
+        RateLimit {
+            per_sec,
+            window: Mutex::new(Window::default()),
+        }
+    }
+
+    /// Whether a line may be logged at `now`; if not, it is counted.
+    pub fn allow(&self, now: Instant) -> bool {
+        let mut window = self.window.lock();
+        let start = *window.start.get_or_insert(now);
+        if now.duration_since(start) >= Duration::from_secs(1) && window.suppressed == 0 {
+            *window = Window {
+                start: Some(now),
+                ..Window::default()
+            };
+        }
+        if window.logged < self.per_sec {
+            window.logged += 1;
+            true
+        } else {
+            window.suppressed += 1;
+            false
+        }
+    }
+
+    /// Once the second in which lines were held back is over: how many,
+    /// to be said in one line; a new second starts.
+    pub fn take_suppressed(&self, now: Instant) -> Option<u64> {
+        let mut window = self.window.lock();
+        let start = window.start?;
+        if window.suppressed == 0 || now.duration_since(start) < Duration::from_secs(1) {
+            return None;
+        }
+        let suppressed = window.suppressed;
+        *window = Window {
+            start: Some(now),
+            ..Window::default()
+        };
+        Some(suppressed)
+    }
+}
 
 /// A log value: bare when that is unambiguous, otherwise quoted and escaped
 /// (`"two words"`, `"evil\u{1b}[31m"`, `"line\nbreak"`).
@@ -70,6 +143,28 @@ mod tests {
                 .chars()
                 .any(char::is_control)
         );
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_budget_and_counted() {
+        let limit = RateLimit::new(3);
+        let t = Instant::now();
+        let allowed = (0..10).filter(|_| limit.allow(t)).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(limit.take_suppressed(t), None, "the second is not over");
+        let later = t + Duration::from_millis(1500);
+        assert_eq!(limit.take_suppressed(later), Some(7));
+        assert_eq!(limit.take_suppressed(later), None);
+        assert!(limit.allow(later), "a new second has a new budget");
+    }
+
+    #[test]
+    fn a_quiet_second_starts_afresh() {
+        let limit = RateLimit::new(1);
+        let t = Instant::now();
+        assert!(limit.allow(t));
+        assert!(limit.allow(t + Duration::from_secs(2)));
+        assert!(!limit.allow(t + Duration::from_secs(2)));
     }
 
     #[test]

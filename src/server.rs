@@ -148,9 +148,9 @@ impl Server {
         );
         // One thread enforces the idle rule and ends lingering closes.
         let watchdog = {
-            let (registry, shutdown) = (registry.clone(), shutdown.clone());
+            let (registry, stats, shutdown) = (registry.clone(), stats.clone(), shutdown.clone());
             let idle = config.idle_timeout;
-            thread::spawn(move || watchdog::run(&registry, &shutdown, idle))
+            thread::spawn(move || watchdog::run(&registry, &stats, &shutdown, idle))
         };
         let agent = match agent {
             Some(listener) => {

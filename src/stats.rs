@@ -5,7 +5,11 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+use crate::logfmt::{self, RateLimit};
 
 /// Live counters. Workers add to them once per batch of lines, not once per
 /// line, so that the hot path does not fight over shared cache lines.
@@ -23,6 +27,8 @@ pub struct Stats {
     service: ServiceTimes,
     /// Service times since the start, for the metrics endpoint.
     service_total: Buckets,
+    /// Warnings about clients: at most ten a second.
+    pub client_warnings: RateLimit,
 }
 
 /// Why the idle rule closed a connection, for the counters.
@@ -116,6 +122,32 @@ impl Stats {
     /// Counts a client error that closed its connection.
     pub fn client_error(&self, kind: ClientError) {
         self.client_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Logs a warning about a client through `log`, unless ten were logged
+    /// in the last second already; those held back are counted and said in
+    /// one line once the second is over.
+    pub fn warn_about_client(&self, log: impl FnOnce()) {
+        let now = Instant::now();
+        self.flush_client_warnings_at(now);
+        if self.client_warnings.allow(now) {
+            log();
+        }
+    }
+
+    /// Says how many client warnings were held back, once their second is
+    /// over (the watchdog calls this on every tick).
+    pub fn flush_client_warnings(&self) {
+        self.flush_client_warnings_at(Instant::now());
+    }
+
+    fn flush_client_warnings_at(&self, now: Instant) {
+        if let Some(n) = self.client_warnings.take_suppressed(now) {
+            warn!(
+                "{} about clients held back in the last second",
+                logfmt::count(n, "warning")
+            );
+        }
     }
 
     /// Everything counted since the start, for the metrics endpoint.

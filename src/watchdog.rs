@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 
 /// How often the watchdog looks, as a fraction of the idle timeout: a client
 /// is closed between 1 and 1.25 idle timeouts after it went quiet.
@@ -205,10 +206,12 @@ pub fn tick(idle: Option<Duration>) -> Duration {
     })
 }
 
-/// Watches every registered connection until the server stops.
-pub fn run(registry: &Registry, shutdown: &Shutdown, idle: Option<Duration>) {
+/// Watches every registered connection until the server stops; also says
+/// how many client warnings were held back.
+pub fn run(registry: &Registry, stats: &Stats, shutdown: &Shutdown, idle: Option<Duration>) {
     let tick = tick(idle);
     while !shutdown.wait_timeout(tick) {
+        stats.flush_client_warnings();
         let now = Instant::now();
         // Marked under the registry's lock (atomics only); woken after it.
         let mut found = Vec::new();

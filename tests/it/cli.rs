@@ -202,3 +202,42 @@ fn server_durations_take_units() {
     assert_eq!(status.code(), Some(2), "{text}");
     assert!(text.contains("is not a duration"), "{text}");
 }
+
+/// A flood of bad clients cannot flood the log: at most ten warnings about
+/// clients a second, and a line saying how many were held back.
+#[test]
+fn client_warnings_are_rate_limited() {
+    let mut server = BinServer::start(&[]);
+    let flood = 60;
+    for _ in 0..flood {
+        let mut client = server.connect();
+        client.send(b"\xff\n");
+        client.expect_closed();
+    }
+    let accounted = |seen: &[String]| {
+        let logged = seen.iter().filter(|l| l.contains("invalid utf-8")).count() as u64;
+        let held: u64 = seen
+            .iter()
+            .filter(|l| l.contains("about clients held back"))
+            .filter_map(|l| {
+                l.split(" warning")
+                    .next()?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        (logged, held)
+    };
+    server.wait_until(|seen| {
+        let (logged, held) = accounted(seen);
+        logged + held == flood
+    });
+    let (logged, held) = accounted(&server.seen);
+    assert!(held > 0, "nothing was held back");
+    // The flood spans a second or two at most: ten lines a second.
+    assert!(logged <= 30, "{logged} warnings logged");
+    let line = server.wait_log("about clients held back in the last second");
+    assert!(line.contains("WARN"), "{line}");
+}

@@ -254,6 +254,19 @@ impl BinServer {
         }
     }
 
+    /// Reads log lines until `done` holds for all seen so far; fails after
+    /// [`DEADLINE`].
+    pub fn wait_until(&mut self, done: impl Fn(&[String]) -> bool) {
+        let until = Instant::now() + DEADLINE;
+        while !done(&self.seen) {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("log never got there; saw {:#?}", self.seen),
+            }
+        }
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
