@@ -105,6 +105,8 @@ pub struct Config {
     pub agent: Option<SocketAddr>,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             stop_grace: Duration::from_secs(DEFAULT_STOP_GRACE_SECS),
             agent: None,
             metrics: None,
+            proxy_protocol: false,
         }
     }
 }

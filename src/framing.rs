@@ -101,6 +101,21 @@ impl Reader {
         self.start < self.end
     }
 
+    /// Puts bytes already read elsewhere (what followed a PROXY protocol
+    /// header) in front of whatever is read next. Only for a fresh reader.
+    pub fn preload(&mut self, bytes: &[u8]) {
+        debug_assert!(self.end == 0, "preload into a reader in use");
+        let len = (bytes.len() + 1).max(INITIAL_CAPACITY);
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.start = 0;
+        self.end = bytes.len();
+        self.scanned = 0;
+        self.ascii = 0;
+    }
+
     /// Whether the last [`fill`](Reader::fill) filled all the free space,
     /// so that more input may be waiting.
     pub fn filled(&self) -> bool {
@@ -302,6 +317,18 @@ mod tests {
 
     fn ok(s: &str) -> Result<String, FrameError> {
         Ok(s.to_string())
+    }
+
+    #[test]
+    fn preloaded_bytes_come_first() {
+        let mut reader = Reader::lines(100);
+        reader.preload(b"one\ntw");
+        assert_eq!(reader.next_message(), Some(Ok(&b"one"[..])));
+        assert_eq!(reader.next_message(), None);
+        reader
+            .fill(&mut Chunks(vec![b"o\n".to_vec()]))
+            .expect("read");
+        assert_eq!(reader.next_message(), Some(Ok(&b"two"[..])));
     }
 
     #[test]

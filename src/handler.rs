@@ -13,7 +13,7 @@
 //! one reply buffer, which is written once, before reading again: pipelined
 //! input costs one read and one write per batch, not per message.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -23,12 +23,13 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::access::AddrList;
+use crate::access::{AddrList, AddressSlot, PerAddress};
 use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
 use crate::framing::{FrameError, Framing, Reader, write_frame};
 use crate::logfmt;
 use crate::protocol::{self, Action, Link, Protocol, Session};
+use crate::proxy::{self, Parsed};
 use crate::shutdown::Shutdown;
 use crate::stats::{ClientError, IdleClose, Stats};
 use crate::watchdog::{self, Idle};
@@ -101,6 +102,8 @@ pub enum Turn {
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// Waiting for the PROXY protocol header (`--proxy-protocol`).
+    Header,
     /// Not served yet: the session opens on the first turn.
     Fresh,
     /// Serving messages.
@@ -126,6 +129,16 @@ pub struct ClientHandler {
     /// Addresses that may stop the server, and whether this client's is one.
     admin_from: Arc<AddrList>,
     admin: bool,
+    /// The client's address: the socket's peer, or the one a PROXY
+    /// protocol header names.
+    client: SocketAddr,
+    /// With `--proxy-protocol`: the header's bytes so far, then whatever
+    /// followed it, for the reader.
+    header: Vec<u8>,
+    /// With `--proxy-protocol` and `--max-per-ip`: the table the client's
+    /// address is counted in once the header names it, and its slot.
+    per_address: Option<Arc<PerAddress>>,
+    _address_slot: Option<AddressSlot>,
     /// Messages answered, and bytes read, not yet added to the shared
     /// counters.
     unreported: u64,
@@ -152,6 +165,10 @@ enum End {
     /// The input ended inside a length-prefixed message.
     Truncated,
     Idle(Idle),
+    /// No valid PROXY protocol header, and why.
+    BadHeader(&'static str),
+    /// The address the PROXY header names has `--max-per-ip` open.
+    TooManyFromAddress,
     Io(io::Error),
 }
 
@@ -169,6 +186,9 @@ impl End {
             End::Idle(Idle::Read) => "idle_read",
             End::Idle(Idle::Write) => "idle_write",
             End::Idle(Idle::Linger) => "linger",
+            End::Idle(Idle::Header) => "no_proxy_header",
+            End::BadHeader(_) => "bad_proxy_header",
+            End::TooManyFromAddress => "too_many_from_address",
             End::Io(_) => "io_error",
         }
     }
@@ -185,6 +205,7 @@ impl ClientHandler {
     /// A handler for a connection the server accepted.
     pub(crate) fn serving(conn: Arc<Conn>, shutdown: Shutdown) -> Self {
         let limits = Limits::default();
+        let client = conn.peer();
         ClientHandler {
             conn,
             shutdown,
@@ -196,6 +217,10 @@ impl ClientHandler {
             phase: Phase::Fresh,
             admin_from: Arc::new(AddrList::loopback()),
             admin: false,
+            client,
+            header: Vec::new(),
+            per_address: None,
+            _address_slot: None,
             unreported: 0,
             unreported_bytes: 0,
             answered: 0,
@@ -221,6 +246,15 @@ impl ClientHandler {
         self
     }
 
+    /// Expects a PROXY protocol header (v1 or v2) first: the address it
+    /// names is the client's, for logs, `--admin-from` and, with a table,
+    /// `--max-per-ip`.
+    pub fn with_proxy_protocol(mut self, per_address: Option<Arc<PerAddress>>) -> Self {
+        self.phase = Phase::Header;
+        self.per_address = per_address;
+        self
+    }
+
     pub(crate) fn with_stats(mut self, stats: Arc<Stats>) -> Self {
         self.stats = stats;
         self
@@ -228,7 +262,7 @@ impl ClientHandler {
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
-        self.conn.peer()
+        self.client
     }
 
     /// Serves the connection on this thread until the client leaves, breaks
@@ -300,6 +334,11 @@ impl ClientHandler {
     /// a scratch buffer for replies, empty on entry and on return.
     pub(crate) fn turn(&mut self, out: &mut Vec<u8>) -> Turn {
         let result = match self.phase {
+            Phase::Header => match self.read_header(out) {
+                Ok(true) => self.start(out).and_then(|()| self.serve(out)),
+                Ok(false) => Ok(Turn::Park),
+                Err(end) => Err(end),
+            },
             Phase::Fresh => self.start(out).and_then(|()| self.serve(out)),
             Phase::Open => self.serve(out),
             Phase::Flushing => return self.flush_and_close(),
@@ -321,12 +360,62 @@ impl ClientHandler {
         }
     }
 
+    /// Reads the PROXY protocol header. Returns whether it is complete (and
+    /// the client's address known); `false` means wait for more.
+    fn read_header(&mut self, out: &mut Vec<u8>) -> Result<bool, End> {
+        self.conn.activity.set_awaiting_header(true);
+        if let Some(idle) = self.conn.activity.timed_out() {
+            return Err(End::Idle(idle));
+        }
+        let mut chunk = [0u8; 1024];
+        loop {
+            match Read::read(&mut &*self.conn, &mut chunk) {
+                Ok(0) => return Err(End::BadHeader("the connection ended before it")),
+                Ok(n) => self.header.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(End::Io(e)),
+            }
+            match proxy::parse(&self.header) {
+                Parsed::Incomplete => continue,
+                Parsed::Invalid => return Err(End::BadHeader("not a PROXY protocol header")),
+                Parsed::Header { len, client } => {
+                    self.conn.activity.set_awaiting_header(false);
+                    // What followed the header is the protocol's.
+                    self.header.drain(..len);
+                    self.header.shrink_to_fit();
+                    if let Some(client) = client {
+                        self.client = client;
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(table) = &self.per_address {
+            match table.try_take(self.client.ip()) {
+                Some(slot) => self._address_slot = Some(slot),
+                None => {
+                    self.stats.rejected_per_address();
+                    out.extend_from_slice(b"ERR too many connections from your address\n");
+                    return Err(End::TooManyFromAddress);
+                }
+            }
+        }
+        self.phase = Phase::Fresh;
+        Ok(true)
+    }
+
     fn start(&mut self, out: &mut Vec<u8>) -> Result<(), End> {
         self.phase = Phase::Open;
         self.reader = Reader::new(self.protocol.framing(), self.limits.max_line);
+        if !self.header.is_empty() {
+            self.reader.preload(&std::mem::take(&mut self.header));
+        }
         self.admin = self.admin_from.contains(self.peer().ip());
         debug!("client connected peer={}", self.peer());
-        let mut session = self.protocol.open(Link::new(&self.conn, self.admin));
+        let mut session = self
+            .protocol
+            .open(Link::new(&self.conn, self.client, self.admin));
         let action = session.start(out);
         self.session = Some(session);
         let rules = Rules {
@@ -585,7 +674,7 @@ impl ClientHandler {
         }
         let peer = self.peer();
         let messages = self.answered + self.unreported;
-        if let End::ClientLeft | End::Closed | End::Stopping = end {
+        if let End::ClientLeft | End::Closed | End::Stopping | End::TooManyFromAddress = end {
             debug!(
                 "client closed peer={peer} messages={messages} reason={}",
                 end.reason()
@@ -603,9 +692,21 @@ impl ClientHandler {
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
             End::Truncated => warn!("connection ended inside a message peer={peer}"),
             End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
+            End::Idle(Idle::Header) => warn!(
+                "no PROXY protocol header within {} s, closing peer={peer}",
+                watchdog::HEADER_DEADLINE.as_secs()
+            ),
+            End::BadHeader(why) => warn!(
+                "invalid PROXY protocol header, closing peer={peer} reason={}",
+                logfmt::Quoted(why)
+            ),
             End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),
-            End::ClientLeft | End::Closed | End::Stopping | End::StopServer => {}
+            End::ClientLeft
+            | End::Closed
+            | End::Stopping
+            | End::StopServer
+            | End::TooManyFromAddress => {}
         });
     }
 }

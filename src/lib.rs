@@ -22,6 +22,7 @@
 //! - [`conn`]: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the protocol seam and the protocols: `ack` (the default),
 //!   `chat`, `framed` (length-prefixed echo) and `sum` (number exchange).
+//! - [`proxy`]: the PROXY protocol header (`--proxy-protocol`).
 //! - [`framing`]: pure message framing (lines, length-prefixed) with a
 //!   size limit.
 //! - [`stats`]: counters, the periodic stats line and the stop summary.
@@ -50,6 +51,7 @@ pub mod load;
 pub mod logfmt;
 pub(crate) mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod registry;
 pub mod sched;
 pub mod server;

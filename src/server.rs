@@ -326,6 +326,11 @@ impl Acceptor<'_> {
                 break;
             }
             match reserved.or_else(|| self.gate.try_acquire()) {
+                // Behind a proxy the address to count is known only once the
+                // header is read: the handler counts it then.
+                Some(permit) if self.config.proxy_protocol => {
+                    self.dispatch(stream, peer, permit, None)
+                }
                 Some(permit) => match &self.per_address {
                     None => self.dispatch(stream, peer, permit, None),
                     Some(table) => match table.try_take(peer.ip()) {
@@ -369,11 +374,14 @@ impl Acceptor<'_> {
             self.stats.clone(),
             guards,
         ));
-        let handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
+        let mut handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
             .with_stats(self.stats.clone())
             .with_admin_from(self.admin_from.clone());
+        if self.config.proxy_protocol {
+            handler = handler.with_proxy_protocol(self.per_address.clone());
+        }
         let served = Arc::new(Served {
             conn,
             handler: Mutex::new(handler),

@@ -42,6 +42,9 @@ pub const MAX_TICK: Duration = Duration::from_millis(500);
 /// sends (see [`crate::conn`]) before it is cut.
 pub const LINGER: Duration = Duration::from_millis(500);
 
+/// How long a connection has to send its PROXY protocol header.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Why the watchdog closed a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Idle {
@@ -52,11 +55,14 @@ pub enum Idle {
     Write,
     /// A closing connection lingered long enough.
     Linger,
+    /// No complete PROXY protocol header within [`HEADER_DEADLINE`].
+    Header,
 }
 
 const WAITING_WRITE: u8 = 1;
 const PAUSED: u8 = 2;
 const LINGERING: u8 = 4;
+const AWAITING_HEADER: u8 = 8;
 
 /// One connection's progress, written by its worker and read by the
 /// watchdog.
@@ -99,6 +105,12 @@ impl Activity {
         self.set_flag(LINGERING, true);
     }
 
+    /// Whether the connection still waits for its PROXY protocol header,
+    /// which must come within [`HEADER_DEADLINE`].
+    pub fn set_awaiting_header(&self, waiting: bool) {
+        self.set_flag(AWAITING_HEADER, waiting);
+    }
+
     fn set_flag(&self, flag: u8, on: bool) {
         // Only the connection's worker writes the flags; a load first saves
         // a shared-cache-line write when nothing changes.
@@ -115,6 +127,7 @@ impl Activity {
             1 => Some(Idle::Read),
             2 => Some(Idle::Write),
             3 => Some(Idle::Linger),
+            4 => Some(Idle::Header),
             _ => None,
         }
     }
@@ -124,6 +137,7 @@ impl Activity {
             Idle::Read => 1,
             Idle::Write => 2,
             Idle::Linger => 3,
+            Idle::Header => 4,
         };
         self.timed_out.store(code, Ordering::Release);
     }
@@ -162,6 +176,7 @@ struct Watch {
     write: u64,
     write_since: Option<Instant>,
     linger_since: Option<Instant>,
+    header_since: Option<Instant>,
 }
 
 impl Watch {
@@ -176,6 +191,10 @@ impl Watch {
         if flags & LINGERING != 0 {
             let since = *self.linger_since.get_or_insert(now);
             return (now.duration_since(since) >= LINGER).then_some(Idle::Linger);
+        }
+        if flags & AWAITING_HEADER != 0 {
+            let since = *self.header_since.get_or_insert(now);
+            return (now.duration_since(since) >= HEADER_DEADLINE).then_some(Idle::Header);
         }
         // The first look starts both clocks.
         if !self.started || self.read != read || flags & PAUSED != 0 {
@@ -286,6 +305,16 @@ mod tests {
         assert_eq!(a.check(at(t, 1_000_000), None), None);
         let later = at(t, 1_000_000) + LINGER;
         assert_eq!(a.check(later, None), Some(Idle::Linger));
+    }
+
+    #[test]
+    fn a_missing_proxy_header_times_out_whatever_the_idle_timeout() {
+        let a = Activity::default();
+        a.set_awaiting_header(true);
+        let t = Instant::now();
+        assert_eq!(a.check(t, None), None);
+        assert_eq!(a.check(t + HEADER_DEADLINE / 2, None), None);
+        assert_eq!(a.check(t + HEADER_DEADLINE, None), Some(Idle::Header));
     }
 
     #[test]

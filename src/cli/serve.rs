@@ -123,6 +123,11 @@ pub struct Args {
     /// /healthz (`127.0.0.1:9100`; keep it off the public network).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy
+    /// sends) first on every connection, within 5 s: the client address it
+    /// names is the one logs, --admin-from and --max-per-ip see.
+    #[arg(long)]
+    proxy_protocol: bool,
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -155,6 +160,7 @@ impl Args {
             stop_grace: self.stop_grace,
             agent: self.agent,
             metrics: self.metrics,
+            proxy_protocol: self.proxy_protocol,
         }
     }
 }

@@ -131,15 +131,16 @@ pub struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(conn: &Arc<Conn>, admin: bool) -> Self {
+    pub(crate) fn new(conn: &Arc<Conn>, peer: SocketAddr, admin: bool) -> Self {
         Link {
             conn: Arc::downgrade(conn),
-            peer: conn.peer(),
+            peer,
             admin,
         }
     }
 
-    /// The client's address.
+    /// The client's address (the one a PROXY protocol header named, if the
+    /// server expects one).
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }

@@ -11,6 +11,7 @@ mod load;
 mod metrics;
 mod overload;
 mod protocols;
+mod proxy;
 mod stop;
 mod support;
 mod timeouts;

@@ -1,0 +1,168 @@
+//! The PROXY protocol header (version 1, text, or version 2, binary) that a
+//! load balancer such as HAProxy sends first on every connection to name
+//! the real client. Parsing is pure (`ppp` does the work): bytes in, the
+//! header's length and the client's address out.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ppp::{HeaderResult, PartialResult, v1, v2};
+
+/// The longest header accepted: a version 2 header with a few TLVs fits
+/// easily; a longer one is refused rather than buffered.
+pub const MAX_HEADER: usize = 4096;
+
+/// The longest version 1 header, by the protocol's definition.
+const V1_MAX: usize = 107;
+
+/// What the bytes received so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// The start of a header; more bytes are needed.
+    Incomplete,
+    /// A whole header of `len` bytes. `client` is the address it carries,
+    /// or `None` when it carries none (`UNKNOWN`, `LOCAL`: a health check
+    /// by the proxy itself), in which case the connection's own peer stands.
+    Header {
+        /// The header's length in bytes.
+        len: usize,
+        /// The client's address, if the header names one.
+        client: Option<SocketAddr>,
+    },
+    /// Not a PROXY protocol header.
+    Invalid,
+}
+
+/// Looks for a header at the start of `bytes`.
+pub fn parse(bytes: &[u8]) -> Parsed {
+    let result = HeaderResult::parse(bytes);
+    if result.is_incomplete() {
+        // A version 1 header is one line of at most 107 bytes: once its
+        // line has ended (or could have), more bytes cannot mend it.
+        let v1_over = bytes.starts_with(b"PROXY")
+            && (bytes.len() > V1_MAX || bytes.windows(2).any(|w| w == b"\r\n"));
+        return if bytes.len() < MAX_HEADER && !v1_over {
+            Parsed::Incomplete
+        } else {
+            Parsed::Invalid
+        };
+    }
+    match result {
+        HeaderResult::V1(Ok(header)) => Parsed::Header {
+            len: header.header.len(),
+            client: match header.addresses {
+                v1::Addresses::Tcp4(a) => {
+                    Some((IpAddr::V4(a.source_address), a.source_port).into())
+                }
+                v1::Addresses::Tcp6(a) => {
+                    Some((IpAddr::V6(a.source_address), a.source_port).into())
+                }
+                v1::Addresses::Unknown => None,
+            },
+        },
+        HeaderResult::V2(Ok(header)) => Parsed::Header {
+            len: header.len(),
+            client: match (header.command, header.addresses) {
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
+                    Some((IpAddr::V4(a.source_address), a.source_port).into())
+                }
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                    Some((IpAddr::V6(a.source_address), a.source_port).into())
+                }
+                _ => None,
+            },
+        },
+        HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Parsed::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Option<SocketAddr> {
+        Some(text.parse().expect("address"))
+    }
+
+    /// A version 2 header: PROXY, TCP over IPv4, from 192.0.2.7:4242.
+    fn v2_ipv4() -> Vec<u8> {
+        let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+        h.extend_from_slice(&[192, 0, 2, 7, 127, 0, 0, 1]);
+        h.extend_from_slice(&4242u16.to_be_bytes());
+        h.extend_from_slice(&8000u16.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn version_1_names_the_client() {
+        let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n";
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(b"hello\n");
+        assert_eq!(
+            parse(&bytes),
+            Parsed::Header {
+                len: header.len(),
+                client: addr("192.0.2.7:4242")
+            }
+        );
+        let v6 = b"PROXY TCP6 2001:db8::1 ::1 4242 8000\r\n";
+        assert_eq!(
+            parse(v6),
+            Parsed::Header {
+                len: v6.len(),
+                client: addr("[2001:db8::1]:4242")
+            }
+        );
+        let unknown = b"PROXY UNKNOWN\r\n";
+        assert_eq!(
+            parse(unknown),
+            Parsed::Header {
+                len: unknown.len(),
+                client: None
+            }
+        );
+    }
+
+    #[test]
+    fn version_2_names_the_client() {
+        let mut bytes = v2_ipv4();
+        let len = bytes.len();
+        bytes.extend_from_slice(b"hello\n");
+        assert_eq!(
+            parse(&bytes),
+            Parsed::Header {
+                len,
+                client: addr("192.0.2.7:4242")
+            }
+        );
+        // LOCAL: the proxy's own health check carries no client.
+        let mut local = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        assert_eq!(
+            parse(&local),
+            Parsed::Header {
+                len: 16,
+                client: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_header_cut_short_is_incomplete() {
+        let v1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n";
+        for cut in [1, 6, 20, v1.len() - 1] {
+            assert_eq!(parse(&v1[..cut]), Parsed::Incomplete, "v1 cut at {cut}");
+        }
+        let v2 = v2_ipv4();
+        for cut in [1, 12, 16, v2.len() - 1] {
+            assert_eq!(parse(&v2[..cut]), Parsed::Incomplete, "v2 cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_invalid() {
+        assert_eq!(parse(b"hello world\n"), Parsed::Invalid);
+        assert_eq!(parse(b"PROXY TCP4 nonsense here\r\n"), Parsed::Invalid);
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parsed::Invalid);
+    }
+}
