@@ -156,8 +156,9 @@ enum End {
     ClientLeft,
     /// The protocol closed the client (`shutdown`).
     Closed,
-    /// The client asked the server to stop (`quit_server`).
-    StopServer,
+    /// The client stopped the server: with `quit_server` (`true`), or by
+    /// a protocol's own rule, which the protocol logs itself (`false`).
+    StopServer(bool),
     /// The server is stopping.
     Stopping,
     TooLong,
@@ -178,7 +179,7 @@ impl End {
         match self {
             End::ClientLeft => "client_left",
             End::Closed => "closed",
-            End::StopServer => "quit_server",
+            End::StopServer(_) => "stop_server",
             End::Stopping => "server_stopping",
             End::TooLong => "too_long",
             End::InvalidUtf8 => "invalid_utf8",
@@ -422,8 +423,9 @@ impl ClientHandler {
             shutdown: &self.shutdown,
             admin: self.admin,
             framing: self.reader.framing(),
-            peer: self.conn.peer(),
+            peer: self.client,
             stats: &self.stats,
+            quit_server: false,
         };
         // A greeting is not a message answered.
         let mut greetings = 0;
@@ -500,8 +502,9 @@ impl ClientHandler {
             shutdown: &self.shutdown,
             admin: self.admin,
             framing,
-            peer: self.conn.peer(),
+            peer: self.client,
             stats: &self.stats,
+            quit_server: false,
         };
         let mut progressed = false;
         let result = loop {
@@ -515,6 +518,10 @@ impl ClientHandler {
             let step = match message {
                 Ok(msg) => {
                     progressed = true;
+                    let rules = Rules {
+                        quit_server: msg == b"quit_server",
+                        ..rules
+                    };
                     act(session.message(msg, out), &rules, &mut self.unreported, out)
                 }
                 Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
@@ -560,14 +567,21 @@ impl ClientHandler {
             shutdown: &self.shutdown,
             admin: self.admin,
             framing,
-            peer: self.conn.peer(),
+            peer: self.client,
             stats: &self.stats,
+            quit_server: false,
         };
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;
         };
         let step = match rest {
-            Ok(msg) => act(session.message(msg, out), &rules, &mut self.unreported, out),
+            Ok(msg) => {
+                let rules = Rules {
+                    quit_server: msg == b"quit_server",
+                    ..rules
+                };
+                act(session.message(msg, out), &rules, &mut self.unreported, out)
+            }
             Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
         };
         step.err().unwrap_or(End::ClientLeft)
@@ -681,8 +695,10 @@ impl ClientHandler {
             );
             return;
         }
-        if let End::StopServer = end {
-            info!("quit_server received peer={peer}");
+        if let End::StopServer(by_command) = end {
+            if *by_command {
+                info!("quit_server received peer={peer}");
+            }
             return;
         }
         // Everything else is a warning about this client: rate-limited.
@@ -705,7 +721,7 @@ impl ClientHandler {
             End::ClientLeft
             | End::Closed
             | End::Stopping
-            | End::StopServer
+            | End::StopServer(_)
             | End::TooManyFromAddress => {}
         });
     }
@@ -719,6 +735,8 @@ struct Rules<'a> {
     framing: Framing,
     peer: SocketAddr,
     stats: &'a Stats,
+    /// The message is the `quit_server` command itself.
+    quit_server: bool,
 }
 
 /// What the core does for a session's action. Messages that keep the
@@ -733,7 +751,7 @@ fn act(action: Action, rules: &Rules, answered: &mut u64, out: &mut Vec<u8>) -> 
         Action::Close => Err(End::Closed),
         Action::StopServer if rules.admin => {
             rules.shutdown.trigger();
-            Err(End::StopServer)
+            Err(End::StopServer(rules.quit_server))
         }
         Action::StopServer => {
             let peer = rules.peer;

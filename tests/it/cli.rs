@@ -241,3 +241,38 @@ fn client_warnings_are_rate_limited() {
     let line = server.wait_log("about clients held back in the last second");
     assert!(line.contains("WARN"), "{line}");
 }
+
+/// The log names what stopped the server, once: `quit_server`, `sum`'s
+/// out-of-range rule, or a signal.
+#[test]
+fn the_log_names_what_stopped_the_server_once() {
+    let causes = |seen: &[String]| {
+        [
+            "quit_server received",
+            "sum number outside",
+            "signal received",
+        ]
+        .map(|cause| seen.iter().filter(|l| l.contains(cause)).count())
+    };
+    let mut server = BinServer::start(&["--protocol", "sum"]);
+    let mut client = server.connect();
+    client.send_line("x;0");
+    client.expect_closed();
+    assert!(server.wait_exit(crate::support::DEADLINE).success());
+    server.wait_log("stopped connections=");
+    assert_eq!(causes(&server.seen), [0, 1, 0]);
+
+    let mut server = BinServer::start(&[]);
+    let mut client = server.connect();
+    client.send_line("quit_server");
+    client.expect_closed();
+    assert!(server.wait_exit(crate::support::DEADLINE).success());
+    server.wait_log("stopped connections=");
+    assert_eq!(causes(&server.seen), [1, 0, 0]);
+
+    let mut server = BinServer::start(&[]);
+    server.signal("TERM");
+    assert!(server.wait_exit(crate::support::DEADLINE).success());
+    server.wait_log("stopped connections=");
+    assert_eq!(causes(&server.seen), [0, 0, 1]);
+}
