@@ -60,7 +60,6 @@ impl Server {
     ///
     /// The error names the address when the port cannot be had.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let protocol = protocol::build(&config.protocol, &config)?;
         let addr = (config.host.as_str(), config.port)
             .to_socket_addrs()
             .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
@@ -73,6 +72,21 @@ impl Server {
             })?;
         let listener =
             listen(addr, &config).map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
+        Server::from_listener(listener, config)
+    }
+
+    /// A server on a socket that is already listening, such as one systemd
+    /// passes on socket activation (`config.host`, `port` and `backlog` do
+    /// not apply). Clients that connected before the server started wait
+    /// in its backlog and are served: a restart refuses no connection.
+    pub fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
+        let protocol = protocol::build(&config.protocol, &config)?;
+        // The acceptor blocks in accept(); a passed socket may not.
+        listener.set_nonblocking(false)?;
+        if ACCEPTED_INHERIT_OPTIONS {
+            // Accepted sockets inherit it, as from a listener of ours.
+            socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        }
         let local_addr = listener.local_addr()?;
         let agent = bind_side(config.agent, "cannot listen for agent checks on")?;
         let metrics = bind_side(config.metrics, "cannot serve metrics on")?;

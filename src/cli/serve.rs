@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use log::{LevelFilter, info};
+use log::{LevelFilter, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
@@ -18,6 +18,7 @@ use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
     DEFAULT_SERVER_NUMBER, default_workers,
 };
+use linepool::logfmt;
 use linepool::{Config, Overload, Server, Shutdown};
 
 /// What happens at `--max-connections`.
@@ -178,7 +179,21 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(args.log_level.filter());
-    let server = match Server::bind(args.config()) {
+    // Socket activation: systemd passes the listening socket (LISTEN_FDS,
+    // LISTEN_PID), which then outlives restarts, so none refuses a client.
+    // Read before any thread starts: it clears those variables.
+    let passed = match listenfd::ListenFd::from_env().take_tcp_listener(0) {
+        Ok(passed) => passed,
+        Err(e) => {
+            eprintln!("linepool: cannot use the socket systemd passed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = match passed {
+        Some(listener) => Server::from_listener(listener, args.config()),
+        None => Server::bind(args.config()),
+    };
+    let server = match bound {
         Ok(server) => server,
         Err(e) => {
             eprintln!("linepool: {e}");
@@ -186,6 +201,14 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let shutdown = server.shutdown_handle();
+    // systemd (Type=notify, NOTIFY_SOCKET set): ready once listening,
+    // stopping when the stop begins. Without NOTIFY_SOCKET these do nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!("cannot notify systemd error={}", logfmt::error(&e));
+    }
+    shutdown.on_trigger(|| {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    });
     let drain = args.drain;
     let watcher = thread::Builder::new()
         .name("linepool-signals".to_string())

@@ -14,4 +14,5 @@ mod protocols;
 mod proxy;
 mod stop;
 mod support;
+mod systemd;
 mod timeouts;
