@@ -419,14 +419,13 @@ impl ClientHandler {
             .open(Link::new(&self.conn, self.client, self.admin));
         let action = session.start(out);
         self.session = Some(session);
-        let rules = Rules {
-            shutdown: &self.shutdown,
-            admin: self.admin,
-            framing: self.reader.framing(),
-            peer: self.client,
-            stats: &self.stats,
-            quit_server: false,
-        };
+        let rules = Rules::new(
+            &self.shutdown,
+            &self.stats,
+            self.admin,
+            self.reader.framing(),
+            self.client,
+        );
         // A greeting is not a message answered.
         let mut greetings = 0;
         act(action, &rules, &mut greetings, out)
@@ -498,14 +497,13 @@ impl ClientHandler {
             return Err(End::Closed);
         };
         let framing = self.reader.framing();
-        let rules = Rules {
-            shutdown: &self.shutdown,
-            admin: self.admin,
+        let rules = Rules::new(
+            &self.shutdown,
+            &self.stats,
+            self.admin,
             framing,
-            peer: self.client,
-            stats: &self.stats,
-            quit_server: false,
-        };
+            self.client,
+        );
         let mut progressed = false;
         let result = loop {
             if *budget == 0 || out.len() >= FLUSH_AT {
@@ -563,14 +561,13 @@ impl ClientHandler {
             return End::Idle(idle);
         }
         let framing = self.reader.framing();
-        let rules = Rules {
-            shutdown: &self.shutdown,
-            admin: self.admin,
+        let rules = Rules::new(
+            &self.shutdown,
+            &self.stats,
+            self.admin,
             framing,
-            peer: self.client,
-            stats: &self.stats,
-            quit_server: false,
-        };
+            self.client,
+        );
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;
         };
@@ -737,6 +734,27 @@ struct Rules<'a> {
     stats: &'a Stats,
     /// The message is the `quit_server` command itself.
     quit_server: bool,
+}
+
+impl<'a> Rules<'a> {
+    /// The rules for a connection; taken field by field, so that the
+    /// session can be borrowed at the same time.
+    fn new(
+        shutdown: &'a Shutdown,
+        stats: &'a Stats,
+        admin: bool,
+        framing: Framing,
+        peer: SocketAddr,
+    ) -> Self {
+        Rules {
+            shutdown,
+            admin,
+            framing,
+            peer,
+            stats,
+            quit_server: false,
+        }
+    }
 }
 
 /// What the core does for a session's action. Messages that keep the
