@@ -127,12 +127,19 @@ impl Client {
     pub fn rest(&mut self) -> Vec<u8> {
         let mut all = Vec::new();
         let mut chunk = [0u8; 64 * 1024];
+        let start = Instant::now();
         loop {
             match self.reader.read(&mut chunk) {
                 Ok(0) => return all,
                 Ok(n) => all.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
-                Err(e) => panic!("waiting for the server to close: {e}"),
+                Err(e) => panic!(
+                    "waiting for the server to close ({:?} after {:?}, {} bytes so far, local {:?}): {e}",
+                    e.kind(),
+                    start.elapsed(),
+                    all.len(),
+                    self.stream.local_addr()
+                ),
             }
         }
     }
