@@ -119,6 +119,9 @@ impl fmt::Display for AddrList {
     }
 }
 
+/// The line a connection over `--max-per-ip` gets before its close.
+pub const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
+
 /// Connections open per client address, bounded.
 pub struct PerAddress {
     max: usize,

@@ -298,21 +298,24 @@ pub fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
     Drained::Bytes(drained)
 }
 
+/// A client socket and the server's side of it as a fresh connection, for
+/// tests.
+#[cfg(test)]
+pub(crate) fn test_pair() -> (TcpStream, Conn) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, peer) = listener.accept().expect("accept");
+    server.set_nonblocking(true).expect("nonblocking");
+    let conn = Conn::new(1, Arc::new(server), peer, Arc::default(), Box::new(()));
+    (client, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
 
     fn pair() -> (TcpStream, Conn) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (server, peer) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
-        let stats = Arc::default();
-        (
-            client,
-            Conn::new(1, Arc::new(server), peer, stats, Box::new(())),
-        )
+        test_pair()
     }
 
     /// Fills the socket's buffers so that nothing more goes out now.

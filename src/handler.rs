@@ -23,7 +23,7 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::access::{AddrList, AddressSlot, PerAddress};
+use crate::access::{AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::{Conn, Drained, LINGER_BYTES, drain_pending};
 use crate::framing::{FrameError, Framing, Reader, write_frame};
@@ -397,7 +397,7 @@ impl ClientHandler {
                 Some(slot) => self._address_slot = Some(slot),
                 None => {
                     self.stats.rejected_per_address();
-                    out.extend_from_slice(b"ERR too many connections from your address\n");
+                    out.extend_from_slice(TOO_MANY_FROM_ADDRESS);
                     return Err(End::TooManyFromAddress);
                 }
             }
@@ -446,6 +446,8 @@ impl ClientHandler {
         // have come with the same event.
         let mut drained = false;
         loop {
+            // Tried again even right after a send: on loopback the socket
+            // often has room again by now, which saves a wake-up.
             if self.conn.flush().map_err(End::Io)? > MAX_PENDING {
                 // Backed up: read nothing more until the client reads.
                 self.conn.activity.set_paused(true);
@@ -496,12 +498,11 @@ impl ClientHandler {
         let Some(session) = self.session.as_mut() else {
             return Err(End::Closed);
         };
-        let framing = self.reader.framing();
         let rules = Rules::new(
             &self.shutdown,
             &self.stats,
             self.admin,
-            framing,
+            self.reader.framing(),
             self.client,
         );
         let mut progressed = false;
@@ -513,17 +514,15 @@ impl ClientHandler {
                 break Ok(false);
             };
             *budget -= 1;
-            let step = match message {
-                Ok(msg) => {
-                    progressed = true;
-                    let rules = Rules {
-                        quit_server: msg == b"quit_server",
-                        ..rules
-                    };
-                    act(session.message(msg, out), &rules, &mut self.unreported, out)
-                }
-                Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
-            };
+            progressed |= message.is_ok();
+            let step = handle(
+                &mut **session,
+                message,
+                &rules,
+                self.limits.max_line,
+                &mut self.unreported,
+                out,
+            );
             if let Err(end) = step {
                 break Err(end);
             }
@@ -560,27 +559,25 @@ impl ClientHandler {
         if let Some(idle) = self.conn.activity.timed_out() {
             return End::Idle(idle);
         }
-        let framing = self.reader.framing();
         let rules = Rules::new(
             &self.shutdown,
             &self.stats,
             self.admin,
-            framing,
+            self.reader.framing(),
             self.client,
         );
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;
         };
-        let step = match rest {
-            Ok(msg) => {
-                let rules = Rules {
-                    quit_server: msg == b"quit_server",
-                    ..rules
-                };
-                act(session.message(msg, out), &rules, &mut self.unreported, out)
-            }
-            Err(e) => Err(refuse(e, framing, self.limits.max_line, out)),
-        };
+        let max_line = self.limits.max_line;
+        let step = handle(
+            &mut **session,
+            rest,
+            &rules,
+            max_line,
+            &mut self.unreported,
+            out,
+        );
         step.err().unwrap_or(End::ClientLeft)
     }
 
@@ -725,6 +722,7 @@ impl ClientHandler {
 }
 
 /// What the core needs to act on a session's action.
+#[derive(Clone, Copy)]
 struct Rules<'a> {
     shutdown: &'a Shutdown,
     /// The client may stop the server.
@@ -754,6 +752,29 @@ impl<'a> Rules<'a> {
             stats,
             quit_server: false,
         }
+    }
+}
+
+/// One message through the session and the core's rules, or the framing's
+/// refusal of it.
+fn handle(
+    session: &mut dyn Session,
+    message: Result<&[u8], FrameError>,
+    rules: &Rules,
+    max_line: usize,
+    answered: &mut u64,
+    out: &mut Vec<u8>,
+) -> Result<(), End> {
+    match message {
+        Ok(msg) => {
+            // The command itself, not a protocol's own stop rule.
+            let rules = Rules {
+                quit_server: protocol::command(msg) == Some(Action::StopServer),
+                ..*rules
+            };
+            act(session.message(msg, out), &rules, answered, out)
+        }
+        Err(e) => Err(refuse(e, rules.framing, max_line, out)),
     }
 }
 
@@ -814,22 +835,14 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::mem::MaybeUninit;
-    use std::net::TcpListener;
 
     /// A handler on the server side of a fresh connection, and the client.
     fn pair() -> (ClientHandler, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (server, peer) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
-        let conn = Arc::new(Conn::new(
-            1,
-            Arc::new(server),
-            peer,
-            Arc::default(),
-            Box::new(()),
-        ));
-        (ClientHandler::serving(conn, Shutdown::new()), client)
+        let (client, conn) = crate::conn::test_pair();
+        (
+            ClientHandler::serving(Arc::new(conn), Shutdown::new()),
+            client,
+        )
     }
 
     /// Waits until `n` bytes sent by the client are waiting at the server.

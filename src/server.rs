@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
-use crate::access::{AddrList, AddressSlot, PerAddress};
+use crate::access::{AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::agent;
 use crate::config::{Config, Overload};
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
@@ -420,7 +420,7 @@ impl Acceptor<'_> {
             Refusal::PerAddress => {
                 self.stats.rejected_per_address();
                 debug!("too many connections from one address, rejecting peer={peer}");
-                b"ERR too many connections from your address\n"
+                TOO_MANY_FROM_ADDRESS
             }
         };
         if stream.set_nonblocking(true).is_ok() {
