@@ -30,8 +30,6 @@
 //! - [`logfmt`]: how values appear in log lines (quoting, escaping,
 //!   plurals).
 //! - [`watchdog`]: the idle rule, as one coarse scan.
-//! - [`load`]: the load generator behind `linepool load`.
-//! - [`client`]: the interactive client behind `linepool client`.
 //!
 //! The library installs no logger and no signal handler; the `linepool`
 //! binary does.
@@ -40,14 +38,12 @@
 
 pub mod access;
 pub mod agent;
-pub mod client;
 pub mod config;
 pub mod conn;
 pub(crate) mod engine;
 pub mod framing;
 pub mod gate;
 pub mod handler;
-pub mod load;
 pub mod logfmt;
 pub(crate) mod metrics;
 pub mod protocol;

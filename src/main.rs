@@ -1,8 +1,10 @@
 //! The `linepool` command. It only dispatches: each command's flags and
 //! glue live in `cli/` (`serve` runs the server, `load` drives load against
-//! one, `client` talks to one).
+//! one, `client` talks to one). The load generator and the client
+//! themselves live in `tools/`; the library is only the server.
 
 mod cli;
+mod tools;
 
 use std::process::ExitCode;
 

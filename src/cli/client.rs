@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 
 use super::Protocol;
-use linepool::client::Mode;
+use crate::tools::client::Mode;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,7 +42,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let input = BufReader::new(std::io::stdin());
-    match linepool::client::run(stream, mode, &args.name, input, std::io::stdout()) {
+    match crate::tools::client::run(stream, mode, &args.name, input, std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("linepool: {e}");

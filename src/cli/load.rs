@@ -14,8 +14,8 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EXIT_INTERRUPTED, at_least_one, duration};
-use linepool::load::report::Verdict;
-use linepool::load::{Limit, LoadConfig, LoadProtocol, Progress};
+use crate::tools::load::report::Verdict;
+use crate::tools::load::{Limit, LoadConfig, LoadProtocol, Progress};
 
 /// Requests per connection when a run names neither -n nor -d.
 const DEFAULT_REQUESTS_PER_CONNECTION: u64 = 1000;
@@ -132,7 +132,7 @@ pub fn run(args: &Args) -> ExitCode {
     let report = std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel::<()>();
         let bar = scope.spawn(|| show_progress(&config, &progress, finished));
-        let report = linepool::load::run(&config, &progress, &STOP);
+        let report = crate::tools::load::run(&config, &progress, &STOP);
         drop(done);
         let _ = bar.join();
         report

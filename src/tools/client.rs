@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use crate::framing::{FrameError, Framing, Reader, write_frame};
+use linepool::framing::{FrameError, Framing, Reader, write_frame};
 
 /// The protocols the client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

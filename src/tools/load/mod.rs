@@ -134,3 +134,17 @@ pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::R
         interrupted,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-n` is the total, split evenly: 10 over 3 connections is 4, 3 and 3.
+    #[test]
+    fn requests_are_a_total_split_over_the_connections() {
+        assert_eq!(share(10, 3, 0), 4);
+        assert_eq!(share(10, 3, 1), 3);
+        assert_eq!(share(10, 3, 2), 3);
+        assert_eq!(share(2, 3, 2), 0);
+    }
+}

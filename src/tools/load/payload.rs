@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use super::LoadProtocol;
-use crate::framing::write_frame;
+use linepool::framing::write_frame;
 
 /// What a rejected connection receives, whatever the protocol.
 pub const BUSY: &[u8] = b"ERR server busy\n";
