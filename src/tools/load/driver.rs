@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{BUSY, is_reply_to, split_reply, write_goodbye, write_message};
-use super::report::Counts;
+use super::report::{Counts, Outcome};
 use super::{Limit, LoadConfig, Progress, share};
 
 /// How often timeouts and the end of a timed run are checked.
@@ -22,13 +22,6 @@ const TICK: Duration = Duration::from_millis(10);
 /// Open loop: the most requests one connection may have in flight when the
 /// server falls behind its schedule.
 const OPEN_LOOP_MAX_IN_FLIGHT: usize = 100_000;
-
-/// What one thread measured.
-pub struct Outcome {
-    /// Reply latencies in nanoseconds.
-    pub latency: Histogram<u64>,
-    pub counts: Counts,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {

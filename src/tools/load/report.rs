@@ -7,7 +7,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::driver::Outcome;
 use super::{Limit, LoadConfig, LoadProtocol};
 
 /// Event counts, summed over every connection.
@@ -167,6 +166,13 @@ pub struct Report {
     pub latency_us: Latency,
     /// Errors by kind.
     pub errors: Errors,
+}
+
+/// What one thread measured.
+pub struct Outcome {
+    /// Reply latencies in nanoseconds.
+    pub latency: Histogram<u64>,
+    pub counts: Counts,
 }
 
 impl Report {
