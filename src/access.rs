@@ -120,23 +120,42 @@ impl fmt::Display for AddrList {
 }
 
 /// The line a connection over `--max-per-ip` gets before its close.
-pub const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
+pub(crate) const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
+
+/// A connection turned away by `--max-per-ip`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TooMany;
+
+/// Admits a connection from `ip` under `--max-per-ip` (if `table` is
+/// set): its slot, to keep for the connection's life, or the refusal, on
+/// which the caller sends [`TOO_MANY_FROM_ADDRESS`] and closes. The
+/// acceptor admits at the door; behind a proxy, the connection's first
+/// turn does, once the header has named the client.
+pub(crate) fn admit(
+    table: Option<&Arc<PerAddress>>,
+    ip: IpAddr,
+) -> Result<Option<AddressSlot>, TooMany> {
+    match table {
+        None => Ok(None),
+        Some(table) => table.try_take(ip).map(Some).ok_or(TooMany),
+    }
+}
 
 /// Connections open per client address, bounded.
-pub struct PerAddress {
+pub(crate) struct PerAddress {
     max: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One connection counted against its address, released on drop.
-pub struct AddressSlot {
+pub(crate) struct AddressSlot {
     table: Arc<PerAddress>,
     ip: IpAddr,
 }
 
 impl PerAddress {
     /// At most `max` connections per address.
-    pub fn new(max: usize) -> Arc<PerAddress> {
+    pub(crate) fn new(max: usize) -> Arc<PerAddress> {
         Arc::new(PerAddress {
             max,
             open: Mutex::new(HashMap::new()),
@@ -145,7 +164,7 @@ impl PerAddress {
 
     /// A slot for one more connection from `ip`, or `None` when `ip` has
     /// `max` open already.
-    pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         let ip = ip.to_canonical();
         let mut open = self.open.lock();
         let count = open.entry(ip).or_insert(0);

@@ -20,8 +20,6 @@ pub const DEFAULT_IDLE_SECS: u64 = 300;
 /// replies, in seconds.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
 
-/// Default protocol.
-pub const DEFAULT_PROTOCOL: &str = "ack";
 /// Default server name in `sum` replies.
 pub const DEFAULT_SERVER_NAME: &str = "Server of linepool";
 /// Default number in `sum` replies.
@@ -87,8 +85,8 @@ pub struct Config {
     pub backlog: u32,
     /// Log a stats line this often; `None` never does.
     pub stats_interval: Option<Duration>,
-    /// The protocol spoken, by name (see [`crate::protocol::PROTOCOLS`]).
-    pub protocol: String,
+    /// The protocol spoken.
+    pub protocol: ProtocolName,
     /// `sum`: the name the server gives in its replies.
     pub server_name: String,
     /// `sum`: the number the server answers with.
@@ -121,7 +119,7 @@ impl Default for Config {
             max_line: DEFAULT_MAX_LINE,
             backlog: DEFAULT_BACKLOG,
             stats_interval: None,
-            protocol: DEFAULT_PROTOCOL.to_string(),
+            protocol: ProtocolName::default(),
             server_name: DEFAULT_SERVER_NAME.to_string(),
             server_number: DEFAULT_SERVER_NUMBER,
             admin_from: AddrList::loopback(),
@@ -142,5 +140,38 @@ impl Config {
             port,
             ..Config::default()
         }
+    }
+}
+
+/// The protocols a server speaks, by the name `--protocol` takes. The
+/// command line and [`Config`] share this one list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ProtocolName {
+    /// Every line gets `ACK: <line>` back.
+    #[default]
+    Ack,
+    /// A chat room.
+    Chat,
+    /// Length-prefixed echo.
+    Framed,
+    /// The number exchange.
+    Sum,
+}
+
+impl ProtocolName {
+    /// The name as `--protocol`, logs and metrics give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolName::Ack => "ack",
+            ProtocolName::Chat => "chat",
+            ProtocolName::Framed => "framed",
+            ProtocolName::Sum => "sum",
+        }
+    }
+}
+
+impl std::fmt::Display for ProtocolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -17,25 +17,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 use socket2::SockRef;
 
+use crate::activity::Activity;
 use crate::sched::Schedule;
 use crate::stats::Stats;
-use crate::watchdog::Activity;
 
 /// The most a closing connection reads off from a client that is still
 /// sending, so that closing does not turn into a reset that destroys our
 /// last replies in flight.
-pub const LINGER_BYTES: usize = 256 * 1024;
+pub(crate) const LINGER_BYTES: usize = 256 * 1024;
 
 /// A client connection's shared state.
-pub struct Conn {
+pub(crate) struct Conn {
     id: u64,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     outbox: Mutex<Outbox>,
     /// Progress for the idle rule.
-    pub activity: Activity,
+    pub(crate) activity: Activity,
     /// Where the connection stands between poller and workers.
-    pub sched: Schedule,
+    pub(crate) sched: Schedule,
     /// The poller saw the client's end of stream (or an error): a short read
     /// no longer means that everything has been read.
     read_closed: AtomicBool,
@@ -74,7 +74,7 @@ impl Outbox {
 impl Conn {
     /// Wraps an accepted socket, which must already be non-blocking.
     /// `guards` are dropped when the connection is.
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         stream: Arc<TcpStream>,
         peer: SocketAddr,
@@ -95,33 +95,33 @@ impl Conn {
     }
 
     /// The connection's id, unique for the server's life (its poller token).
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
+    pub(crate) fn peer(&self) -> SocketAddr {
         self.peer
     }
 
     /// The socket, for shutting it down from another thread.
-    pub fn stream(&self) -> &Arc<TcpStream> {
+    pub(crate) fn stream(&self) -> &Arc<TcpStream> {
         &self.stream
     }
 
     /// Records that the poller saw the end of the client's stream.
-    pub fn set_read_closed(&self) {
+    pub(crate) fn set_read_closed(&self) {
         self.read_closed.store(true, Ordering::Relaxed);
     }
 
     /// Whether the poller saw the end of the client's stream.
-    pub fn read_closed(&self) -> bool {
+    pub(crate) fn read_closed(&self) -> bool {
         self.read_closed.load(Ordering::Relaxed)
     }
 
     /// Sends `replies` (emptying it) after whatever is already waiting, and
     /// writes what the socket takes now. Returns how many bytes still wait.
-    pub fn send(&self, replies: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) fn send(&self, replies: &mut Vec<u8>) -> io::Result<usize> {
         if replies.is_empty() {
             return self.flush();
         }
@@ -155,7 +155,7 @@ impl Conn {
 
     /// Writes what waits in the outbox as far as the socket takes it.
     /// Returns how many bytes still wait.
-    pub fn flush(&self) -> io::Result<usize> {
+    pub(crate) fn flush(&self) -> io::Result<usize> {
         let mut outbox = self.outbox.lock();
         if outbox.len() == 0 {
             return Ok(0);
@@ -165,14 +165,15 @@ impl Conn {
     }
 
     /// Bytes waiting for the client to read them.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.outbox.lock().len()
     }
 
     /// Queues `bytes` from another connection's session and writes what the
     /// socket takes now. A client more than `max_behind` bytes behind is
     /// disconnected; its own worker then closes it.
-    pub fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+    pub(crate) fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
         let mut outbox = self.outbox.lock();
         if outbox.kicked {
             return Delivery::Gone;
@@ -195,13 +196,13 @@ impl Conn {
     }
 
     /// Disconnects the client: its worker wakes to a dead socket and closes.
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
     /// Writes `line` only if nothing else waits and the socket takes it
     /// whole now; for last words to a client that may have stopped reading.
-    pub fn try_say(&self, line: &[u8]) {
+    pub(crate) fn try_say(&self, line: &[u8]) {
         let outbox = self.outbox.lock();
         if outbox.len() == 0 && !outbox.kicked {
             let _ = (&*self.stream).write(line);
@@ -209,7 +210,7 @@ impl Conn {
     }
 
     /// Sends our end of stream after the replies.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         self.stream.shutdown(Shutdown::Write)
     }
 
@@ -269,7 +270,7 @@ fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 
 /// What [`drain_pending`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Drained {
+pub(crate) enum Drained {
     /// This many bytes were read (at most the limit); the client may still
     /// be sending.
     Bytes(usize),
@@ -281,7 +282,7 @@ pub enum Drained {
 /// `limit` bytes, so that closing the socket does not turn into a reset that
 /// destroys our replies in flight. Bounded, so a client that keeps sending
 /// cannot keep the caller here.
-pub fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
+pub(crate) fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
     let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
     let socket = SockRef::from(stream);
     let mut drained = 0;

@@ -6,60 +6,71 @@
 //! pool: a connection with nothing to do waits in the poller and holds no
 //! worker, so idle or slow clients cannot exhaust the pool.
 //!
+//! # Using it
+//! [`Server::bind`] does everything that can fail (the listener, the side
+//! ports, the protocol) before any thread starts; [`Server::start`] starts
+//! the threads and returns a [`Running`] server, whose [`Running::stop`]
+//! (or [`Running::wait`], until a client or a [`Shutdown`] handle stops
+//! it) runs the stop sequence and returns the [`Summary`].
+//! [`start_server`] does all of that with the defaults.
+//! [`ClientHandler::run`] serves one socket accepted by hand; a
+//! [`protocol::Protocol`] of one's own plugs into it.
+//!
 //! # Layout
-//! - [`config`]: the operator's settings and their defaults.
-//! - [`access`]: who may stop the server, and connections per address.
-//! - [`agent`]: the HAProxy agent port (`ready` / `drain`).
-//! - [`server`]: the acceptor loop and the staged stop sequence.
-//! - [`gate`]: the connection limit, as permits released on drop.
-//! - [`engine`]: the poller and ready queue the pool's workers share.
-//! - [`sched`]: one connection's scheduling state (parked, scheduled,
-//!   running, notified).
-//! - [`registry`]: live connections, so events, the watchdog and a stop
-//!   can find every one.
-//! - [`shutdown`]: the server-wide stop signal and its wake-ups.
-//! - [`handler`]: one connection's protocol driver, in non-blocking turns.
-//! - [`conn`]: a connection's socket and outbox, shared between threads.
-//! - [`protocol`]: the protocol seam and the protocols: `ack` (the default),
-//!   `chat`, `framed` (length-prefixed echo) and `sum` (number exchange).
-//! - [`proxy`]: the PROXY protocol header (`--proxy-protocol`).
-//! - [`framing`]: pure message framing (lines, length-prefixed) with a
-//!   size limit.
-//! - [`stats`]: counters, the periodic stats line and the stop summary.
-//! - `metrics`: the Prometheus endpoint and `/healthz` (`--metrics`).
-//! - [`logfmt`]: how values appear in log lines (quoting, escaping,
-//!   plurals).
-//! - [`watchdog`]: the idle rule, as one coarse scan.
+//! Layers only point down: each module uses only those listed before it.
+//!
+//! - Leaves, which know nothing of connections:
+//!   `sync` (the primitives the model checker swaps, see
+//!   `scripts/loom.sh`), `sched` (one connection's scheduling state),
+//!   `activity` (one connection's progress for the idle rule), [`framing`]
+//!   (pure message framing with a size limit), `proxy` (the PROXY protocol
+//!   header), [`access`] (who may stop the server, connections per
+//!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
+//!   stop signal and its wake-ups), [`config`], [`logfmt`] (how values
+//!   appear in logs), `stats` (counters, the stats line, the summary).
+//! - `conn`: a connection's socket and outbox, shared between threads.
+//! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
+//!   `sum`); sessions reach connections through its own small port.
+//! - `handler`: one connection's protocol driver, in non-blocking turns.
+//! - `registry` (live entries by id, of any type) and `engine` (the poller,
+//!   the ready queue and the workers' rendezvous).
+//! - `watchdog` (the idle scan), `agent` (the HAProxy agent port), `metrics`
+//!   (Prometheus and `/healthz`).
+//! - [`server`]: binding, the acceptor, the running server and its stop
+//!   sequence.
 //!
 //! The library installs no logger and no signal handler; the `linepool`
-//! binary does.
+//! binary does. The load generator and the client are the binary's too.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod access;
-pub mod agent;
+mod activity;
+mod agent;
 pub mod config;
-pub mod conn;
-pub(crate) mod engine;
+mod conn;
+mod engine;
 pub mod framing;
-pub mod gate;
-pub mod handler;
+mod gate;
+mod handler;
 pub mod logfmt;
-pub(crate) mod metrics;
+mod metrics;
 pub mod protocol;
-pub mod proxy;
-pub mod registry;
-pub mod sched;
+mod proxy;
+mod registry;
+mod sched;
 pub mod server;
 pub mod shutdown;
-pub mod stats;
-pub mod watchdog;
+mod stats;
+mod sync;
+mod watchdog;
 
 use std::io;
 
-pub use config::{Config, Overload};
+pub use config::{Config, Overload, ProtocolName};
 pub use handler::{ClientHandler, Limits};
-pub use server::Server;
+pub use server::{Running, Server};
 pub use shutdown::{Health, Shutdown};
 pub use stats::Summary;
 

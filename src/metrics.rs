@@ -26,6 +26,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::config::ProtocolName;
 use crate::engine::Engine;
 use crate::logfmt;
 use crate::shutdown::{Health, Shutdown};
@@ -42,7 +43,7 @@ pub(crate) struct Sources {
     pub stats: Arc<Stats>,
     pub engine: Arc<Engine>,
     pub workers: usize,
-    pub protocol: String,
+    pub protocol: ProtocolName,
     pub shutdown: Shutdown,
 }
 

@@ -1,22 +1,24 @@
 //! The PROXY protocol header (version 1, text, or version 2, binary) that a
 //! load balancer such as HAProxy sends first on every connection to name
 //! the real client. Parsing is pure (`ppp` does the work): bytes in, the
-//! header's length and the client's address out.
+//! header's length and the client's address out. [`HeaderReader`] reads
+//! one from a non-blocking source, in as many pieces as it comes.
 
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 
 use ppp::{HeaderResult, PartialResult, v1, v2};
 
 /// The longest header accepted: a version 2 header with a few TLVs fits
 /// easily; a longer one is refused rather than buffered.
-pub const MAX_HEADER: usize = 4096;
+pub(crate) const MAX_HEADER: usize = 4096;
 
 /// The longest version 1 header, by the protocol's definition.
 const V1_MAX: usize = 107;
 
 /// What the bytes received so far hold.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// The start of a header; more bytes are needed.
     Incomplete,
     /// A whole header of `len` bytes. `client` is the address it carries,
@@ -33,7 +35,7 @@ pub enum Parsed {
 }
 
 /// Looks for a header at the start of `bytes`.
-pub fn parse(bytes: &[u8]) -> Parsed {
+pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     let result = HeaderResult::parse(bytes);
     if result.is_incomplete() {
         // A version 1 header is one line of at most 107 bytes: once its
@@ -72,6 +74,63 @@ pub fn parse(bytes: &[u8]) -> Parsed {
             },
         },
         HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Parsed::Invalid,
+    }
+}
+
+/// Reads a PROXY protocol header from a non-blocking source, keeping what
+/// has come so far between calls.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderReader {
+    bytes: Vec<u8>,
+}
+
+/// A whole header, read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The client's address, if the header names one.
+    pub(crate) client: Option<SocketAddr>,
+    /// What came after the header: the protocol's first bytes.
+    pub(crate) rest: Vec<u8>,
+}
+
+/// Why there is no header.
+#[derive(Debug)]
+pub(crate) enum HeaderError {
+    /// The connection ended before the header did.
+    Ended,
+    /// What came is not a PROXY protocol header.
+    Invalid,
+    /// Reading failed.
+    Io(io::Error),
+}
+
+impl HeaderReader {
+    /// Reads what `source` has now. Returns the header once it is whole,
+    /// or `None` when the source has nothing more yet (it said
+    /// `WouldBlock`) and the header is still incomplete.
+    pub(crate) fn read_from(
+        &mut self,
+        mut source: impl Read,
+    ) -> Result<Option<Header>, HeaderError> {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match source.read(&mut chunk) {
+                Ok(0) => return Err(HeaderError::Ended),
+                Ok(n) => self.bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HeaderError::Io(e)),
+            }
+            match parse(&self.bytes) {
+                Parsed::Incomplete => {}
+                Parsed::Invalid => return Err(HeaderError::Invalid),
+                Parsed::Header { len, client } => {
+                    let rest = self.bytes.split_off(len);
+                    self.bytes = Vec::new();
+                    return Ok(Some(Header { client, rest }));
+                }
+            }
+        }
     }
 }
 
@@ -164,5 +223,56 @@ mod tests {
         assert_eq!(parse(b"hello world\n"), Parsed::Invalid);
         assert_eq!(parse(b"PROXY TCP4 nonsense here\r\n"), Parsed::Invalid);
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parsed::Invalid);
+    }
+
+    /// A source that gives `pieces` one read at a time, then would block.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl Read for &mut Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.pop_front() {
+                Some(piece) => {
+                    buf[..piece.len()].copy_from_slice(&piece);
+                    Ok(piece.len())
+                }
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_in_pieces_is_read_whole_and_keeps_what_follows() {
+        let mut all = b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n".to_vec();
+        all.extend_from_slice(b"hello\n");
+        let mut reader = HeaderReader::default();
+        let mut source = Pieces(all[..10].iter().map(|&b| vec![b]).collect());
+        assert!(reader.read_from(&mut source).expect("no error").is_none());
+        let mut source = Pieces([all[10..].to_vec()].into());
+        let header = reader.read_from(&mut source).expect("no error");
+        assert_eq!(
+            header,
+            Some(Header {
+                client: addr("192.0.2.7:4242"),
+                rest: b"hello\n".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn an_end_or_garbage_before_the_header_is_an_error() {
+        let mut source = Pieces([b"PROXY TCP4".to_vec()].into());
+        let mut reader = HeaderReader::default();
+        assert!(reader.read_from(&mut source).expect("no error").is_none());
+        let mut ended: &[u8] = &[];
+        assert!(matches!(
+            reader.read_from(&mut ended),
+            Err(HeaderError::Ended)
+        ));
+        let mut garbage: &[u8] = b"hello world\n";
+        let mut reader = HeaderReader::default();
+        assert!(matches!(
+            reader.read_from(&mut garbage),
+            Err(HeaderError::Invalid)
+        ));
     }
 }

@@ -16,8 +16,14 @@
 //! connection must not be lost: it turns `Running` into `Notified`, and the
 //! worker, instead of parking, queues the connection again. `Closed` is
 //! final: events for a closed connection do nothing.
+//!
+//! Every transition is one atomic read-modify-write whose precondition is
+//! asserted (tokio's `task/state.rs` rule): a transition from a state the
+//! discipline rules out panics, in tests and in the model checker
+//! (`scripts/loom.sh`), instead of quietly serialising a broken invariant.
+//! In the server such a panic ends the worker loop, which is replaced.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::{AtomicU8, Ordering};
 
 const PARKED: u8 = 0;
 const SCHEDULED: u8 = 1;
@@ -27,11 +33,11 @@ const CLOSED: u8 = 4;
 
 /// Where one connection stands between the poller and the workers.
 #[derive(Debug, Default)]
-pub struct Schedule(AtomicU8);
+pub(crate) struct Schedule(AtomicU8);
 
 /// What [`Schedule::park`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Park {
+pub(crate) enum Park {
     /// Nothing happened during the turn: the connection waits in the poller.
     Parked,
     /// An event came during the turn: the connection is `Scheduled` again
@@ -39,9 +45,10 @@ pub enum Park {
     Requeue,
 }
 
-/// The states, for tests and logs.
+/// The states, for tests.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Waiting in the poller for an event.
     Parked,
     /// In the ready queue, waiting for a worker.
@@ -56,12 +63,13 @@ pub enum State {
 
 impl Schedule {
     /// A new connection: parked until its first event.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Schedule(AtomicU8::new(PARKED))
     }
 
     /// The state now.
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
         match self.0.load(Ordering::Acquire) {
             PARKED => State::Parked,
             SCHEDULED => State::Scheduled,
@@ -75,58 +83,75 @@ impl Schedule {
     /// is now `Scheduled`: the caller must put it in the ready queue. In
     /// every other state the event is absorbed (queued already, or noted for
     /// the worker serving it).
-    pub fn notify(&self) -> bool {
-        let mut current = self.0.load(Ordering::Acquire);
-        loop {
-            let next = match current {
-                PARKED => SCHEDULED,
-                RUNNING => NOTIFIED,
-                _ => return false,
-            };
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return next == SCHEDULED,
-                Err(actual) => current = actual,
-            }
-        }
+    pub(crate) fn notify(&self) -> bool {
+        let prev = self.transition(|s| match s {
+            PARKED => Some(SCHEDULED),
+            RUNNING => Some(NOTIFIED),
+            _ => None,
+        });
+        prev == Ok(PARKED)
     }
 
-    /// A worker takes the connection out of the ready queue. Returns `false`
-    /// (and leaves the state alone) if it was not `Scheduled`, which the
-    /// queue discipline rules out.
-    pub fn start(&self) -> bool {
-        self.0
-            .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    /// A worker takes the connection out of the ready queue: `Scheduled`
+    /// becomes `Running`.
+    ///
+    /// # Panics
+    /// If the connection was not `Scheduled`, which the queue discipline
+    /// rules out (it is queued exactly when it is `Scheduled`).
+    pub(crate) fn start(&self) {
+        let prev = self.transition(|s| (s == SCHEDULED).then_some(RUNNING));
+        assert_eq!(
+            prev,
+            Ok(SCHEDULED),
+            "started a connection that was not scheduled"
+        );
     }
 
     /// The worker has nothing more to do now. Parks the connection unless an
     /// event came during the turn, in which case it is `Scheduled` again.
-    pub fn park(&self) -> Park {
-        match self
-            .0
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Park::Parked,
-            Err(_) => {
-                // Only an event can have moved it, and only to Notified.
-                self.0.store(SCHEDULED, Ordering::Release);
-                Park::Requeue
-            }
+    ///
+    /// # Panics
+    /// If no worker was serving it.
+    pub(crate) fn park(&self) -> Park {
+        let prev = self.transition(|s| match s {
+            RUNNING => Some(PARKED),
+            NOTIFIED => Some(SCHEDULED),
+            _ => None,
+        });
+        match prev {
+            Ok(RUNNING) => Park::Parked,
+            Ok(_) => Park::Requeue,
+            Err(state) => panic!("parked a connection nobody served: state {state}"),
         }
     }
 
     /// The worker spent its turn's budget with work left: the connection
-    /// goes to the back of the ready queue (the caller queues it).
-    pub fn yield_turn(&self) {
-        self.0.store(SCHEDULED, Ordering::Release);
+    /// goes to the back of the ready queue (the caller queues it). An event
+    /// noted during the turn is absorbed: the next turn reads anyway.
+    ///
+    /// # Panics
+    /// If no worker was serving it.
+    pub(crate) fn yield_turn(&self) {
+        let prev = self.transition(|s| matches!(s, RUNNING | NOTIFIED).then_some(SCHEDULED));
+        assert!(prev.is_ok(), "yielded a connection nobody served");
     }
 
-    /// The connection is closed; later events do nothing.
-    pub fn close(&self) {
-        self.0.store(CLOSED, Ordering::Release);
+    /// The worker serving the connection closed it; later events do
+    /// nothing.
+    ///
+    /// # Panics
+    /// If no worker was serving it: only the worker that serves a
+    /// connection closes it.
+    pub(crate) fn close(&self) {
+        let prev = self.transition(|s| matches!(s, RUNNING | NOTIFIED).then_some(CLOSED));
+        assert!(prev.is_ok(), "closed a connection nobody served");
+    }
+
+    /// One read-modify-write: `next` maps the current state to the next,
+    /// or refuses it. Returns the state before, or the state that refused.
+    fn transition(&self, next: impl FnMut(u8) -> Option<u8>) -> Result<u8, u8> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, next)
     }
 }
 
@@ -150,7 +175,7 @@ mod tests {
     fn a_turn_without_events_parks() {
         let s = Schedule::new();
         assert!(s.notify());
-        assert!(s.start());
+        s.start();
         assert_eq!(s.state(), State::Running);
         assert_eq!(s.park(), Park::Parked);
         assert_eq!(s.state(), State::Parked);
@@ -160,7 +185,7 @@ mod tests {
     fn an_event_during_a_turn_is_not_lost() {
         let s = Schedule::new();
         assert!(s.notify());
-        assert!(s.start());
+        s.start();
         // The worker serves it: the event must not queue it (double service)...
         assert!(!s.notify());
         assert_eq!(s.state(), State::Notified);
@@ -168,34 +193,54 @@ mod tests {
         // ...but must bring it back once the turn ends.
         assert_eq!(s.park(), Park::Requeue);
         assert_eq!(s.state(), State::Scheduled);
-        assert!(s.start());
+        s.start();
     }
 
     #[test]
     fn a_spent_budget_requeues() {
         let s = Schedule::new();
         assert!(s.notify());
-        assert!(s.start());
+        s.start();
         s.yield_turn();
         assert_eq!(s.state(), State::Scheduled);
         assert!(!s.notify(), "queued already");
-        assert!(s.start());
+        s.start();
     }
 
     #[test]
-    fn only_a_scheduled_connection_can_be_started() {
+    #[should_panic(expected = "not scheduled")]
+    fn starting_a_parked_connection_panics() {
+        Schedule::new().start();
+    }
+
+    #[test]
+    #[should_panic(expected = "not scheduled")]
+    fn starting_a_connection_twice_panics() {
         let s = Schedule::new();
-        assert!(!s.start());
         assert!(s.notify());
-        assert!(s.start());
-        assert!(!s.start());
+        s.start();
+        s.start();
+    }
+
+    #[test]
+    #[should_panic(expected = "nobody served")]
+    fn parking_a_queued_connection_panics() {
+        let s = Schedule::new();
+        assert!(s.notify());
+        s.park();
+    }
+
+    #[test]
+    #[should_panic(expected = "nobody served")]
+    fn closing_a_parked_connection_panics() {
+        Schedule::new().close();
     }
 
     #[test]
     fn closed_is_final() {
         let s = Schedule::new();
         assert!(s.notify());
-        assert!(s.start());
+        s.start();
         s.close();
         assert!(!s.notify());
         assert_eq!(s.state(), State::Closed);
@@ -227,7 +272,7 @@ mod tests {
             done = notifiers.iter().all(|n| n.is_finished());
             while queued.load(Ordering::SeqCst) > 0 {
                 queued.fetch_sub(1, Ordering::SeqCst);
-                assert!(s.start(), "queued but not scheduled");
+                s.start();
                 turns += 1;
                 if s.park() == Park::Requeue {
                     queued.fetch_add(1, Ordering::SeqCst);

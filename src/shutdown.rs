@@ -8,10 +8,9 @@
 //! a worker that read `quit_server` and a test all stop the server the same way.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{AtomicBool, Condvar, Mutex, Ordering};
 
 type Waker = Box<dyn Fn() + Send + Sync>;
 
@@ -99,6 +98,14 @@ impl Shutdown {
         }
     }
 
+    /// Waits until the stop starts.
+    pub fn wait(&self) {
+        let mut guard = self.inner.wakers.lock();
+        while !self.is_triggered() {
+            self.inner.cond.wait(&mut guard);
+        }
+    }
+
     /// Sleeps for `timeout`, or less if the stop starts meanwhile. Returns
     /// whether the stop has started.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
@@ -122,7 +129,7 @@ impl std::fmt::Debug for Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Instant;
 
     #[test]

@@ -13,7 +13,7 @@ pub mod serve;
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// Exit status after an interrupt, as shells report a death by SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -39,30 +39,8 @@ pub enum Command {
     Client(client::Args),
 }
 
-/// The protocols a server speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    /// Every line gets `ACK: <line>` back.
-    Ack,
-    /// A chat room.
-    Chat,
-    /// Length-prefixed echo.
-    Framed,
-    /// The number exchange.
-    Sum,
-}
-
-impl Protocol {
-    /// The name the library knows the protocol by.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Ack => "ack",
-            Protocol::Chat => "chat",
-            Protocol::Framed => "framed",
-            Protocol::Sum => "sum",
-        }
-    }
-}
+/// The protocols a server speaks: the library's list.
+pub use linepool::config::ProtocolName as Protocol;
 
 /// Parses a count that must be at least 1.
 pub fn at_least_one(text: &str) -> Result<usize, String> {

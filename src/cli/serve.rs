@@ -153,7 +153,7 @@ impl Args {
             max_line: self.max_line,
             backlog: self.backlog,
             stats_interval: Some(self.stats_interval).filter(|d| !d.is_zero()),
-            protocol: self.protocol.name().to_string(),
+            protocol: self.protocol,
             server_name: self.server_name.clone(),
             server_number: self.server_number,
             admin_from: self.admin_from.clone(),
@@ -201,29 +201,34 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let shutdown = server.shutdown_handle();
-    // systemd (Type=notify, NOTIFY_SOCKET set): ready once listening,
-    // stopping when the stop begins. Without NOTIFY_SOCKET these do nothing.
-    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        warn!("cannot notify systemd error={}", logfmt::error(&e));
-    }
     shutdown.on_trigger(|| {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     });
     let drain = args.drain;
-    let watcher = thread::Builder::new()
-        .name("linepool-signals".to_string())
-        .spawn(move || watch_signals(signals, &shutdown, drain));
+    let watcher = {
+        let shutdown = shutdown.clone();
+        thread::Builder::new()
+            .name("linepool-signals".to_string())
+            .spawn(move || watch_signals(signals, &shutdown, drain))
+    };
     if let Err(e) = watcher {
         eprintln!("linepool: cannot watch for signals: {e}");
         return ExitCode::FAILURE;
     }
-    match server.run() {
-        Ok(_) => ExitCode::SUCCESS,
+    let running = match server.start() {
+        Ok(running) => running,
         Err(e) => {
             eprintln!("linepool: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    // systemd (Type=notify, NOTIFY_SOCKET set): ready once serving,
+    // stopping when the stop begins. Without NOTIFY_SOCKET these do nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!("cannot notify systemd error={}", logfmt::error(&e));
     }
+    running.wait();
+    ExitCode::SUCCESS
 }
 
 /// Takes the stop signals for the whole process. SIGTERM with a drain time

@@ -18,8 +18,12 @@
 //! connection is queued again), so no readiness is ever lost; replies that
 //! do not fit wait in the connection's outbox and go out when the socket
 //! reports room.
+//!
+//! The queue and the leader/followers discipline are [`rendezvous`]'s;
+//! this module adds the poller, the registry and the turns.
 
-use std::collections::VecDeque;
+mod rendezvous;
+
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
@@ -31,9 +35,10 @@ use std::time::Duration;
 use log::{error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use threadpool::ThreadPool;
 
+use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
 use crate::handler::{ClientHandler, Turn};
 use crate::logfmt;
@@ -46,19 +51,15 @@ const WAKER: Token = Token(usize::MAX);
 /// Events taken from the poller at once.
 const EVENTS: usize = 1024;
 
-/// While connections are ready, a worker also looks into the poller (without
-/// waiting) after this many turns, so that connections that became ready
-/// meanwhile join the queue: otherwise a connection that always has more
-/// to do would keep the queue from ever emptying, and nobody would poll.
-/// tokio's scheduler checks its driver after the same number of tasks.
-const POLL_EVERY: usize = 61;
-
 /// One live connection: its shared state and its protocol driver, which
 /// only the worker serving it locks.
 pub(crate) struct Served {
-    pub conn: Arc<Conn>,
-    pub handler: Mutex<ClientHandler>,
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) handler: Mutex<ClientHandler>,
 }
+
+/// The live connections, by id.
+pub(crate) type Connections = Registry<Served>;
 
 /// The poller, the ready queue and the workers' rendezvous.
 pub(crate) struct Engine {
@@ -67,38 +68,14 @@ pub(crate) struct Engine {
     /// Registers sockets from the acceptor while the leader waits.
     registry: mio::Registry,
     waker: Waker,
-    shared: Mutex<Shared>,
-    /// Followers wait here for work or for their turn to lead.
-    followers: Condvar,
-    conns: Arc<Registry>,
+    workers: Rendezvous<Arc<Served>>,
+    conns: Arc<Connections>,
     panics: AtomicUsize,
-}
-
-struct Shared {
-    ready: VecDeque<Arc<Served>>,
-    /// Whether a worker waits in the poller now.
-    leader: bool,
-    /// Followers waiting on the condition variable.
-    idle: usize,
-    /// Turns served since a worker last looked into the poller.
-    since_poll: usize,
-    /// The server has stopped: workers return.
-    done: bool,
-}
-
-/// What a worker does next.
-enum Next {
-    Serve(Arc<Served>),
-    /// Wait in the poller: nothing is ready.
-    Lead,
-    /// Look into the poller without waiting: ready connections wait, but
-    /// nobody has polled for a while.
-    Look,
 }
 
 impl Engine {
     /// An engine over the connections in `conns`.
-    pub fn new(conns: Arc<Registry>) -> io::Result<Arc<Engine>> {
+    pub(crate) fn new(conns: Arc<Connections>) -> io::Result<Arc<Engine>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -106,21 +83,14 @@ impl Engine {
             poll: Mutex::new(poll),
             registry,
             waker,
-            shared: Mutex::new(Shared {
-                ready: VecDeque::new(),
-                leader: false,
-                idle: 0,
-                since_poll: 0,
-                done: false,
-            }),
-            followers: Condvar::new(),
+            workers: Rendezvous::new(),
             conns,
             panics: AtomicUsize::new(0),
         }))
     }
 
     /// Starts `workers` worker loops on the pool.
-    pub fn start(self: &Arc<Self>, pool: &ThreadPool, workers: usize) {
+    pub(crate) fn start(self: &Arc<Self>, pool: &ThreadPool, workers: usize) {
         for _ in 0..workers {
             spawn_worker(self.clone(), pool.clone());
         }
@@ -130,10 +100,10 @@ impl Engine {
     /// find it, then into the poller. A new socket is writable at once, so
     /// its first turn (the protocol's greeting, the first read) follows
     /// straight away.
-    pub fn add(&self, served: Arc<Served>) -> io::Result<()> {
+    pub(crate) fn add(&self, served: Arc<Served>) -> io::Result<()> {
         let id = served.conn.id();
         let fd = served.conn.stream().as_raw_fd();
-        self.conns.insert(served);
+        self.conns.insert(id, served);
         let registered = self.registry.register(
             &mut SourceFd(&fd),
             token(id),
@@ -146,26 +116,24 @@ impl Engine {
     }
 
     /// Connections waiting in the ready queue for a worker.
-    pub fn ready(&self) -> usize {
-        self.shared.lock().ready.len()
+    pub(crate) fn ready(&self) -> usize {
+        self.workers.ready()
     }
 
     /// Workers not serving a connection now: waiting as followers, or
     /// leading in the poller.
-    pub fn waiting_workers(&self) -> usize {
-        let shared = self.shared.lock();
-        shared.idle + usize::from(shared.leader)
+    pub(crate) fn waiting_workers(&self) -> usize {
+        self.workers.waiting()
     }
 
     /// How many turns panicked.
-    pub fn panics(&self) -> usize {
+    pub(crate) fn panics(&self) -> usize {
         self.panics.load(Ordering::Relaxed)
     }
 
     /// Ends every worker loop: followers wake, the leader's wait ends.
-    pub fn finish(&self) {
-        self.shared.lock().done = true;
-        self.followers.notify_all();
+    pub(crate) fn finish(&self) {
+        self.workers.finish();
         if let Err(e) = self.waker.wake() {
             error!("cannot wake the poller to stop error={}", logfmt::error(&e));
         }
@@ -177,33 +145,7 @@ impl Engine {
         let mut woken = Vec::new();
         let mut out = Vec::new();
         loop {
-            let next = {
-                let mut shared = self.shared.lock();
-                loop {
-                    if shared.done {
-                        return;
-                    }
-                    let lead = !shared.leader;
-                    if lead && !shared.ready.is_empty() && shared.since_poll >= POLL_EVERY {
-                        shared.leader = true;
-                        shared.since_poll = 0;
-                        break Next::Look;
-                    }
-                    if let Some(served) = shared.ready.pop_front() {
-                        shared.since_poll += 1;
-                        break Next::Serve(served);
-                    }
-                    if lead {
-                        shared.leader = true;
-                        shared.since_poll = 0;
-                        break Next::Lead;
-                    }
-                    shared.idle += 1;
-                    self.followers.wait(&mut shared);
-                    shared.idle -= 1;
-                }
-            };
-            match next {
+            match self.workers.next() {
                 Next::Serve(served) => self.serve(served, &mut out),
                 Next::Lead => {
                     if let Some(served) = self.lead(&mut events, &mut woken, None) {
@@ -213,6 +155,7 @@ impl Engine {
                 Next::Look => {
                     self.lead(&mut events, &mut woken, Some(Duration::ZERO));
                 }
+                Next::Done => return,
             }
         }
     }
@@ -246,30 +189,15 @@ impl Engine {
                 woken.push(served.clone());
             }
         });
-        let mut woken = woken.drain(..);
-        let mine = if timeout.is_none() {
-            woken.next()
-        } else {
-            None
-        };
-        let mut shared = self.shared.lock();
-        shared.leader = false;
-        shared.ready.extend(woken);
-        // One follower per queued connection, and one more to lead while
-        // this worker serves.
-        let wanted = shared.ready.len() + usize::from(mine.is_some());
-        for _ in 0..wanted.min(shared.idle) {
-            self.followers.notify_one();
-        }
-        mine
+        // After a wait this worker serves one itself; after a look it goes
+        // back to the queue, where others wait already.
+        self.workers.hand_off(woken.drain(..), timeout.is_none())
     }
 
     /// Runs one turn of a ready connection, then parks it, queues it again
     /// or closes it.
     fn serve(&self, served: Arc<Served>, out: &mut Vec<u8>) {
-        if !served.conn.sched.start() {
-            return;
-        }
+        served.conn.sched.start();
         let turn = {
             let mut handler = served.handler.lock();
             match panic::catch_unwind(AssertUnwindSafe(|| handler.turn(out))) {
@@ -305,7 +233,7 @@ impl Engine {
     /// Puts a connection at the back of the ready queue. This worker takes
     /// from the queue next, so nobody needs waking.
     fn requeue(&self, served: Arc<Served>) {
-        self.shared.lock().ready.push_back(served);
+        self.workers.requeue(served);
     }
 
     /// Forgets a closed connection. Its socket closes, and its slot and
@@ -348,9 +276,7 @@ impl Drop for Respawn {
     fn drop(&mut self) {
         if thread::panicking() {
             warn!("a worker loop panicked, starting another");
-            // It may have been the leader. Two leaders only take turns at
-            // the poller's lock, so clearing the flag is always safe.
-            self.engine.shared.lock().leader = false;
+            self.engine.workers.leader_lost();
             spawn_worker(self.engine.clone(), self.pool.clone());
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, Link, Protocol, Session, command};
+use super::{Action, Link, Protocol, Session};
 use crate::config::Config;
 
 pub fn build(_config: &Config) -> Arc<dyn Protocol> {
@@ -22,9 +22,6 @@ impl Protocol for Ack {
 
 impl Session for Ack {
     fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
-        if let Some(action) = command(line) {
-            return action;
-        }
         out.extend_from_slice(b"ACK: ");
         out.extend_from_slice(line);
         out.push(b'\n');

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, Link, Protocol, Session, command};
+use super::{Action, Link, Protocol, Session};
 use crate::config::Config;
 use crate::framing::{Framing, write_frame};
 
@@ -27,9 +27,6 @@ impl Protocol for Framed {
 
 impl Session for Framed {
     fn message(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Action {
-        if let Some(action) = command(payload) {
-            return action;
-        }
         write_frame(out, payload);
         Action::Continue
     }

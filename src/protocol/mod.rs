@@ -6,57 +6,29 @@
 //! turns messages into replies and says when the client should be closed or
 //! the server stopped.
 //!
-//! Adding a protocol: one file in this folder and one line in [`PROTOCOLS`].
+//! Adding a protocol: one file in this folder and one variant of [`ProtocolName`].
 
 mod ack;
 mod chat;
 mod framed;
 mod sum;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
-use crate::config::Config;
+use crate::config::{Config, ProtocolName};
 use crate::conn::Conn;
 pub use crate::conn::Delivery;
 use crate::framing::Framing;
 
-/// Sets a protocol up for a server's configuration.
-pub type Build = fn(&Config) -> Arc<dyn Protocol>;
-
-/// Every protocol, by the name `--protocol` takes.
-pub const PROTOCOLS: &[(&str, Build)] = &[
-    ("ack", ack::build),
-    ("chat", chat::build),
-    ("framed", framed::build),
-    ("sum", sum::build),
-];
-
-/// The protocol named `name`, set up for `config`.
-pub fn build(name: &str, config: &Config) -> io::Result<Arc<dyn Protocol>> {
-    PROTOCOLS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, build)| build(config))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, unknown(name)))
-}
-
-/// Checks a protocol name, for the command line.
-pub fn check_name(name: &str) -> Result<String, String> {
-    if PROTOCOLS.iter().any(|(known, _)| *known == name) {
-        Ok(name.to_string())
-    } else {
-        Err(unknown(name))
+/// The protocol `name`, set up for `config`.
+pub(crate) fn build(name: ProtocolName, config: &Config) -> Arc<dyn Protocol> {
+    match name {
+        ProtocolName::Ack => ack::build(config),
+        ProtocolName::Chat => chat::build(config),
+        ProtocolName::Framed => framed::build(config),
+        ProtocolName::Sum => sum::build(config),
     }
-}
-
-fn unknown(name: &str) -> String {
-    let names: Vec<&str> = PROTOCOLS.iter().map(|(known, _)| *known).collect();
-    format!(
-        "unknown protocol '{name}' (expected one of: {})",
-        names.join(", ")
-    )
 }
 
 /// The ACK line protocol, the default.
@@ -120,23 +92,37 @@ pub trait Session: Send {
     fn end(&mut self) {}
 }
 
+/// What a protocol may do to a client connection other than its own: the
+/// narrow port through which sessions reach connections. The core's
+/// connections implement it; a test gives a session a fake.
+pub trait Port: Send + Sync {
+    /// Queues `bytes` for the client after whatever waits for it already,
+    /// and writes what its socket takes now, never waiting. A client more
+    /// than `max_behind` bytes behind is disconnected.
+    fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery;
+}
+
+impl Port for Conn {
+    fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        Conn::deliver(self, bytes, max_behind)
+    }
+}
+
 /// A handle on a client connection that other connections' sessions may
 /// use: a chat room writes to its members through their links. It does not
 /// keep the connection alive: once closed, deliveries go nowhere.
 #[derive(Clone)]
 pub struct Link {
-    conn: Weak<Conn>,
+    port: Weak<dyn Port>,
     peer: SocketAddr,
     admin: bool,
 }
 
 impl Link {
-    pub(crate) fn new(conn: &Arc<Conn>, peer: SocketAddr, admin: bool) -> Self {
-        Link {
-            conn: Arc::downgrade(conn),
-            peer,
-            admin,
-        }
+    /// A link to the connection behind `port`, whose client is at `peer`
+    /// and may (`admin`) or may not stop the server.
+    pub fn new(port: Weak<dyn Port>, peer: SocketAddr, admin: bool) -> Self {
+        Link { port, peer, admin }
     }
 
     /// The client's address (the one a PROXY protocol header named, if the
@@ -157,9 +143,44 @@ impl Link {
     /// out when the socket has room. A client more than `max_behind` bytes
     /// behind is disconnected.
     pub fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        match self.conn.upgrade() {
-            Some(conn) => conn.deliver(bytes, max_behind),
+        match self.port.upgrade() {
+            Some(port) => port.deliver(bytes, max_behind),
             None => Delivery::Gone,
         }
+    }
+}
+
+/// A fake connection for protocol tests: it keeps what is delivered.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// Collects deliveries; refuses them once `kicked`.
+    #[derive(Default)]
+    pub(crate) struct Inbox {
+        pub(crate) got: Mutex<Vec<u8>>,
+    }
+
+    impl Inbox {
+        /// What was delivered so far, as text, emptied.
+        pub(crate) fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.got.lock())).expect("utf-8")
+        }
+    }
+
+    impl Port for Inbox {
+        fn deliver(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
+            self.got.lock().extend_from_slice(bytes);
+            Delivery::Queued
+        }
+    }
+
+    /// A link to a fresh inbox, from `peer`.
+    pub(crate) fn link(peer: &str, admin: bool) -> (Arc<Inbox>, Link) {
+        let inbox = Arc::new(Inbox::default());
+        let port: Arc<dyn Port> = inbox.clone();
+        let link = Link::new(Arc::downgrade(&port), peer.parse().expect("address"), admin);
+        (inbox, link)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
-use super::{Action, Link, Protocol, Session, command, text};
+use super::{Action, Link, Protocol, Session, text};
 use crate::config::Config;
 use crate::logfmt::Quoted;
 
@@ -71,9 +71,6 @@ fn parse(line: &str) -> Request<'_> {
 
 impl Session for SumSession {
     fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
-        if let Some(action) = command(line) {
-            return action;
-        }
         let line = text(line);
         match parse(line) {
             Request::Exchange(name, n) => {

@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use linepool::config::ProtocolName;
+
 use crate::support::{BinServer, Client, DEADLINE, TestServer};
 
 /// A client whose socket is bound to `from` before it connects to `to`.
@@ -18,8 +20,7 @@ fn connect_from(from: &str, to: SocketAddr) -> Client {
     Client::from_stream(socket.into())
 }
 
-fn only_127_0_0_1(protocol: &str) -> TestServer {
-    let protocol = protocol.to_string();
+fn only_127_0_0_1(protocol: ProtocolName) -> TestServer {
     TestServer::start(move |c| {
         c.admin_from = "127.0.0.1/32".parse().expect("list");
         c.protocol = protocol;
@@ -30,7 +31,7 @@ fn only_127_0_0_1(protocol: &str) -> TestServer {
 /// on; from inside it stops the server.
 #[test]
 fn quit_server_only_from_admin_addresses() {
-    let server = only_127_0_0_1("ack");
+    let server = only_127_0_0_1(ProtocolName::Ack);
     let mut outsider = connect_from("127.0.0.2", server.addr);
     outsider.send("before\nquit_server\nafter\n");
     outsider.expect("ACK: before\nERR quit_server not allowed\nACK: after\n");
@@ -47,7 +48,7 @@ fn quit_server_only_from_admin_addresses() {
 /// `sum`'s stop on an out-of-range number obeys the same list.
 #[test]
 fn sum_out_of_range_only_stops_from_admin_addresses() {
-    let server = only_127_0_0_1("sum");
+    let server = only_127_0_0_1(ProtocolName::Sum);
     let mut outsider = connect_from("127.0.0.3", server.addr);
     outsider.send_line("x;0");
     outsider.expect("ERR number out of range (1..=100)\n");
@@ -62,7 +63,7 @@ fn sum_out_of_range_only_stops_from_admin_addresses() {
 /// A length-prefixed client gets its refusal as a frame.
 #[test]
 fn framed_refusal_is_a_frame() {
-    let server = only_127_0_0_1("framed");
+    let server = only_127_0_0_1(ProtocolName::Framed);
     let mut outsider = connect_from("127.0.0.2", server.addr);
     let frame = |payload: &[u8]| {
         let mut out = (payload.len() as u32).to_be_bytes().to_vec();

@@ -4,6 +4,8 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
+use linepool::config::ProtocolName;
+
 use crate::support::TestServer;
 
 /// Runs `linepool client` against `server` with `input` on stdin (closed
@@ -63,7 +65,7 @@ fn client_exits_when_the_server_closes() {
 /// Framed: each input line is one message; each echo is printed as a line.
 #[test]
 fn client_speaks_framed() {
-    let server = TestServer::start(|c| c.protocol = "framed".to_string());
+    let server = TestServer::start(|c| c.protocol = ProtocolName::Framed);
     let (ok, out) = client(&server, &["--protocol", "framed"], "hello\n\nworld\n");
     assert!(ok);
     assert_eq!(out, "hello\n\nworld\n");
@@ -72,7 +74,7 @@ fn client_speaks_framed() {
 /// Sum: refuses bad input locally and asks again, then prints the sum.
 #[test]
 fn client_speaks_sum() {
-    let server = TestServer::start(|c| c.protocol = "sum".to_string());
+    let server = TestServer::start(|c| c.protocol = ProtocolName::Sum);
     let (ok, out) = client(
         &server,
         &["--protocol", "sum", "--name", "Ann"],
@@ -97,7 +99,7 @@ fn client_speaks_sum() {
 /// Chat: a piped client joins, talks, and sees what others say.
 #[test]
 fn client_speaks_chat() {
-    let server = TestServer::start(|c| c.protocol = "chat".to_string());
+    let server = TestServer::start(|c| c.protocol = ProtocolName::Chat);
     let mut watcher = server.connect();
     watcher.expect("Enter your name:\n");
     watcher.send_line("watcher");
@@ -117,7 +119,7 @@ fn client_speaks_chat() {
 /// The load tool drives the framed echo and checks every byte.
 #[test]
 fn load_drives_framed_echo() {
-    let server = TestServer::start(|c| c.protocol = "framed".to_string());
+    let server = TestServer::start(|c| c.protocol = ProtocolName::Framed);
     let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
         .args([
             "load",

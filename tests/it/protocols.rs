@@ -5,10 +5,12 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
+use linepool::config::ProtocolName;
+
 use crate::support::{Client, DEADLINE, TestServer};
 
 fn chat_server() -> TestServer {
-    TestServer::start(|c| c.protocol = "chat".to_string())
+    TestServer::start(|c| c.protocol = ProtocolName::Chat)
 }
 
 /// Connects to a chat server and joins under `name`, checking the prompt.
@@ -139,7 +141,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 
 fn framed_server(max: usize) -> TestServer {
     TestServer::start(|c| {
-        c.protocol = "framed".to_string();
+        c.protocol = ProtocolName::Framed;
         c.max_line = max;
     })
 }
@@ -199,7 +201,7 @@ fn framed_quit_server_stops_the_server() {
 }
 
 fn sum_server() -> TestServer {
-    TestServer::start(|c| c.protocol = "sum".to_string())
+    TestServer::start(|c| c.protocol = ProtocolName::Sum)
 }
 
 /// Valid exchanges get the server's name and number; several may share a
@@ -214,7 +216,7 @@ fn sum_exchanges() {
     client.expect("Server of linepool;50\n");
 
     let custom = TestServer::start(|c| {
-        c.protocol = "sum".to_string();
+        c.protocol = ProtocolName::Sum;
         c.server_name = "Numbers".to_string();
         c.server_number = 3;
     });
@@ -257,7 +259,7 @@ fn sum_out_of_range_stops_the_server() {
 #[test]
 fn core_limits_apply_to_companion_protocols() {
     let server = TestServer::start(|c| {
-        c.protocol = "sum".to_string();
+        c.protocol = ProtocolName::Sum;
         c.max_connections = 1;
         c.max_line = 8;
     });

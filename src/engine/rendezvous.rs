@@ -1,0 +1,216 @@
+//! Where the pool's workers meet: the ready queue, which worker leads in
+//! the poller, and the followers waiting for work. It knows nothing of
+//! sockets or pollers (the engine does the polling), so the
+//! leader/followers discipline is model-checked on its own.
+//!
+//! The rules: at most one worker leads (waits in the poller) at a time; a
+//! worker with nothing ready leads if nobody does, and otherwise waits as a
+//! follower; a leader back from the poller queues what became ready and
+//! wakes one follower per queued item, plus one to lead next while it
+//! serves the item it kept. So work that is ready always has a worker on
+//! the way to it, and a worker that waits always has a leader that will
+//! hand it work.
+
+use std::collections::VecDeque;
+
+use crate::sync::{Condvar, Mutex};
+
+/// While items are ready, a worker also looks into the poller (without
+/// waiting) after this many turns, so that connections that became ready
+/// meanwhile join the queue: otherwise a connection that always has more
+/// to do would keep the queue from ever emptying, and nobody would poll.
+/// tokio's scheduler checks its driver after the same number of tasks.
+pub(crate) const POLL_EVERY: usize = 61;
+
+/// The ready queue and the workers' rendezvous.
+pub(crate) struct Rendezvous<T> {
+    shared: Mutex<Shared<T>>,
+    /// Followers wait here for work or for their turn to lead.
+    followers: Condvar,
+}
+
+struct Shared<T> {
+    ready: VecDeque<T>,
+    /// Whether a worker leads (waits in the poller, or looks into it) now.
+    leader: bool,
+    /// Followers waiting on the condition variable.
+    idle: usize,
+    /// Turns served since a worker last looked into the poller.
+    since_poll: usize,
+    /// The server has stopped: workers return.
+    done: bool,
+}
+
+/// What a worker does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<T> {
+    /// Serve this item.
+    Serve(T),
+    /// Lead: wait in the poller, as nothing is ready; then
+    /// [`Rendezvous::hand_off`] with one item kept.
+    Lead,
+    /// Look into the poller without waiting: items wait, but nobody has
+    /// polled for a while; then [`Rendezvous::hand_off`] keeping none.
+    Look,
+    /// The server has stopped.
+    Done,
+}
+
+impl<T> Rendezvous<T> {
+    /// An empty queue, nobody leading.
+    pub(crate) fn new() -> Self {
+        Rendezvous {
+            shared: Mutex::new(Shared {
+                ready: VecDeque::new(),
+                leader: false,
+                idle: 0,
+                since_poll: 0,
+                done: false,
+            }),
+            followers: Condvar::new(),
+        }
+    }
+
+    /// What the calling worker does next. Waits, as a follower, while
+    /// another worker leads and nothing is ready.
+    pub(crate) fn next(&self) -> Next<T> {
+        let mut shared = self.shared.lock();
+        loop {
+            if shared.done {
+                return Next::Done;
+            }
+            let lead = !shared.leader;
+            if lead && !shared.ready.is_empty() && shared.since_poll >= POLL_EVERY {
+                shared.leader = true;
+                shared.since_poll = 0;
+                return Next::Look;
+            }
+            if let Some(item) = shared.ready.pop_front() {
+                shared.since_poll += 1;
+                return Next::Serve(item);
+            }
+            if lead {
+                shared.leader = true;
+                shared.since_poll = 0;
+                return Next::Lead;
+            }
+            shared.idle += 1;
+            self.followers.wait(&mut shared);
+            shared.idle -= 1;
+        }
+    }
+
+    /// The leader is back from the poller with the items that became
+    /// ready: it stops leading, keeps the first of them if `keep_one` (to
+    /// serve it itself, with no hand-off), queues the rest behind those
+    /// already waiting, and wakes one follower per queued item and one
+    /// more to lead while it serves. Returns the item kept.
+    pub(crate) fn hand_off(&self, woken: impl IntoIterator<Item = T>, keep_one: bool) -> Option<T> {
+        let mut woken = woken.into_iter();
+        let mine = if keep_one { woken.next() } else { None };
+        let mut shared = self.shared.lock();
+        assert!(shared.leader, "handed off without leading");
+        shared.leader = false;
+        shared.ready.extend(woken);
+        let wanted = shared.ready.len() + usize::from(mine.is_some());
+        for _ in 0..wanted.min(shared.idle) {
+            self.followers.notify_one();
+        }
+        mine
+    }
+
+    /// Puts an item at the back of the queue. The calling worker asks for
+    /// its next item at once, so nobody needs waking.
+    pub(crate) fn requeue(&self, item: T) {
+        self.shared.lock().ready.push_back(item);
+    }
+
+    /// Ends every worker: the followers wake and return; the engine must
+    /// also end the leader's wait in the poller.
+    pub(crate) fn finish(&self) {
+        self.shared.lock().done = true;
+        self.followers.notify_all();
+    }
+
+    /// A worker died while it may have been leading (a panic in the
+    /// engine's own code). Two leaders only take turns at the poller's
+    /// lock, so clearing the flag is always safe; without it, nobody would
+    /// lead again.
+    pub(crate) fn leader_lost(&self) {
+        self.shared.lock().leader = false;
+    }
+
+    /// Items waiting in the queue.
+    pub(crate) fn ready(&self) -> usize {
+        self.shared.lock().ready.len()
+    }
+
+    /// Workers not serving an item now: waiting as followers, or leading.
+    pub(crate) fn waiting(&self) -> usize {
+        let shared = self.shared.lock();
+        shared.idle + usize::from(shared.leader)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_with_nothing_ready_leads_and_the_next_follows() {
+        let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+        assert_eq!(r.next(), Next::Lead);
+        // A second worker follows until the leader hands something off.
+        let follower = {
+            let r = r.clone();
+            std::thread::spawn(move || r.next())
+        };
+        while r.waiting() < 2 {
+            std::thread::yield_now();
+        }
+        assert_eq!(r.hand_off([1, 2], true), Some(1));
+        assert_eq!(follower.join().expect("follower"), Next::Serve(2));
+    }
+
+    #[test]
+    fn queued_items_are_served_in_order() {
+        let r = Rendezvous::new();
+        assert_eq!(r.next(), Next::Lead);
+        assert_eq!(r.hand_off([1, 2, 3], false), None);
+        assert_eq!(r.next(), Next::Serve(1));
+        r.requeue(1);
+        assert_eq!(r.next(), Next::Serve(2));
+        assert_eq!(r.next(), Next::Serve(3));
+        assert_eq!(r.next(), Next::Serve(1));
+        assert_eq!(r.ready(), 0);
+    }
+
+    #[test]
+    fn after_enough_turns_a_worker_looks_into_the_poller() {
+        let r = Rendezvous::new();
+        assert_eq!(r.next(), Next::Lead);
+        r.hand_off([0], false);
+        for _ in 0..POLL_EVERY {
+            let Next::Serve(item) = r.next() else {
+                panic!("expected to serve");
+            };
+            r.requeue(item);
+        }
+        assert_eq!(r.next(), Next::Look);
+        r.hand_off([], false);
+        assert_eq!(r.next(), Next::Serve(0));
+    }
+
+    #[test]
+    fn finish_ends_every_worker() {
+        let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+        assert_eq!(r.next(), Next::Lead);
+        let follower = {
+            let r = r.clone();
+            std::thread::spawn(move || r.next())
+        };
+        r.finish();
+        assert_eq!(follower.join().expect("follower"), Next::Done);
+        assert_eq!(r.next(), Next::Done);
+    }
+}

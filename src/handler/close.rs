@@ -1,0 +1,86 @@
+//! The close that loses no reply: the session is told, the last replies
+//! go out, then our end of stream, then what the client still sends is
+//! read off (bounded), so that closing does not turn into a reset that
+//! destroys replies in flight.
+
+use super::end::End;
+use super::{ClientHandler, Phase, Turn};
+use crate::activity::Idle;
+use crate::conn::{Drained, LINGER_BYTES, drain_pending};
+
+impl ClientHandler {
+    /// The connection has ended: tells the session, logs why, and starts
+    /// closing. Replies go out first unless the client is gone or idle.
+    pub(super) fn finish(&mut self, end: End, out: &mut Vec<u8>) -> Turn {
+        if let Some(mut session) = self.session.take() {
+            session.end();
+        }
+        self.log_end(&end);
+        match end {
+            End::Io(_) => {
+                out.clear();
+                self.report();
+                self.done()
+            }
+            End::Idle(idle) => {
+                out.clear();
+                self.report();
+                if idle == Idle::Read {
+                    self.conn.try_say(b"ERR idle timeout\n");
+                }
+                let _ = self.conn.shutdown_write();
+                drain_pending(self.conn.stream(), LINGER_BYTES);
+                self.done()
+            }
+            _ => {
+                let sent = self.conn.send(out);
+                self.report();
+                if sent.is_err() {
+                    return self.done();
+                }
+                self.phase = Phase::Flushing;
+                self.flush_and_close()
+            }
+        }
+    }
+
+    /// Sends the last replies, then our end of stream, then reads off what
+    /// the client still sends.
+    pub(super) fn flush_and_close(&mut self) -> Turn {
+        // The watchdog gave up on a client that never read its replies.
+        if self.conn.activity.timed_out().is_some() {
+            return self.done();
+        }
+        match self.conn.flush() {
+            Ok(0) => {}
+            Ok(_) => return Turn::Park,
+            Err(_) => return self.done(),
+        }
+        if self.conn.shutdown_write().is_err() {
+            return self.done();
+        }
+        self.linger(0)
+    }
+
+    /// Reads off what the client still sends, up to [`LINGER_BYTES`] and
+    /// until the watchdog's linger ends; nothing waiting means done.
+    pub(super) fn linger(&mut self, drained: usize) -> Turn {
+        if self.conn.activity.timed_out().is_some() {
+            return self.done();
+        }
+        match drain_pending(self.conn.stream(), LINGER_BYTES - drained) {
+            Drained::Closed | Drained::Bytes(0) => self.done(),
+            Drained::Bytes(n) if drained + n >= LINGER_BYTES => self.done(),
+            Drained::Bytes(n) => {
+                self.phase = Phase::Lingering(drained + n);
+                self.conn.activity.set_lingering();
+                Turn::Park
+            }
+        }
+    }
+
+    pub(super) fn done(&mut self) -> Turn {
+        self.phase = Phase::Done;
+        Turn::Done
+    }
+}

@@ -1,0 +1,108 @@
+//! Why a connection ended, and how that is counted and logged: a debug
+//! line for an ordinary close, a rate-limited warning naming the peer for
+//! a client error.
+
+use std::io;
+
+use log::{debug, warn};
+
+use super::ClientHandler;
+use crate::activity::{HEADER_DEADLINE, Idle};
+use crate::logfmt;
+use crate::stats::{ClientError, IdleClose};
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The client closed its side.
+    ClientLeft,
+    /// The client asked to be closed (`shutdown`).
+    Closed,
+    /// The client stopped the server (the cause is logged where the stop
+    /// is decided, before it starts).
+    StopServer,
+    /// The server is stopping.
+    Stopping,
+    TooLong,
+    InvalidUtf8,
+    /// The input ended inside a length-prefixed message.
+    Truncated,
+    Idle(Idle),
+    /// No valid PROXY protocol header, and why.
+    BadHeader(&'static str),
+    /// The address the PROXY header names has `--max-per-ip` open.
+    TooManyFromAddress,
+    Io(io::Error),
+}
+
+impl End {
+    /// The reason as logs give it.
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            End::ClientLeft => "client_left",
+            End::Closed => "closed",
+            End::StopServer => "stop_server",
+            End::Stopping => "server_stopping",
+            End::TooLong => "too_long",
+            End::InvalidUtf8 => "invalid_utf8",
+            End::Truncated => "truncated",
+            End::Idle(Idle::Read) => "idle_read",
+            End::Idle(Idle::Write) => "idle_write",
+            End::Idle(Idle::Linger) => "linger",
+            End::Idle(Idle::Header) => "no_proxy_header",
+            End::BadHeader(_) => "bad_proxy_header",
+            End::TooManyFromAddress => "too_many_from_address",
+            End::Io(_) => "io_error",
+        }
+    }
+}
+
+impl ClientHandler {
+    /// Counts the end and logs it.
+    pub(super) fn log_end(&self, end: &End) {
+        match end {
+            End::TooLong => self.stats.client_error(ClientError::TooLong),
+            End::InvalidUtf8 => self.stats.client_error(ClientError::InvalidUtf8),
+            End::Truncated => self.stats.client_error(ClientError::Truncated),
+            End::Io(_) => self.stats.client_error(ClientError::Io),
+            End::Idle(Idle::Read) => self.stats.idle_close(IdleClose::Read),
+            End::Idle(Idle::Write) => self.stats.idle_close(IdleClose::Write),
+            _ => {}
+        }
+        let peer = self.peer();
+        let messages = self.answered + self.unreported;
+        if let End::ClientLeft | End::Closed | End::Stopping | End::TooManyFromAddress = end {
+            debug!(
+                "client closed peer={peer} messages={messages} reason={}",
+                end.reason()
+            );
+            return;
+        }
+        if let End::StopServer = end {
+            return;
+        }
+        // Everything else is a warning about this client: rate-limited.
+        let max = self.limits.max_line;
+        self.stats.warn_about_client(|| match end {
+            End::TooLong => warn!("message too long, closing peer={peer} max={max}"),
+            End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
+            End::Truncated => warn!("connection ended inside a message peer={peer}"),
+            End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
+            End::Idle(Idle::Header) => warn!(
+                "no PROXY protocol header within {} s, closing peer={peer}",
+                HEADER_DEADLINE.as_secs()
+            ),
+            End::BadHeader(why) => warn!(
+                "invalid PROXY protocol header, closing peer={peer} reason={}",
+                logfmt::Quoted(why)
+            ),
+            End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
+            End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),
+            End::ClientLeft
+            | End::Closed
+            | End::Stopping
+            | End::StopServer
+            | End::TooManyFromAddress => {}
+        });
+    }
+}

@@ -1,0 +1,91 @@
+//! The server's threads besides the pool's workers (the acceptor, the
+//! watchdog, the side ports, the stats line): each named, its creation an
+//! error rather than a panic, and each joined at the stop, a panic logged
+//! and counted instead of swallowed.
+
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+
+use super::listen::context;
+use crate::engine::Engine;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+
+/// Named threads that run until the stop.
+#[derive(Default)]
+pub(super) struct Threads {
+    running: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Threads {
+    /// Starts `run` on a thread called `name`.
+    pub(super) fn spawn(
+        &mut self,
+        name: &'static str,
+        run: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        let handle = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(run)
+            .map_err(|e| context(e, &format!("cannot start thread {name}")))?;
+        self.running.push((name, handle));
+        Ok(())
+    }
+
+    /// Waits for the thread called `name`, if it runs; returns whether it
+    /// panicked.
+    pub(super) fn join(&mut self, name: &str) -> bool {
+        let Some(at) = self.running.iter().position(|(n, _)| *n == name) else {
+            return false;
+        };
+        let (name, handle) = self.running.remove(at);
+        joined(name, handle)
+    }
+
+    /// Waits for every thread; returns how many panicked.
+    pub(super) fn join_all(&mut self) -> u64 {
+        let panicked = self
+            .running
+            .drain(..)
+            .map(|(name, handle)| joined(name, handle))
+            .filter(|&panicked| panicked)
+            .count();
+        panicked as u64
+    }
+}
+
+/// Waits for one thread; a panic is logged.
+fn joined(name: &str, handle: JoinHandle<()>) -> bool {
+    let panicked = handle.join().is_err();
+    if panicked {
+        warn!("thread panicked thread={name}");
+    }
+    panicked
+}
+
+/// Logs one stats line every `every` until the server stops.
+pub(super) fn report_stats(stats: &Stats, engine: &Engine, shutdown: &Shutdown, every: Duration) {
+    let mut last_lines = stats.summary().lines;
+    let mut last_time = Instant::now();
+    while !shutdown.wait_timeout(every) {
+        let now = Instant::now();
+        let s = stats.interval();
+        let per_sec =
+            (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
+        info!(
+            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} open={} ready={} rejected={} connections={}",
+            s.summary.lines,
+            s.service_mean.as_secs_f64() * 1e6,
+            s.service_p99.as_secs_f64() * 1e6,
+            s.open,
+            engine.ready(),
+            s.summary.rejected,
+            s.summary.connections,
+        );
+        last_lines = s.summary.lines;
+        last_time = now;
+    }
+}
