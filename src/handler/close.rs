@@ -56,10 +56,26 @@ impl ClientHandler {
             Ok(_) => return Turn::Park,
             Err(_) => return self.done(),
         }
+        // When the poller saw the client's end of stream, what it sent
+        // before it is read off now, without waiting.
+        let mut drained = 0;
+        if !self.input_ended && self.conn.read_closed() {
+            match drain_pending(self.conn.stream(), LINGER_BYTES) {
+                Drained::Closed => self.input_ended = true,
+                Drained::Bytes(n) => drained = n,
+            }
+        }
+        // With the client's end of stream read, nothing is left unread and
+        // nothing more can come: closing the socket sends our end of stream
+        // after the replies, without a reset, so a separate shutdown and a
+        // linger would be system calls for nothing.
+        if self.input_ended {
+            return self.done();
+        }
         if self.conn.shutdown_write().is_err() {
             return self.done();
         }
-        self.linger(0)
+        self.linger(drained)
     }
 
     /// Reads off what the client still sends, up to [`LINGER_BYTES`] and

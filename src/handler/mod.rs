@@ -154,6 +154,8 @@ pub struct ClientHandler {
     /// When the read that started the current batch returned (only when
     /// service times are measured).
     read_at: Option<Instant>,
+    /// A read returned the client's end of stream: nothing more can come.
+    input_ended: bool,
 }
 
 impl ClientHandler {
@@ -188,6 +190,7 @@ impl ClientHandler {
             unreported_bytes: 0,
             answered: 0,
             read_at: None,
+            input_ended: false,
         }
     }
 
@@ -364,6 +367,33 @@ mod tests {
         assert_eq!(handler.conn.pending(), before);
         let _ = client.shutdown(std::net::Shutdown::Both);
         let _ = sender.join();
+    }
+
+    /// A client that said `shutdown`, sent more and ended its input is
+    /// closed in the same turn, and what it sent after `shutdown` is read
+    /// off first, so the close is an orderly end of stream, not a reset
+    /// that would destroy the reply.
+    #[test]
+    fn an_ended_client_is_closed_at_once_without_a_reset() {
+        let (mut handler, mut client) = pair();
+        // More than one read takes, so that the kernel still holds some.
+        let mut input = b"a\nshutdown\n".to_vec();
+        input.extend_from_slice(&b"sent after shutdown\n".repeat(4000));
+        client.write_all(&input).expect("send");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half close");
+        arrived(&handler, input.len());
+        // What the poller reports with the client's end of stream.
+        handler.conn.set_read_closed();
+        let mut out = Vec::new();
+        assert_eq!(handler.turn(&mut out), Turn::Done);
+        drop(handler);
+        let mut all = Vec::new();
+        client
+            .read_to_end(&mut all)
+            .expect("an end of stream, not a reset");
+        assert_eq!(all, b"ACK: a\n");
     }
 
     #[test]

@@ -124,7 +124,10 @@ impl ClientHandler {
             }
             reads -= 1;
             match self.reader.fill(&mut &*self.conn) {
-                Ok(0) => return Err(self.at_end_of_input(out)),
+                Ok(0) => {
+                    self.input_ended = true;
+                    return Err(self.at_end_of_input(out));
+                }
                 Ok(n) => {
                     self.unreported_bytes += n as u64;
                     // Service times cost two clock reads a batch: only when asked.
