@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 32)]
     payload: usize,
     /// Open a fresh connection for every request: connect, one line, read
-    /// the ACK, `shutdown`, close.
+    /// the ACK, close.
     #[arg(long)]
     connect_per_request: bool,
     /// Also hold this many idle connections open for the whole run.

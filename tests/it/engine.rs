@@ -4,8 +4,8 @@
 //! are (parked, queued for a worker, or in the middle of a batch).
 
 use std::io::{ErrorKind, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -87,11 +87,18 @@ fn a_pipelining_client_does_not_starve_a_ping_pong_one() {
             sent
         })
     };
-    // Reading the hog's replies keeps it going as fast as the server allows.
-    let reader = thread::spawn(move || hog.rest().len());
+    // Reading the hog's replies keeps it going as fast as the server allows;
+    // its first reply says it is flowing, and the ping-pong starts then.
+    let (flowing, is_flowing) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let first = hog.line();
+        let _ = flowing.send(());
+        first.len() + hog.rest().len()
+    });
+    is_flowing
+        .recv_timeout(DEADLINE)
+        .expect("the hog never got a reply");
     let mut pinger = server.connect();
-    // The hog is flowing before the ping-pong starts.
-    thread::sleep(Duration::from_millis(50));
     let start = Instant::now();
     for i in 0..200 {
         pinger.send_line(&format!("ping {i}"));

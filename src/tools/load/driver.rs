@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::payload::{BUSY, is_reply_to, split_reply, write_goodbye, write_message};
+use super::payload::{BUSY, is_reply_to, split_reply, write_message};
 use super::report::{Counts, Outcome};
 use super::{Limit, LoadConfig, Progress, share};
 
@@ -410,11 +410,14 @@ impl Driver<'_> {
             }
             conn.answered += 1;
             if self.config.connect_per_request {
-                // One request per connection: say goodbye and wait for the close.
-                write_goodbye(&mut conn.out, protocol);
+                // One request per connection, then close as a short-lived
+                // client does: end our side (the request went out whole,
+                // as its reply came) and wait for the server's close.
+                if let Some(stream) = &conn.stream {
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                }
                 conn.phase = Phase::Closing;
                 conn.since = now;
-                self.flush(i);
                 break;
             }
         }

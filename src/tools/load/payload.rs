@@ -4,7 +4,6 @@
 use std::ops::Range;
 
 use super::LoadProtocol;
-use linepool::framing::write_frame;
 
 /// What a rejected connection receives, whatever the protocol.
 pub const BUSY: &[u8] = b"ERR server busy\n";
@@ -23,14 +22,6 @@ pub fn write_message(out: &mut Vec<u8>, protocol: LoadProtocol, conn: u64, seq: 
             let body = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
             out[start..start + 4].copy_from_slice(&body.to_be_bytes());
         }
-    }
-}
-
-/// Appends the command that closes the connection, framed for `protocol`.
-pub fn write_goodbye(out: &mut Vec<u8>, protocol: LoadProtocol) {
-    match protocol {
-        LoadProtocol::Ack => out.extend_from_slice(b"shutdown\n"),
-        LoadProtocol::Framed => write_frame(out, b"shutdown"),
     }
 }
 
