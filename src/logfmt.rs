@@ -12,11 +12,11 @@ use parking_lot::Mutex;
 
 /// Client warnings logged per second at most; the rest are counted, and
 /// one line says how many.
-pub const CLIENT_WARNINGS_PER_SEC: u32 = 10;
+pub(crate) const CLIENT_WARNINGS_PER_SEC: u32 = 10;
 
 /// A budget of log lines per second.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     per_sec: u32,
     window: Mutex<Window>,
 }
