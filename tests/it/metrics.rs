@@ -100,11 +100,16 @@ fn metrics_count_what_happened() {
     bad.expect_closed();
 
     // The bad connection's end of stream reaches the client a moment before
-    // the server lets the connection go, which is when it stops being open.
+    // the server lets the connection go, which is when it stops being open;
+    // and a reply reaches the client a moment before its worker adds it to
+    // the counters. So the scrapes go on until both are in, within the
+    // deadline, and the figures are then asserted exactly.
     let until = std::time::Instant::now() + DEADLINE;
     let after = loop {
         let after = scrape(metrics);
-        if after["linepool_connections_open"] == 1.0 || std::time::Instant::now() >= until {
+        let settled = after["linepool_connections_open"] == 1.0
+            && after[r#"linepool_messages_total{protocol="ack"}"#] == 3.0;
+        if settled || std::time::Instant::now() >= until {
             break after;
         }
         std::thread::yield_now();

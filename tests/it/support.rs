@@ -133,6 +133,10 @@ impl Client {
                 Ok(0) => return all,
                 Ok(n) => all.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
+                // A socket read with a timeout is not restarted after a
+                // signal or a stop and continue (signal(7)): it says
+                // EINTR, and the read is simply made again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => panic!(
                     "waiting for the server to close ({:?} after {:?}, {} bytes so far, local {:?}): {e}",
                     e.kind(),
@@ -157,15 +161,27 @@ impl Client {
     /// Asserts that nothing arrives for `wait`: the only place a test waits
     /// out a fixed time, because it checks for an absence.
     pub fn expect_silence(&mut self, wait: Duration) {
-        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        let until = Instant::now() + wait;
         let mut byte = [0u8; 1];
-        match self.reader.read(&mut byte) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            other => panic!("expected silence, got {other:?}"),
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            match self.reader.read(&mut byte) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                // Not restarted after a signal (see `rest`): read again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => panic!("expected silence, got {other:?}"),
+            }
         }
         self.stream
             .set_read_timeout(Some(DEADLINE))
