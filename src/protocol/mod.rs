@@ -4,7 +4,8 @@
 //! the stop sequence. A [`Protocol`] owns only its messages: it says how the
 //! byte stream is framed, and for each connection it opens a [`Session`] that
 //! turns messages into replies and says when the client should be closed or
-//! the server stopped.
+//! the server stopped. Sessions reach other connections (a chat room's
+//! members) only through a [`Link`], over the small [`Port`] trait.
 //!
 //! Adding a protocol: one file in this folder and one variant of [`ProtocolName`].
 
@@ -51,6 +52,7 @@ pub enum Action {
 
 /// The commands every protocol shares: a message that is exactly
 /// `shutdown` closes the client, exactly `quit_server` stops the server.
+/// The core answers them itself; they never reach a session.
 pub fn command(msg: &[u8]) -> Option<Action> {
     match msg {
         b"shutdown" => Some(Action::Close),
@@ -85,7 +87,8 @@ pub trait Session: Send {
     }
 
     /// Called for each complete message (a line without its ending, or a
-    /// frame's payload).
+    /// frame's payload), except the shared commands ([`command`]), which
+    /// the core answers itself.
     fn message(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Action;
 
     /// Called once when the connection ends, for whatever reason.
