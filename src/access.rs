@@ -119,8 +119,9 @@ impl fmt::Display for AddrList {
     }
 }
 
-/// The line a connection over `--max-per-ip` gets before its close.
-pub(crate) const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address\n";
+/// What a connection over `--max-per-ip` is told before its close, in its
+/// protocol's framing.
+pub(crate) const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address";
 
 /// A connection turned away by `--max-per-ip`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

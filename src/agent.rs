@@ -1,7 +1,8 @@
 //! The HAProxy agent port (`--agent`): each connection gets one line,
 //! `ready` while the server serves or `drain` while it drains or stops
 //! (HAProxy's `agent-check` protocol), and is closed. It runs on its own
-//! small thread until the server stops.
+//! small thread, and answers through the whole stop, when a balancer most
+//! needs to hear `drain`, until the stop's last step ends it.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -16,18 +17,19 @@ use crate::shutdown::{Health, Shutdown};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The line for a health state.
-pub fn word(health: Health) -> &'static [u8] {
+pub(crate) fn word(health: Health) -> &'static [u8] {
     match health {
         Health::Serving => b"ready\n",
         Health::Draining | Health::Stopping => b"drain\n",
     }
 }
 
-/// Answers agent checks on `listener` until the server stops (the stop
-/// shuts the listener down, which ends the wait in `accept`).
-pub fn serve(listener: &TcpListener, shutdown: &Shutdown) {
+/// Answers agent checks on `listener` with the health `shutdown` reports
+/// until `until` fires (which shuts the listener down, ending the wait in
+/// `accept`).
+pub(crate) fn serve(listener: &TcpListener, shutdown: &Shutdown, until: &Shutdown) {
     for stream in listener.incoming() {
-        if shutdown.is_triggered() {
+        if until.is_triggered() {
             return;
         }
         match stream {
@@ -38,7 +40,7 @@ pub fn serve(listener: &TcpListener, shutdown: &Shutdown) {
             Err(e) => {
                 warn!("agent accept failed error={}", logfmt::error(&e));
                 // Out of descriptors, most likely: give them a moment.
-                if shutdown.wait_timeout(Duration::from_millis(100)) {
+                if until.wait_timeout(Duration::from_millis(100)) {
                     return;
                 }
             }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 use socket2::SockRef;
 
+use crate::access::AddressSlot;
 use crate::activity::Activity;
 use crate::sched::Schedule;
 use crate::stats::Stats;
@@ -28,6 +29,10 @@ pub(crate) const LINGER_BYTES: usize = 256 * 1024;
 
 /// A client connection's shared state.
 pub(crate) struct Conn {
+    /// Released with the connection: its slot, its gauges. Declared first,
+    /// so dropped first: before the socket closes, so that a client that
+    /// sees the close and connects again finds its slot free.
+    _guards: Box<dyn Send + Sync>,
     id: u64,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
@@ -41,8 +46,10 @@ pub(crate) struct Conn {
     read_closed: AtomicBool,
     /// Counts the bytes the client accepts.
     stats: Arc<Stats>,
-    /// Released with the connection: its slot, its gauges.
-    _guards: Box<dyn Send + Sync>,
+    /// The client address's `--max-per-ip` slot, given back as soon as the
+    /// server ends its side of the stream, before the client can see the
+    /// close: a client that connects again at once finds it free.
+    address_slot: Mutex<Option<AddressSlot>>,
 }
 
 /// What became of a delivery.
@@ -91,6 +98,7 @@ impl Conn {
             read_closed: AtomicBool::new(false),
             stats,
             _guards: guards,
+            address_slot: Mutex::new(None),
         }
     }
 
@@ -107,6 +115,16 @@ impl Conn {
     /// The socket, for shutting it down from another thread.
     pub(crate) fn stream(&self) -> &Arc<TcpStream> {
         &self.stream
+    }
+
+    /// Holds the client address's `--max-per-ip` slot for the connection.
+    pub(crate) fn hold_address_slot(&self, slot: AddressSlot) {
+        *self.address_slot.lock() = Some(slot);
+    }
+
+    /// Gives the address slot back: the server is ending its side.
+    pub(crate) fn release_address_slot(&self) {
+        self.address_slot.lock().take();
     }
 
     /// Records that the poller saw the end of the client's stream.
@@ -209,8 +227,10 @@ impl Conn {
         }
     }
 
-    /// Sends our end of stream after the replies.
+    /// Sends our end of stream after the replies; the address slot is
+    /// given back first.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        self.release_address_slot();
         self.stream.shutdown(Shutdown::Write)
     }
 

@@ -31,6 +31,22 @@ pub enum Framing {
     LengthPrefixed,
 }
 
+impl Framing {
+    /// Appends a line of text from the server (an error, a refusal) in
+    /// this framing: the text and `\n` for lines, a frame whose payload is
+    /// the text for length-prefixed messages, whose framing has no text
+    /// channel of its own.
+    pub fn say(self, text: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Framing::Lines => {
+                out.extend_from_slice(text);
+                out.push(b'\n');
+            }
+            Framing::LengthPrefixed => write_frame(out, text),
+        }
+    }
+}
+
 /// Why a message was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -260,6 +276,16 @@ pub fn write_frame(out: &mut Vec<u8>, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_speaks_in_the_clients_framing() {
+        let mut out = Vec::new();
+        Framing::Lines.say(b"ERR idle timeout", &mut out);
+        assert_eq!(out, b"ERR idle timeout\n");
+        out.clear();
+        Framing::LengthPrefixed.say(b"ERR idle timeout", &mut out);
+        assert_eq!(out, b"\0\0\0\x10ERR idle timeout");
+    }
 
     /// A source that hands out its chunks one read at a time.
     struct Chunks(Vec<Vec<u8>>);

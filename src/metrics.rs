@@ -208,11 +208,17 @@ fn gauge_with(
     ConstGauge::new(value).encode(family.encode_family(&labels)?)
 }
 
-/// Answers scrapes on `listener` until the server stops (the stop shuts the
-/// listener down, which ends the wait in `accept`).
-pub(crate) fn serve(listener: &TcpListener, registry: &Registry, shutdown: &Shutdown) {
+/// Answers scrapes on `listener` until `until` fires (which shuts the
+/// listener down, ending the wait in `accept`): through the whole stop, so
+/// that `/healthz` says 503 while the server stops.
+pub(crate) fn serve(
+    listener: &TcpListener,
+    registry: &Registry,
+    shutdown: &Shutdown,
+    until: &Shutdown,
+) {
     for stream in listener.incoming() {
-        if shutdown.is_triggered() {
+        if until.is_triggered() {
             return;
         }
         match stream {
@@ -221,7 +227,7 @@ pub(crate) fn serve(listener: &TcpListener, registry: &Registry, shutdown: &Shut
             }
             Err(e) => {
                 warn!("metrics accept failed error={}", logfmt::error(&e));
-                if shutdown.wait_timeout(Duration::from_millis(100)) {
+                if until.wait_timeout(Duration::from_millis(100)) {
                     return;
                 }
             }

@@ -19,13 +19,25 @@ pub struct Args {
     /// The server's protocol.
     #[arg(long, value_enum, default_value_t = Protocol::Ack)]
     protocol: Protocol,
-    /// `sum`: the client name sent with each number.
-    #[arg(long, default_value = "Client of linepool")]
-    name: String,
+    /// `--protocol sum` only: the client name sent with each number
+    /// [default: Client of linepool].
+    #[arg(long)]
+    name: Option<String>,
 }
+
+/// The name `sum` sends when none is given.
+const DEFAULT_NAME: &str = "Client of linepool";
+
+/// The status for a usage error, as clap's own.
+const EXIT_USAGE: u8 = 2;
 
 /// Runs `linepool client`.
 pub fn run(args: &Args) -> ExitCode {
+    if args.name.is_some() && args.protocol != Protocol::Sum {
+        eprintln!("linepool: --name is used only with --protocol sum");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let name = args.name.as_deref().unwrap_or(DEFAULT_NAME);
     let mode = match args.protocol {
         Protocol::Framed => Mode::Framed,
         Protocol::Sum => Mode::Sum,
@@ -42,7 +54,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let input = BufReader::new(std::io::stdin());
-    match crate::tools::client::run(stream, mode, &args.name, input, std::io::stdout()) {
+    match crate::tools::client::run(stream, mode, name, input, std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("linepool: {e}");

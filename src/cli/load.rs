@@ -168,9 +168,7 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
     let limit = match (args.requests, args.duration) {
         (_, Some(d)) => Limit::Duration(d),
         (Some(n), None) => Limit::Requests(n),
-        (None, None) => {
-            Limit::Requests(DEFAULT_REQUESTS_PER_CONNECTION.saturating_mul(args.connections as u64))
-        }
+        (None, None) => Limit::PerConnection(DEFAULT_REQUESTS_PER_CONNECTION),
     };
     Ok(LoadConfig {
         addr,
@@ -199,6 +197,7 @@ fn show_progress(config: &LoadConfig, progress: &Progress, finished: Receiver<()
     }
     let (length, timed) = match config.limit {
         Limit::Requests(n) => (n, false),
+        Limit::PerConnection(n) => (n.saturating_mul(config.connections as u64), false),
         Limit::Duration(d) => (d.as_millis() as u64, true),
     };
     let bar = ProgressBar::new(length);

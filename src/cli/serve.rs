@@ -77,9 +77,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_IDLE_SECS_TEXT,
           value_parser = duration)]
     idle_timeout: Duration,
-    /// Longest accepted line in bytes, not counting the line ending.
+    /// Longest accepted line in bytes, not counting the line ending (at
+    /// least 11, the length of `quit_server`).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
-          value_parser = at_least_one)]
+          value_parser = room_for_commands)]
     max_line: usize,
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
     #[arg(long, default_value_t = DEFAULT_BACKLOG,
@@ -229,6 +230,19 @@ pub fn run(args: &Args) -> ExitCode {
     }
     running.wait();
     ExitCode::SUCCESS
+}
+
+/// Parses `--max-line`: every line limit must leave room for the longest
+/// command, or `quit_server` itself would be too long to be obeyed.
+fn room_for_commands(text: &str) -> Result<usize, String> {
+    let longest = b"quit_server".len();
+    match text.parse::<usize>() {
+        Ok(n) if n >= longest => Ok(n),
+        Ok(_) => Err(format!(
+            "must be at least {longest}, the length of quit_server"
+        )),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
 }
 
 /// Takes the stop signals for the whole process. SIGTERM with a drain time

@@ -26,7 +26,9 @@ impl ClientHandler {
                 out.clear();
                 self.report();
                 if idle == Idle::Read {
-                    self.conn.try_say(b"ERR idle timeout\n");
+                    let mut line = Vec::new();
+                    self.protocol.framing().say(b"ERR idle timeout", &mut line);
+                    self.conn.try_say(&line);
                 }
                 let _ = self.conn.shutdown_write();
                 drain_pending(self.conn.stream(), LINGER_BYTES);
@@ -95,7 +97,10 @@ impl ClientHandler {
         }
     }
 
+    /// The connection is closed: the socket closes when the connection is
+    /// dropped, and the address slot is given back before that.
     pub(super) fn done(&mut self) -> Turn {
+        self.conn.release_address_slot();
         self.phase = Phase::Done;
         Turn::Done
     }

@@ -71,14 +71,12 @@ impl ClientHandler {
         }
         let peer = self.peer();
         let messages = self.answered + self.unreported;
-        if let End::ClientLeft | End::Closed | End::Stopping | End::TooManyFromAddress = end {
-            debug!(
-                "client closed peer={peer} messages={messages} reason={}",
-                end.reason()
-            );
-            return;
-        }
-        if let End::StopServer = end {
+        // Every close has its line at debug, whatever ended it.
+        debug!(
+            "client closed peer={peer} messages={messages} reason={}",
+            end.reason()
+        );
+        if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer = end {
             return;
         }
         // Everything else is a warning about this client: rate-limited.
@@ -98,11 +96,10 @@ impl ClientHandler {
             ),
             End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),
-            End::ClientLeft
-            | End::Closed
-            | End::Stopping
-            | End::StopServer
-            | End::TooManyFromAddress => {}
+            End::TooManyFromAddress => {
+                warn!("too many connections from one address, rejecting peer={peer}")
+            }
+            End::ClientLeft | End::Closed | End::Stopping | End::StopServer => {}
         });
     }
 }

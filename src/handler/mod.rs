@@ -31,7 +31,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access::{AddrList, AddressSlot, PerAddress};
+use crate::access::{AddrList, PerAddress};
 use crate::config::{Config, DEFAULT_IDLE_SECS, DEFAULT_MAX_LINE};
 use crate::conn::Conn;
 use crate::framing::Reader;
@@ -143,9 +143,8 @@ pub struct ClientHandler {
     header: HeaderReader,
     after_header: Vec<u8>,
     /// With `--proxy-protocol` and `--max-per-ip`: the table the client's
-    /// address is counted in once the header names it, and its slot.
+    /// address is counted in once the header names it.
     per_address: Option<Arc<PerAddress>>,
-    _address_slot: Option<AddressSlot>,
     /// Messages answered, and bytes read, not yet added to the shared
     /// counters.
     unreported: u64,
@@ -185,7 +184,6 @@ impl ClientHandler {
             header: HeaderReader::default(),
             after_header: Vec::new(),
             per_address: None,
-            _address_slot: None,
             unreported: 0,
             unreported_bytes: 0,
             answered: 0,

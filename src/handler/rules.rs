@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use log::{info, warn};
 
 use super::end::End;
-use crate::framing::{FrameError, Framing, write_frame};
+use crate::framing::{FrameError, Framing};
 use crate::protocol::{self, Action, Session};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
@@ -118,15 +118,7 @@ fn act_as(
             rules.stats.warn_about_client(|| {
                 warn!("quit_server refused, address may not stop the server peer={peer}");
             });
-            const REFUSAL: &[u8] = b"ERR quit_server not allowed";
-            match rules.framing {
-                Framing::Lines => {
-                    out.extend_from_slice(REFUSAL);
-                    out.push(b'\n');
-                }
-                // The framing has no text channel: the refusal is a frame.
-                Framing::LengthPrefixed => write_frame(out, REFUSAL),
-            }
+            rules.framing.say(b"ERR quit_server not allowed", out);
             Ok(())
         }
     }
@@ -154,6 +146,7 @@ fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::write_frame;
 
     /// A session that answers `ok` to everything, or stops the server on
     /// `stop`, and counts what it saw.

@@ -42,10 +42,14 @@ impl ClientHandler {
         // What followed the header is the protocol's.
         self.after_header = header.rest;
         match access::admit(self.per_address.as_ref(), self.client.ip()) {
-            Ok(slot) => self._address_slot = slot,
+            Ok(slot) => {
+                if let Some(slot) = slot {
+                    self.conn.hold_address_slot(slot);
+                }
+            }
             Err(access::TooMany) => {
                 self.stats.rejected_per_address();
-                out.extend_from_slice(TOO_MANY_FROM_ADDRESS);
+                self.protocol.framing().say(TOO_MANY_FROM_ADDRESS, out);
                 return Err(End::TooManyFromAddress);
             }
         }

@@ -57,6 +57,17 @@ enum Refusal {
     PerAddress,
 }
 
+impl Refusal {
+    /// The reason as the close's log line gives it, as a connection's end
+    /// reasons are given.
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::Busy => "server_busy",
+            Refusal::PerAddress => "too_many_from_address",
+        }
+    }
+}
+
 impl Acceptor {
     /// Accepts until the stop; the listener closes when this returns, so
     /// clients still in the backlog are refused.
@@ -127,8 +138,9 @@ impl Acceptor {
         }
         let id = self.next_id;
         self.next_id += 1;
-        // Released when the connection is dropped, however it ends.
-        let guards = Box::new((permit, slot, self.stats.connection()));
+        // Released when the connection is dropped, however it ends (the
+        // address slot earlier, when the server ends its side).
+        let guards = Box::new((permit, self.stats.connection()));
         let conn = Arc::new(Conn::new(
             id,
             Arc::new(stream),
@@ -136,6 +148,9 @@ impl Acceptor {
             self.stats.clone(),
             guards,
         ));
+        if let Some(slot) = slot {
+            conn.hold_address_slot(slot);
+        }
         let mut handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
@@ -159,20 +174,32 @@ impl Acceptor {
     /// Turns a connection away: one line, then close. Runs on the acceptor,
     /// so nothing here may block.
     fn reject(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
-        let line: &[u8] = match why {
+        let text: &[u8] = match why {
             Refusal::Busy => {
                 self.stats.rejected();
-                debug!("server busy, rejecting peer={peer}");
-                b"ERR server busy\n"
+                self.stats.warn_about_client(|| {
+                    warn!("server busy, rejecting peer={peer}");
+                });
+                b"ERR server busy"
             }
             Refusal::PerAddress => {
                 self.stats.rejected_per_address();
-                debug!("too many connections from one address, rejecting peer={peer}");
+                self.stats.warn_about_client(|| {
+                    warn!("too many connections from one address, rejecting peer={peer}");
+                });
                 TOO_MANY_FROM_ADDRESS
             }
         };
+        debug!(
+            "client closed peer={peer} messages=0 reason={}",
+            why.reason()
+        );
+        // In the client's framing: a framed client would read a bare
+        // line's first bytes as a length.
+        let mut line = Vec::with_capacity(text.len() + 4);
+        self.protocol.framing().say(text, &mut line);
         // A fresh socket's send buffer is empty: the line goes out whole.
-        let _ = (&stream).write_all(line);
+        let _ = (&stream).write_all(&line);
         let _ = stream.shutdown(Direction::Write);
         // Read what the client already sent so that closing does not
         // reset the connection and destroy the line in flight; bounded,

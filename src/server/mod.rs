@@ -68,6 +68,8 @@ pub struct Server {
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
+    /// Ends the side ports' threads, at the stop's last step.
+    side_ports: Shutdown,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
 }
@@ -103,6 +105,14 @@ impl Server {
                 "workers and max_connections must be at least 1",
             ));
         }
+        // The shared commands must fit in a message, or `quit_server`
+        // itself would be refused as too long.
+        if config.max_line < b"quit_server".len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_line must be at least 11, the length of quit_server",
+            ));
+        }
         let protocol = protocol::build(config.protocol, &config);
         // The acceptor blocks in accept(); a passed socket may not.
         listener.set_nonblocking(false)?;
@@ -117,8 +127,11 @@ impl Server {
         // are set now, while setting them can still fail cleanly.
         let shutdown = Shutdown::new();
         listen::acceptor_stopped_with(&listener, local_addr, &shutdown)?;
+        // The side ports answer through the stop (health says 503, the
+        // agent `drain`) and end only at its last step.
+        let side_ports = Shutdown::new();
         for side in agent.iter().chain(&metrics) {
-            listen::stopped_with(side, &shutdown)?;
+            listen::stopped_with(side, &side_ports)?;
         }
         let conns = Registry::new();
         let engine = Engine::new(conns.clone())?;
@@ -130,6 +143,7 @@ impl Server {
             config,
             protocol,
             shutdown,
+            side_ports,
             conns,
             engine,
         })
@@ -167,6 +181,7 @@ impl Server {
             config,
             protocol,
             shutdown,
+            side_ports,
             conns,
             engine,
         } = self;
@@ -182,6 +197,7 @@ impl Server {
         let mut running = Running {
             local_addr,
             shutdown: shutdown.clone(),
+            side_ports: side_ports.clone(),
             gate: gate.clone(),
             conns: conns.clone(),
             engine: engine.clone(),
@@ -208,8 +224,10 @@ impl Server {
         }
         if let Some(listener) = agent {
             info!("agent listening on {}", listener.local_addr()?);
-            let shutdown = shutdown.clone();
-            threads.spawn("linepool-agent", move || agent::serve(&listener, &shutdown))?;
+            let (shutdown, until) = (shutdown.clone(), side_ports.clone());
+            threads.spawn("linepool-agent", move || {
+                agent::serve(&listener, &shutdown, &until)
+            })?;
         }
         if let Some(listener) = metrics {
             info!(
@@ -223,9 +241,9 @@ impl Server {
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
             });
-            let shutdown = shutdown.clone();
+            let (shutdown, until) = (shutdown.clone(), side_ports.clone());
             threads.spawn("linepool-metrics", move || {
-                metrics::serve(&listener, &registry, &shutdown)
+                metrics::serve(&listener, &registry, &shutdown, &until)
             })?;
         }
         if let Some(every) = config.stats_interval {
@@ -296,6 +314,7 @@ impl Drop for StopOnPanic {
 pub struct Running {
     local_addr: SocketAddr,
     shutdown: Shutdown,
+    side_ports: Shutdown,
     gate: Arc<Gate>,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
@@ -355,11 +374,13 @@ impl Running {
                 warn!("{} did not close", logfmt::count(left, "connection"));
             }
         }
-        // 5. Workers, pool and helpers end.
+        // 5. Workers, pool and helpers end; the side ports last, so that
+        // they answer health checks through the whole stop.
         self.engine.finish();
         if let Some(pool) = self.pool.take() {
             pool.join();
         }
+        self.side_ports.trigger();
         panicked += self.threads.join_all();
         let handlers = self.engine.panics();
         if handlers > 0 {

@@ -1,9 +1,74 @@
 //! The command line: flags, help, refusals and logs.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::Command;
 
-use crate::support::{BinServer, run_bin};
+use crate::support::{BinServer, Client, run_bin};
+
+/// A client connected from `from`, one of the loopback addresses.
+fn connect_from(from: &str, to: SocketAddr) -> Client {
+    let from: IpAddr = from.parse().expect("address");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind to a loopback address");
+    socket.connect(&to.into()).expect("connect");
+    Client::from_stream(socket.into())
+}
+
+/// Turning a client away at the door is a warning naming it, and every
+/// close, whatever ended it, has its debug line with a `reason=`.
+#[test]
+fn every_rejection_warns_and_every_close_says_why() {
+    let closed = |client: &Client, reason: &str| {
+        let peer = client.stream.local_addr().expect("local address");
+        format!("client closed peer={peer} messages=0 reason={reason}")
+    };
+    let mut server = BinServer::start(&[
+        "--overload",
+        "reject",
+        "--max-connections",
+        "2",
+        "--max-per-ip",
+        "1",
+    ]);
+    // Two clients hold both slots for the whole test.
+    let mut first = connect_from("127.0.0.2", server.addr);
+    first.send_line("here");
+    first.expect("ACK: here\n");
+    let mut same_address = connect_from("127.0.0.2", server.addr);
+    same_address.expect("ERR too many connections from your address\n");
+    let peer = same_address.stream.local_addr().expect("local address");
+    let line = server.wait_log(&format!(
+        "too many connections from one address, rejecting peer={peer}"
+    ));
+    assert!(line.contains("WARN"), "{line}");
+    server.wait_log(&closed(&same_address, "too_many_from_address"));
+    let mut second = connect_from("127.0.0.3", server.addr);
+    second.send_line("here too");
+    second.expect("ACK: here too\n");
+    let mut busy = connect_from("127.0.0.4", server.addr);
+    busy.expect("ERR server busy\n");
+    let peer = busy.stream.local_addr().expect("local address");
+    let line = server.wait_log(&format!("server busy, rejecting peer={peer}"));
+    assert!(line.contains("WARN"), "{line}");
+    server.wait_log(&closed(&busy, "server_busy"));
+    drop((first, second));
+
+    let mut server = BinServer::start(&["--max-line", "16", "--idle-timeout", "300ms"]);
+    let mut long = server.connect();
+    long.send(b"far more than sixteen bytes\n");
+    long.expect("ERR line too long (max 16 bytes)\n");
+    server.wait_log(&closed(&long, "too_long"));
+    let mut bad = server.connect();
+    bad.send(b"\xff\n");
+    bad.expect_closed();
+    server.wait_log(&closed(&bad, "invalid_utf8"));
+    let mut silent = server.connect();
+    silent.expect("ERR idle timeout\n");
+    server.wait_log(&closed(&silent, "idle_read"));
+}
 
 /// Bad flag values are refused with a message and a non-zero status.
 #[test]
@@ -14,9 +79,10 @@ fn bad_flags_are_refused() {
         &["serve", "--port", "70000"],
         &["serve", "--overload", "drop"],
         &["serve", "--max-line", "0"],
+        &["serve", "--max-line", "10"],
     ] {
         let (status, text) = run_bin(args);
-        assert!(!status.success(), "{args:?} was accepted");
+        assert_eq!(status.code(), Some(2), "{args:?}: {text}");
         assert!(text.contains("error: invalid value"), "{args:?}: {text}");
         assert!(!text.contains("panicked"), "{args:?}: {text}");
     }

@@ -29,6 +29,53 @@ fn client(server: &TestServer, args: &[&str], input: &str) -> (bool, String) {
     )
 }
 
+/// `--name` belongs to `sum`: with another protocol it is refused with the
+/// usage status, 2, before anything is sent.
+#[test]
+fn name_is_refused_outside_sum() {
+    let server = TestServer::default();
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["client", "--port", &server.addr.port().to_string()])
+        .args(["--protocol", "chat", "--name", "ann"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run client");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "linepool: --name is used only with --protocol sum\n"
+    );
+    assert_eq!(server.stop().connections, 0);
+}
+
+/// A framed client that the server times out hears why, as a frame, and
+/// exits 0, as it does whenever the server closes first.
+#[test]
+fn framed_client_hears_the_idle_timeout_and_exits_0() {
+    let server = TestServer::start(|c| {
+        c.protocol = ProtocolName::Framed;
+        c.idle_timeout = Some(std::time::Duration::from_millis(200));
+    });
+    // Standard input stays open: the server closes first.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["client", "--port", &server.addr.port().to_string()])
+        .args(["--protocol", "framed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let stdin = child.stdin.take();
+    let output = child.wait_with_output().expect("client output");
+    drop(stdin);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ERR idle timeout\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert!(output.status.success());
+}
+
 /// `printf 'a\nb\n' | linepool client` prints both ACKs and exits 0.
 #[test]
 fn client_pipes_lines_and_prints_replies() {

@@ -262,6 +262,34 @@ fn a_reset_is_counted() {
     assert_eq!(count(&report, "/connections/reset"), 1);
 }
 
+/// A framed server turning connections away says so in a frame, and the
+/// load tool counts each as rejected, once.
+#[test]
+fn framed_rejections_are_counted() {
+    let server = TestServer::start(|c| {
+        c.protocol = linepool::ProtocolName::Framed;
+        c.max_connections = 1;
+        c.overload = Overload::Reject;
+    });
+    let _holder = server.connect();
+    let (output, report) = load(
+        server.addr,
+        &[
+            "--protocol",
+            "framed",
+            "-c",
+            "3",
+            "-n",
+            "3",
+            "--timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(count(&report, "/errors/rejected"), 3);
+    assert_eq!(count(&report, "/errors/total"), 3);
+}
+
 /// The text report names every figure.
 #[test]
 fn text_report_names_every_figure() {
@@ -293,6 +321,28 @@ fn text_report_names_every_figure() {
     ] {
         assert!(text.contains(needle), "no {needle:?} in {text}");
     }
+}
+
+/// Without `-n` or `-d` each connection sends 1,000 requests: the report
+/// gives that per connection and no total it was not asked for, and says
+/// "1 connection", not "1 connections".
+#[test]
+fn the_default_run_is_a_thousand_requests_per_connection() {
+    let server = TestServer::default();
+    let (output, report) = load(server.addr, &["-c", "1"]);
+    assert!(output.status.success());
+    assert_eq!(report["scenario"]["requests"], Value::Null);
+    assert_eq!(count(&report, "/scenario/requests_per_connection"), 1000);
+    assert_eq!(count(&report, "/replies"), 1000);
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["load", "--port", &server.addr.port().to_string(), "-c", "1"])
+        .output()
+        .expect("run linepool load");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(": 1 connection, 1000 requests each, pipeline 1,"),
+        "{text}"
+    );
 }
 
 /// An ACK server that answers every line, except that once, after its

@@ -162,3 +162,46 @@ fn healthz_follows_the_drain() {
     server.signal("TERM");
     assert!(server.wait_exit(DEADLINE).success());
 }
+
+/// While the server stops, `/healthz` and the agent port go on answering,
+/// 503 and `drain`, which is exactly when a balancer asks: here the stop
+/// waits in its grace for a client that does not read.
+#[test]
+fn health_and_agent_answer_through_the_stop() {
+    let (mut server, metrics) =
+        server_with_metrics(&["--agent", "127.0.0.1:0", "--stop-grace", "30s"]);
+    let agent: SocketAddr = server
+        .wait_log("agent listening on ")
+        .split("agent listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("agent address")
+        .parse()
+        .expect("socket address");
+    // A client that sends without reading: its replies back up, so the
+    // stop must wait for it.
+    let mut flooder = server.connect();
+    flooder
+        .stream
+        .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let chunk = "x".repeat(1000) + "\n";
+    while flooder.stream.write_all(chunk.as_bytes()).is_ok() {}
+    server.signal("INT");
+    server.wait_log("stopping, closing");
+    assert_eq!(
+        get(metrics, "/healthz"),
+        (
+            "HTTP/1.1 503 Service Unavailable".into(),
+            "draining\n".into()
+        )
+    );
+    let mut said = String::new();
+    let mut stream = TcpStream::connect(agent).expect("connect to the agent");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    stream.read_to_string(&mut said).expect("agent line");
+    assert_eq!(said, "drain\n");
+    // The client goes; the stop ends at once.
+    drop(flooder);
+    assert!(server.wait_exit(DEADLINE).success());
+}

@@ -168,6 +168,48 @@ fn framed_echo_is_exact() {
     assert_eq!(client.rest(), expected);
 }
 
+/// A framed client hears every refusal and timeout as a frame, as the
+/// `quit_server` refusal already is: a bare line's first bytes would read
+/// as a length of about 1.16 GB.
+#[test]
+fn framed_refusals_and_timeouts_are_frames() {
+    // Every slot taken, with --overload reject.
+    let server = TestServer::start(|c| {
+        c.protocol = ProtocolName::Framed;
+        c.max_connections = 1;
+        c.overload = linepool::Overload::Reject;
+    });
+    let mut holder = server.connect();
+    holder.send(frame(b"in"));
+    assert_eq!(holder.read_bytes(6), frame(b"in"));
+    let mut refused = server.connect();
+    assert_eq!(refused.rest(), frame(b"ERR server busy"));
+    drop(server);
+
+    // One connection per address, with --max-per-ip 1.
+    let server = TestServer::start(|c| {
+        c.protocol = ProtocolName::Framed;
+        c.max_per_ip = 1;
+    });
+    let mut holder = server.connect();
+    holder.send(frame(b"in"));
+    assert_eq!(holder.read_bytes(6), frame(b"in"));
+    let mut refused = server.connect();
+    assert_eq!(
+        refused.rest(),
+        frame(b"ERR too many connections from your address")
+    );
+    drop(server);
+
+    // Silence for the idle timeout.
+    let server = TestServer::start(|c| {
+        c.protocol = ProtocolName::Framed;
+        c.idle_timeout = Some(Duration::from_millis(200));
+    });
+    let mut silent = server.connect();
+    assert_eq!(silent.rest(), frame(b"ERR idle timeout"));
+}
+
 /// A message over the limit closes the connection without its payload
 /// being read or answered.
 #[test]
@@ -261,7 +303,7 @@ fn core_limits_apply_to_companion_protocols() {
     let server = TestServer::start(|c| {
         c.protocol = ProtocolName::Sum;
         c.max_connections = 1;
-        c.max_line = 8;
+        c.max_line = 12;
     });
     let mut first = server.connect();
     first.send_line("a;1");
@@ -269,8 +311,8 @@ fn core_limits_apply_to_companion_protocols() {
     let mut second = server.connect();
     second.send_line("b;2");
     second.expect_silence(Duration::from_millis(200));
-    first.send_line("waytoolongline");
-    first.expect("ERR line too long (max 8 bytes)\n");
+    first.send_line("a;1 and far too long");
+    first.expect("ERR line too long (max 12 bytes)\n");
     first.expect_closed();
     second.expect("Server of linepool;50\n");
 }

@@ -113,6 +113,15 @@ impl Client {
         }
     }
 
+    /// The next `n` bytes, whatever they are.
+    pub fn read_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        if let Err(e) = self.reader.read_exact(&mut got) {
+            panic!("expected {n} bytes: {e}");
+        }
+        got
+    }
+
     /// Asserts that the next bytes are exactly `expected`.
     pub fn expect(&mut self, expected: &str) {
         let mut got = vec![0u8; expected.len()];

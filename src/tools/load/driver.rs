@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::payload::{BUSY, is_reply_to, split_reply, write_message};
+use super::payload::{busy, is_reply_to, split_reply, write_message};
 use super::report::{Counts, Outcome};
 use super::{Limit, LoadConfig, Progress, share};
 
@@ -99,6 +99,7 @@ pub fn drive(
                 answered: 0,
                 quota: match config.limit {
                     Limit::Requests(total) => share(total, config.connections, id),
+                    Limit::PerConnection(n) => n,
                     Limit::Duration(_) => u64::MAX,
                 },
                 in_flight: VecDeque::with_capacity(config.pipeline),
@@ -122,7 +123,7 @@ pub fn drive(
     };
     let end = match config.limit {
         Limit::Duration(d) => Some(start + d),
-        Limit::Requests(_) => None,
+        Limit::Requests(_) | Limit::PerConnection(_) => None,
     };
     for i in 0..driver.conns.len() {
         driver.open(i);
@@ -372,13 +373,15 @@ impl Driver<'_> {
         loop {
             let conn = &mut self.conns[i];
             let input = &conn.input[consumed..];
-            if conn.answered == 0 && input.starts_with(BUSY) {
+            if conn.answered == 0
+                && let Some(refusal) = busy(input, protocol)
+            {
                 self.counts.rejected += 1;
                 self.progress.errors.fetch_add(1, Ordering::Relaxed);
                 conn.in_flight.clear();
                 conn.phase = Phase::Closing;
                 conn.since = now;
-                consumed += BUSY.len();
+                consumed += refusal;
                 break;
             }
             let Some((body, used)) = split_reply(input, protocol) else {

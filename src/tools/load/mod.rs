@@ -24,8 +24,11 @@ pub use report::Report;
 /// How long a run goes on.
 #[derive(Clone, Copy, Debug)]
 pub enum Limit {
-    /// This many requests in all, split evenly over the connections.
+    /// This many requests in all, split evenly over the connections (`-n`).
     Requests(u64),
+    /// This many requests on each connection: the default, without `-n`
+    /// or `-d`.
+    PerConnection(u64),
     /// Until this much time has passed.
     Duration(Duration),
 }

@@ -5,8 +5,24 @@ use std::ops::Range;
 
 use super::LoadProtocol;
 
-/// What a rejected connection receives, whatever the protocol.
-pub const BUSY: &[u8] = b"ERR server busy\n";
+/// What a server at its connection limit says (`--overload reject`).
+const BUSY: &[u8] = b"ERR server busy";
+
+/// Whether `input` starts with the server's "busy" refusal in `protocol`'s
+/// framing; returns the bytes it takes up.
+pub fn busy(input: &[u8], protocol: LoadProtocol) -> Option<usize> {
+    match protocol {
+        LoadProtocol::Ack => {
+            let line = input.strip_prefix(BUSY)?;
+            line.starts_with(b"\n").then_some(BUSY.len() + 1)
+        }
+        LoadProtocol::Framed => {
+            let len = u32::try_from(BUSY.len()).unwrap_or(u32::MAX).to_be_bytes();
+            let body = input.strip_prefix(&len[..])?;
+            body.starts_with(BUSY).then_some(4 + BUSY.len())
+        }
+    }
+}
 
 /// Appends request `seq` of connection `conn`, framed for `protocol`.
 pub fn write_message(out: &mut Vec<u8>, protocol: LoadProtocol, conn: u64, seq: u64, len: usize) {
@@ -126,6 +142,16 @@ mod tests {
             &exact[..],
             format!("c0-{}-{}", u64::MAX, ".".repeat(16)).as_bytes()
         );
+    }
+
+    #[test]
+    fn busy_is_known_in_either_framing() {
+        assert_eq!(busy(b"ERR server busy\nmore", LoadProtocol::Ack), Some(16));
+        assert_eq!(busy(b"ERR server busy", LoadProtocol::Ack), None);
+        assert_eq!(busy(b"ACK: x\n", LoadProtocol::Ack), None);
+        let frame = b"\0\0\0\x0fERR server busy";
+        assert_eq!(busy(frame, LoadProtocol::Framed), Some(19));
+        assert_eq!(busy(b"ERR server busy\n", LoadProtocol::Framed), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use linepool::logfmt;
 use serde::Serialize;
 
 use super::{Limit, LoadConfig, LoadProtocol};
@@ -232,15 +233,16 @@ impl Report {
                 connections: config.connections,
                 requests: match config.limit {
                     Limit::Requests(n) => Some(n),
-                    Limit::Duration(_) => None,
+                    Limit::PerConnection(_) | Limit::Duration(_) => None,
                 },
                 requests_per_connection: match config.limit {
                     Limit::Requests(n) => Some(n / config.connections.max(1) as u64),
+                    Limit::PerConnection(n) => Some(n),
                     Limit::Duration(_) => None,
                 },
                 duration_secs: match config.limit {
                     Limit::Duration(d) => Some(d.as_secs_f64()),
-                    Limit::Requests(_) => None,
+                    Limit::Requests(_) | Limit::PerConnection(_) => None,
                 },
                 pipeline: config.pipeline,
                 payload: config.payload,
@@ -321,16 +323,17 @@ impl fmt::Display for Report {
         let c = &self.connections;
         let l = &self.latency_us;
         let e = &self.errors;
-        let limit = match (s.requests, s.duration_secs) {
-            (Some(n), _) => format!("{n} requests in all"),
-            (_, Some(d)) => format!("{d} s"),
+        let limit = match (s.requests, s.duration_secs, s.requests_per_connection) {
+            (Some(n), _, _) => format!("{n} requests in all"),
+            (_, Some(d), _) => format!("{d} s"),
+            (_, _, Some(n)) => format!("{} each", logfmt::count(n, "request")),
             _ => String::new(),
         };
         writeln!(
             f,
-            "target {}: {} connections, {limit}, pipeline {}, payload {} B{}{}",
+            "target {}: {}, {limit}, pipeline {}, payload {} B{}{}",
             s.addr,
-            s.connections,
+            logfmt::count(s.connections as u64, "connection"),
             s.pipeline,
             s.payload,
             if s.connect_per_request {
