@@ -259,4 +259,77 @@ mod tests {
         drop(a);
         assert!(table.try_take(ip("::ffff:10.0.0.1")).is_some());
     }
+
+    /// Properties of `--admin-from` lists over any networks and addresses.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn v4_net() -> impl Strategy<Value = (Ipv4Addr, u8)> {
+            (any::<[u8; 4]>(), 0u8..=32).prop_map(|(ip, bits)| (Ipv4Addr::from(ip), bits))
+        }
+
+        fn v6_net() -> impl Strategy<Value = (Ipv6Addr, u8)> {
+            (any::<[u8; 16]>(), 0u8..=128).prop_map(|(ip, bits)| (Ipv6Addr::from(ip), bits))
+        }
+
+        proptest! {
+            #[test]
+            fn an_ipv4_network_holds_exactly_the_addresses_under_its_mask(
+                (net, bits) in v4_net(),
+                ip in any::<[u8; 4]>(),
+            ) {
+                let list: AddrList = format!("{net}/{bits}").parse().expect("a network");
+                let ip = Ipv4Addr::from(ip);
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+                let inside = u32::from(ip) & mask == u32::from(net) & mask;
+                prop_assert_eq!(list.contains(IpAddr::V4(ip)), inside);
+                // Written as IPv6, the same address is the same client.
+                prop_assert_eq!(list.contains(IpAddr::V6(ip.to_ipv6_mapped())), inside);
+                // Every network holds its own address.
+                prop_assert!(list.contains(IpAddr::V4(net)));
+            }
+
+            #[test]
+            fn an_ipv6_network_holds_exactly_the_addresses_under_its_mask(
+                (net, bits) in v6_net(),
+                ip in any::<[u8; 16]>(),
+            ) {
+                let list: AddrList = format!("{net}/{bits}").parse().expect("a network");
+                let ip = Ipv6Addr::from(ip);
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+                let inside = u128::from(ip) & mask == u128::from(net) & mask;
+                // A mapped IPv4 address is judged as IPv4, so only plain IPv6.
+                prop_assume!(ip.to_ipv4_mapped().is_none() && net.to_ipv4_mapped().is_none());
+                prop_assert_eq!(list.contains(IpAddr::V6(ip)), inside);
+            }
+
+            #[test]
+            fn a_list_reads_back_what_it_writes(
+                v4 in prop::collection::vec(v4_net(), 1..4),
+                v6 in prop::collection::vec(v6_net(), 0..4),
+                probe in any::<[u8; 4]>(),
+            ) {
+                let parts: Vec<String> = v4
+                    .iter()
+                    .map(|(ip, bits)| format!("{ip}/{bits}"))
+                    .chain(v6.iter().map(|(ip, bits)| format!("{ip}/{bits}")))
+                    .collect();
+                let list: AddrList = parts.join(",").parse().expect("a list");
+                let again: AddrList = list.to_string().parse().expect("its own text");
+                let probe = IpAddr::V4(Ipv4Addr::from(probe));
+                prop_assert_eq!(again.contains(probe), list.contains(probe));
+                // Any of the listed networks holding the address is enough.
+                let one_holds = v4
+                    .iter()
+                    .any(|(net, bits)| format!("{net}/{bits}").parse::<AddrList>().expect("a network").contains(probe));
+                prop_assert_eq!(list.contains(probe), one_holds);
+            }
+
+            #[test]
+            fn text_that_is_no_list_is_refused_without_a_panic(text in "\\PC{0,40}") {
+                let _ = text.parse::<AddrList>();
+            }
+        }
+    }
 }

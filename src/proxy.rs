@@ -36,6 +36,17 @@ pub(crate) enum Parsed {
 
 /// Looks for a header at the start of `bytes`.
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
+    // A version 1 header is one line of at most 107 bytes, judged only
+    // once its line has ended: before that, `ppp` can take a prefix for an
+    // error (a header cut right after the source port, say), and a client
+    // whose header came in two segments would be refused.
+    if bytes.starts_with(b"PROXY") && !bytes.windows(2).any(|w| w == b"\r\n") {
+        return if bytes.len() <= V1_MAX {
+            Parsed::Incomplete
+        } else {
+            Parsed::Invalid
+        };
+    }
     let result = HeaderResult::parse(bytes);
     if result.is_incomplete() {
         // A version 1 header is one line of at most 107 bytes: once its
@@ -208,9 +219,16 @@ mod tests {
 
     #[test]
     fn a_header_cut_short_is_incomplete() {
-        let v1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n";
-        for cut in [1, 6, 20, v1.len() - 1] {
-            assert_eq!(parse(&v1[..cut]), Parsed::Incomplete, "v1 cut at {cut}");
+        // Every cut, of both address families: `ppp` alone took the TCP6
+        // one cut right after its source port for an error.
+        let v1s: [&[u8]; 2] = [
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n",
+            b"PROXY TCP6 1000:1000:1000:1000:1000:1000:1000:1000 ::1 10000 8000\r\n",
+        ];
+        for v1 in v1s {
+            for cut in 1..v1.len() {
+                assert_eq!(parse(&v1[..cut]), Parsed::Incomplete, "v1 cut at {cut}");
+            }
         }
         let v2 = v2_ipv4();
         for cut in [1, 12, 16, v2.len() - 1] {
@@ -274,5 +292,131 @@ mod tests {
             reader.read_from(&mut garbage),
             Err(HeaderError::Invalid)
         ));
+    }
+
+    /// Properties over any header, any garbage and any cuts.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        /// A header and the client it names, in either version.
+        fn header() -> impl Strategy<Value = (Vec<u8>, Option<SocketAddr>)> {
+            let v4 = (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port));
+            let v6 = (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port));
+            let client = prop_oneof![v4, v6];
+            prop_oneof![
+                client.clone().prop_map(|c| (v1(Some(c)), Some(c))),
+                client.prop_map(|c| (v2(Some(c)), Some(c))),
+                Just((v1(None), None)),
+                Just((v2(None), None)),
+            ]
+        }
+
+        fn v1(client: Option<SocketAddr>) -> Vec<u8> {
+            match client {
+                Some(SocketAddr::V4(c)) => {
+                    format!("PROXY TCP4 {} 127.0.0.1 {} 8000\r\n", c.ip(), c.port())
+                }
+                Some(SocketAddr::V6(c)) => {
+                    format!("PROXY TCP6 {} ::1 {} 8000\r\n", c.ip(), c.port())
+                }
+                None => "PROXY UNKNOWN\r\n".to_string(),
+            }
+            .into_bytes()
+        }
+
+        fn v2(client: Option<SocketAddr>) -> Vec<u8> {
+            let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+            match client {
+                Some(SocketAddr::V4(c)) => {
+                    h.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+                    h.extend_from_slice(&c.ip().octets());
+                    h.extend_from_slice(&[127, 0, 0, 1]);
+                    h.extend_from_slice(&c.port().to_be_bytes());
+                    h.extend_from_slice(&8000u16.to_be_bytes());
+                }
+                Some(SocketAddr::V6(c)) => {
+                    h.extend_from_slice(&[0x21, 0x21, 0x00, 36]);
+                    h.extend_from_slice(&c.ip().octets());
+                    h.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+                    h.extend_from_slice(&c.port().to_be_bytes());
+                    h.extend_from_slice(&8000u16.to_be_bytes());
+                }
+                // LOCAL: the proxy's own health check.
+                None => h.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]),
+            }
+            h
+        }
+
+        /// Reads `bytes` cut at `cuts` until the reader has an answer or
+        /// the pieces run out; returns the answer and what was not read.
+        fn read_cut(bytes: &[u8], cuts: &[usize]) -> (Result<Option<Header>, String>, Vec<u8>) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut pieces = std::collections::VecDeque::new();
+            let mut at = 0;
+            for cut in cuts {
+                // A read takes at most what the reader asks for.
+                for chunk in bytes[at..cut].chunks(1024) {
+                    pieces.push_back(chunk.to_vec());
+                }
+                at = cut;
+            }
+            // Each read returns one piece; the reader reads until the
+            // source would block or it has its answer.
+            let mut source = Pieces(pieces);
+            let answer = HeaderReader::default().read_from(&mut source);
+            let unread = source.0.into_iter().flatten().collect();
+            (answer.map_err(|e| format!("{e:?}")), unread)
+        }
+
+        proptest! {
+            #[test]
+            fn a_header_in_any_pieces_names_its_client_and_keeps_what_follows(
+                (header, client) in header(),
+                after in prop::collection::vec(any::<u8>(), 0..64),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let mut bytes = header.clone();
+                bytes.extend_from_slice(&after);
+                let (answer, unread) = read_cut(&bytes, &cuts);
+                let got = answer.expect("a header").expect("a whole header");
+                prop_assert_eq!(got.client, client);
+                let mut rest = got.rest;
+                rest.extend_from_slice(&unread);
+                prop_assert_eq!(rest, after);
+            }
+
+            #[test]
+            fn garbage_is_refused_or_waited_for_the_same_however_it_is_cut(
+                bytes in prop::collection::vec(any::<u8>(), 0..300),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let (whole, _) = read_cut(&bytes, &[]);
+                let (cut, _) = read_cut(&bytes, &cuts);
+                let describe = |a: &Result<Option<Header>, String>| match a {
+                    Ok(Some(h)) => format!("header {:?}", h.client),
+                    Ok(None) => "incomplete".to_string(),
+                    Err(e) => e.clone(),
+                };
+                prop_assert_eq!(describe(&cut), describe(&whole));
+            }
+
+            #[test]
+            fn a_proxy_prefix_of_any_length_never_panics(
+                (header, _) in header(),
+                cut in any::<usize>(),
+                junk in prop::collection::vec(any::<u8>(), 0..40),
+            ) {
+                let mut bytes = header[..cut % (header.len() + 1)].to_vec();
+                bytes.extend_from_slice(&junk);
+                let _ = parse(&bytes);
+            }
+        }
     }
 }
