@@ -9,15 +9,16 @@
 //! The stop sequence, as docs/architecture.md numbers it:
 //!
 //! 1. the stop signal is set and its wake-ups run (the listener is shut
-//!    down, the gate closed), whoever triggered it;
+//!    down, the gate closed), whoever triggered it; the side ports go on
+//!    answering health checks (503, `drain`);
 //! 2. the acceptor leaves its loop and is joined: nothing more is
 //!    accepted;
 //! 3. every registered socket is shut down for reading, so each connection
 //!    wakes, answers what it has read and closes;
 //! 4. up to `--stop-grace` for every slot to come back, then the stragglers
 //!    are cut off (and given one more grace);
-//! 5. the workers' loops end, the pool and every helper thread are joined,
-//!    and the summary is logged and returned.
+//! 5. the workers' loops end, the pool is joined, the side ports end, every
+//!    helper thread is joined, and the summary is logged and returned.
 
 mod acceptor;
 mod listen;
