@@ -358,6 +358,81 @@ mod tests {
     }
 
     #[test]
+    fn a_long_preload_is_kept_whole() {
+        let mut bytes = b"x".repeat(3000);
+        bytes.extend_from_slice(b"\nrest");
+        let mut reader = Reader::lines(4000);
+        reader.preload(&bytes);
+        assert_eq!(reader.next_message(), Some(Ok(&b"x".repeat(3000)[..])));
+        assert_eq!(reader.next_message(), None);
+        assert_eq!(reader.take_rest(), Some(Ok(&b"rest"[..])));
+    }
+
+    /// `filled` says whether a read took all the room there was, which is
+    /// what tells the core that more input may wait in the socket (the
+    /// poller, edge-triggered, would not say so again).
+    #[test]
+    fn a_read_that_fills_the_room_says_so() {
+        let mut reader = Reader::lines(100_000);
+        reader
+            .fill(&mut Chunks(vec![b"short\n".to_vec()]))
+            .expect("read");
+        assert!(!reader.filled());
+        assert_eq!(reader.next_message(), Some(Ok(&b"short"[..])));
+        assert_eq!(reader.next_message(), None);
+        // More than the buffer holds: the read fills it.
+        let n = reader
+            .fill(&mut Chunks(vec![b"y".repeat(10_000)]))
+            .expect("read");
+        assert_eq!(n, INITIAL_CAPACITY);
+        assert!(reader.filled());
+        // A read that comes back short after that does not.
+        let mut rest = Chunks(vec![b"y\n".to_vec()]);
+        assert_eq!(reader.next_message(), None);
+        reader.fill(&mut rest).expect("read");
+        assert!(!reader.filled());
+    }
+
+    /// A partial line left at the end of a full buffer moves to its front
+    /// and is completed by the next reads.
+    #[test]
+    fn a_partial_line_at_the_end_of_a_full_buffer_moves_to_the_front() {
+        let line = |c: u8| {
+            let mut l = vec![c; 700];
+            l.push(b'\n');
+            l
+        };
+        let input = [line(b'a'), line(b'b'), line(b'c')].concat();
+        let got = collect(Framing::Lines, 1000, &[&input]);
+        let expected = [
+            Ok(vec![b'a'; 700]),
+            Ok(vec![b'b'; 700]),
+            Ok(vec![b'c'; 700]),
+        ];
+        assert!(
+            got == expected,
+            "{} messages, not the three lines",
+            got.len()
+        );
+        // Moved by a single byte (an empty line first), with the next read
+        // starting with the line's end.
+        let mut input = b"\n".to_vec();
+        input.extend_from_slice(&[b'd'; INITIAL_CAPACITY - 1]);
+        input.extend_from_slice(b"\ne\n");
+        let got = collect(Framing::Lines, 2000, &[&input]);
+        let expected = [
+            Ok(vec![]),
+            Ok(vec![b'd'; INITIAL_CAPACITY - 1]),
+            Ok(b"e".to_vec()),
+        ];
+        assert!(
+            got == expected,
+            "{} messages, not the three lines",
+            got.len()
+        );
+    }
+
+    #[test]
     fn splits_lines_and_strips_crlf() {
         assert_eq!(
             lines(100, &[b"one\ntwo\r\nthree\n"]),
@@ -449,6 +524,11 @@ mod tests {
         assert_eq!(
             lines(100, &[b"ascii\n", b"caf\xc3\xa9\n", b"more\n"]),
             [ok("ascii"), ok("café"), ok("more")]
+        );
+        // An ASCII read after a bad byte does not vouch for the bad byte.
+        assert_eq!(
+            lines(100, &[b"\xff", b"\nabc\n"]),
+            [Err(FrameError::InvalidUtf8)]
         );
     }
 
@@ -630,10 +710,18 @@ mod tests {
         }
 
         /// Bytes that make lines interesting: endings, `\r`, and the parts
-        /// of a two-byte UTF-8 sequence, alone or in order.
+        /// of a two-byte UTF-8 sequence, alone or in order; and runs long
+        /// enough to fill, move and grow the reader's buffer (1 KiB at
+        /// first).
         fn line_bytes() -> impl Strategy<Value = Vec<u8>> {
             let byte = prop::sample::select(vec![b'a', b'b', b'\n', b'\r', 0xc3, 0xa9, 0xff]);
-            prop::collection::vec(byte, 0..400)
+            let run = (0usize..1500, prop::sample::select(vec![b'a', 0xc3, 0xa9]))
+                .prop_map(|(len, fill)| vec![fill; len]);
+            let piece = prop_oneof![
+                4 => prop::collection::vec(byte, 0..40),
+                1 => run,
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
         }
 
         /// Frames, whole or not, with lengths around the limit, and junk.
@@ -652,9 +740,10 @@ mod tests {
             #[test]
             fn lines_come_out_the_same_however_the_input_is_cut(
                 bytes in line_bytes(),
-                cuts in prop::collection::vec(0usize..400, 0..40),
-                max in 0usize..40,
+                cuts in prop::collection::vec(any::<usize>(), 0..40),
+                max in prop_oneof![0usize..40, 1000usize..3000],
             ) {
+                let cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
                 let whole = read_all(Framing::Lines, max, &bytes, &[]);
                 prop_assert_eq!(&read_all(Framing::Lines, max, &bytes, &cuts), &whole);
                 prop_assert_eq!(whole, model_lines(&bytes, max));
