@@ -39,6 +39,7 @@ files[engine]="src/engine/mod.rs";           tests[engine]=all
 files[handler]="src/handler/*.rs";           tests[handler]=all
 ORDER="sched gate activity rendezvous framing access proxy watchdog conn engine handler"
 
+mkdir -p target/mutants
 jobs=${MUTANTS_JOBS:-1}
 common=(--jobs "$jobs" --timeout-multiplier 3 --no-shuffle)
 
@@ -62,9 +63,15 @@ for module in $modules; do
   [ "${tests[$module]}" = lib ] && test_args=(-- --lib)
   echo "mutants: $module (${tests[$module]} tests)" >&2
   start=$(date +%s)
-  # cargo-mutants exits non-zero when any mutant is missed: that is a
-  # result here, not a failure of the script.
-  cargo mutants "${common[@]}" "${file_args[@]}" --output "target/mutants/$module" "${test_args[@]}" >/dev/null || true
+  # cargo-mutants exits 2 when a mutant is missed and 3 on a timeout:
+  # results here. Anything else (4: the tests fail without any mutant) is
+  # a failure of the run.
+  status=0
+  cargo mutants "${common[@]}" "${file_args[@]}" --output "target/mutants/$module" "${test_args[@]}" >/dev/null || status=$?
+  if [ "$status" -ne 0 ] && [ "$status" -ne 2 ] && [ "$status" -ne 3 ]; then
+    echo "mutants: $module: cargo mutants failed (status $status), see target/mutants/$module/mutants.out/debug.log" >&2
+    exit 1
+  fi
   out="target/mutants/$module/mutants.out"
   count() { [ -f "$out/$1.txt" ] && wc -l <"$out/$1.txt" || echo 0; }
   printf 'mutants: %-10s caught %3d  missed %3d  timeout %3d  unviable %3d  (%d s, %s tests)\n' \
