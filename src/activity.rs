@@ -123,6 +123,12 @@ impl Activity {
         }
     }
 
+    /// The flag bits now, for the model check.
+    #[cfg(all(test, loom))]
+    fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
     /// Whether, and why, the watchdog closed this connection.
     pub(crate) fn timed_out(&self) -> Option<Idle> {
         match self.timed_out.load(Ordering::Acquire) {
@@ -228,7 +234,7 @@ pub(crate) fn tick(idle: Option<Duration>) -> Duration {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -308,5 +314,38 @@ mod tests {
         assert_eq!(tick(Some(Duration::from_millis(1))), MIN_TICK);
         assert_eq!(tick(Some(Duration::from_secs(300))), MAX_TICK);
         assert_eq!(tick(None), MAX_TICK);
+    }
+}
+
+/// The model check (`scripts/loom.sh`) of the flags, which several threads
+/// write.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Flags set and cleared at once by different threads lose no bit.
+    #[test]
+    fn loom_activity_concurrent_flag_changes_lose_no_bit() {
+        loom::model(|| {
+            let a = Arc::new(Activity::default());
+            a.set_awaiting_header(true);
+            // A chat delivery from another connection's worker says replies
+            // wait while this connection's worker pauses its read side; the
+            // main thread clears the header wait meanwhile.
+            let delivery = {
+                let a = a.clone();
+                thread::spawn(move || a.set_waiting_write(true))
+            };
+            let worker = {
+                let a = a.clone();
+                thread::spawn(move || a.set_paused(true))
+            };
+            a.set_awaiting_header(false);
+            delivery.join().expect("delivery");
+            worker.join().expect("worker");
+            assert_eq!(a.flags(), WAITING_WRITE | PAUSED);
+        });
     }
 }

@@ -155,7 +155,7 @@ impl Schedule {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -284,5 +284,190 @@ mod tests {
         }
         assert!(turns >= 1);
         assert_eq!(s.state(), State::Parked);
+    }
+}
+
+/// The model checks (`scripts/loom.sh`): loom runs each test under every
+/// interleaving of its threads with up to four preemptions
+/// (`crate::sync::bounded_model`), so a property that holds here holds
+/// however the poller and the workers race.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// The ready queue, as far as one connection is concerned: how many
+    /// times the connection is in it. Queuing it while it is queued already
+    /// fails the model.
+    #[derive(Default)]
+    struct Queue(AtomicUsize);
+
+    impl Queue {
+        fn push(&self) {
+            let before = self.0.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(before, 0, "the connection is in the ready queue twice");
+        }
+
+        /// Takes the connection out of the queue, if it is in it.
+        fn pop(&self) -> bool {
+            self.0
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+    }
+
+    /// What the poller does with an event: records it, and queues the
+    /// connection if that made it `Scheduled`.
+    fn event(s: &Schedule, queue: &Queue) {
+        if s.notify() {
+            queue.push();
+        }
+    }
+
+    /// One worker's turn: serve, then park, queuing it again if an event
+    /// came meanwhile. `serving` counts the workers inside a turn.
+    fn turn(s: &Schedule, queue: &Queue, serving: &AtomicUsize) {
+        s.start();
+        let before = serving.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(before, 0, "two workers serve the connection at once");
+        serving.fetch_sub(1, Ordering::SeqCst);
+        if s.park() == Park::Requeue {
+            queue.push();
+        }
+    }
+
+    /// A connection is served by at most one worker at a time and sits in
+    /// the ready queue at most once, however events and turns interleave.
+    #[test]
+    fn loom_sched_one_worker_and_one_queue_entry_at_most() {
+        crate::sync::bounded_model(|| {
+            let s = Arc::new(Schedule::new());
+            let queue = Arc::new(Queue::default());
+            let serving = Arc::new(AtomicUsize::new(0));
+            // Two workers that each take an event from the poller, then
+            // serve whatever is queued (a leader serves what it found), and
+            // a third event from the main thread.
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, queue, serving) = (s.clone(), queue.clone(), serving.clone());
+                    thread::spawn(move || {
+                        event(&s, &queue);
+                        while queue.pop() {
+                            turn(&s, &queue, &serving);
+                        }
+                    })
+                })
+                .collect();
+            event(&s, &queue);
+            for w in workers {
+                w.join().expect("worker");
+            }
+        });
+    }
+
+    /// An event that arrives during a turn is never lost: either a turn
+    /// that started after it sees it, or the turn it interrupted ends in a
+    /// requeue and another turn follows.
+    #[test]
+    fn loom_sched_an_event_during_a_turn_is_never_lost() {
+        crate::sync::bounded_model(|| {
+            let s = Arc::new(Schedule::new());
+            let queue = Arc::new(Queue::default());
+            // The socket: how many events' bytes have arrived. It is a lock
+            // because the kernel's socket buffer is one, and that matters:
+            // with a bare atomic counter the model loses an event. A
+            // notifier sees `Scheduled` and leaves its event to the coming
+            // turn, while that turn's read misses the bytes, which the
+            // memory model allows when the two sides share no lock (the
+            // store-buffering pattern).
+            let socket = Arc::new(Mutex::new(0));
+            // The most events any turn has read.
+            let read = Arc::new(AtomicUsize::new(0));
+            let serve = {
+                let (s, queue) = (s.clone(), queue.clone());
+                let (socket, read) = (socket.clone(), read.clone());
+                move || {
+                    while queue.pop() {
+                        s.start();
+                        // A turn reads the socket once it has started, as
+                        // the handler does.
+                        read.fetch_max(*socket.lock().expect("socket"), Ordering::SeqCst);
+                        if s.park() == Park::Requeue {
+                            queue.push();
+                        }
+                    }
+                }
+            };
+            let notifiers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, queue, socket) = (s.clone(), queue.clone(), socket.clone());
+                    thread::spawn(move || {
+                        // The bytes land first, then the poller sees the edge.
+                        *socket.lock().expect("socket") += 1;
+                        event(&s, &queue);
+                    })
+                })
+                .collect();
+            let worker = thread::spawn(serve.clone());
+            for n in notifiers {
+                n.join().expect("notifier");
+            }
+            worker.join().expect("worker");
+            // Every turn still owed is taken now that nothing else runs.
+            serve();
+            assert_eq!(
+                read.load(Ordering::SeqCst),
+                2,
+                "an event came after the last turn read and no turn followed"
+            );
+            assert_eq!(s.state(), State::Parked);
+        });
+    }
+
+    /// Closed is final: an event after the close never queues the
+    /// connection, and it stays closed.
+    #[test]
+    fn loom_sched_closed_is_final() {
+        crate::sync::bounded_model(|| {
+            let s = Arc::new(Schedule::new());
+            let queue = Arc::new(Queue::default());
+            let closed = Arc::new(AtomicBool::new(false));
+            event(&s, &queue);
+            // Two events race a worker whose second turn closes the
+            // connection.
+            let notifiers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, queue, closed) = (s.clone(), queue.clone(), closed.clone());
+                    thread::spawn(move || {
+                        let after_close = closed.load(Ordering::SeqCst);
+                        if s.notify() {
+                            assert!(!after_close, "an event after the close queued it");
+                            queue.push();
+                        }
+                    })
+                })
+                .collect();
+            let mut turns = 0;
+            while queue.pop() {
+                s.start();
+                turns += 1;
+                if turns == 2 {
+                    s.close();
+                    closed.store(true, Ordering::SeqCst);
+                } else if s.park() == Park::Requeue {
+                    queue.push();
+                }
+            }
+            for n in notifiers {
+                n.join().expect("notifier");
+            }
+            if closed.load(Ordering::SeqCst) {
+                assert!(!s.notify(), "an event after the close queued it");
+                assert_eq!(s.state(), State::Closed);
+                assert!(!queue.pop(), "a closed connection is queued");
+            }
+        });
     }
 }

@@ -126,7 +126,7 @@ impl std::fmt::Debug for Shutdown {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -186,5 +186,77 @@ mod tests {
         let (stopped, waited) = waiter.join().expect("waiter panicked");
         assert!(stopped);
         assert!(waited < Duration::from_secs(30));
+    }
+}
+
+/// The model checks (`scripts/loom.sh`) of the stop signal's wake-ups.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::thread;
+
+    /// A waker that counts its runs in `runs`.
+    fn counting(runs: &Arc<AtomicUsize>) -> impl Fn() + Send + Sync + 'static {
+        let runs = runs.clone();
+        move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A waker registered while the stop starts runs exactly once, whether
+    /// it lands in the list or sees the flag.
+    #[test]
+    fn loom_shutdown_a_waker_racing_the_trigger_runs_once() {
+        loom::model(|| {
+            let shutdown = Shutdown::new();
+            let runs = Arc::new(AtomicUsize::new(0));
+            let registering = {
+                let (shutdown, wake) = (shutdown.clone(), counting(&runs));
+                thread::spawn(move || shutdown.on_trigger(wake))
+            };
+            assert!(shutdown.trigger());
+            registering.join().expect("registering thread");
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Two triggers at once: one of them starts the stop, and each waker
+    /// runs exactly once.
+    #[test]
+    fn loom_shutdown_racing_triggers_run_each_waker_once() {
+        loom::model(|| {
+            let shutdown = Shutdown::new();
+            let runs = Arc::new(AtomicUsize::new(0));
+            shutdown.on_trigger(counting(&runs));
+            let other = {
+                let shutdown = shutdown.clone();
+                thread::spawn(move || shutdown.trigger())
+            };
+            let mine = shutdown.trigger();
+            let theirs = other.join().expect("triggering thread");
+            assert!(mine != theirs, "exactly one trigger starts the stop");
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// `wait` and `wait_timeout` end when the stop starts, whenever it
+    /// lands (a timed wait under loom waits for the notification itself).
+    #[test]
+    fn loom_shutdown_trigger_ends_the_waits() {
+        loom::model(|| {
+            let shutdown = Shutdown::new();
+            let waiting = {
+                let shutdown = shutdown.clone();
+                thread::spawn(move || shutdown.wait())
+            };
+            let sleeping = {
+                let shutdown = shutdown.clone();
+                thread::spawn(move || shutdown.wait_timeout(Duration::from_secs(3600)))
+            };
+            shutdown.trigger();
+            waiting.join().expect("waiting thread");
+            assert!(sleeping.join().expect("sleeping thread"));
+        });
     }
 }

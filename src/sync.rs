@@ -7,7 +7,16 @@
 //! Only the modules whose concurrency is model-checked take their types
 //! from here (`sched`, `activity`, `gate`, `shutdown`, the engine's
 //! rendezvous); the rest of the crate uses `std` and `parking_lot`
-//! directly, and its tests do not run under `--cfg loom`.
+//! directly. Their `Arc`s stay `std`'s too: a reference count is no
+//! protocol of ours, and the models share their own state through loom's.
+//!
+//! Each of those modules ends with a `loom_tests` module: small models of
+//! two or three threads, one property per test, every name containing
+//! `loom`, and `scripts/loom.sh` runs just them. Loom's types work only
+//! inside a model, so the facade modules' plain unit tests are
+//! `cfg(not(loom))`; the rest of the crate's tests still compile under
+//! `--cfg loom`, but are not run there. A model too large to explore in
+//! full runs under `bounded_model`.
 
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex};
@@ -112,4 +121,26 @@ mod model {
             self.0.notify_all();
         }
     }
+}
+
+/// How many preemptions `bounded_model` allows unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise.
+#[cfg(all(test, loom))]
+const PREEMPTIONS: usize = 4;
+
+/// Runs a model too large to explore in full: loom explores every
+/// interleaving with at most `PREEMPTIONS` preemptions (switches away from
+/// a thread that could have gone on), or `LOOM_MAX_PREEMPTIONS` if set.
+/// Few bugs need more than two (the finding of Microsoft's CHESS, which
+/// introduced the bound; tokio's CI runs its loom models with 2); four
+/// keeps the slowest of these models to seconds, where exploring every
+/// interleaving takes many minutes.
+#[cfg(all(test, loom))]
+pub(crate) fn bounded_model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound.get_or_insert(PREEMPTIONS);
+    builder.check(f);
 }
