@@ -260,6 +260,18 @@ mod tests {
         assert!(table.try_take(ip("::ffff:10.0.0.1")).is_some());
     }
 
+    #[test]
+    fn admission_takes_a_slot_only_with_a_table() {
+        let ip = ip("192.0.2.1");
+        assert!(matches!(admit(None, ip), Ok(None)));
+        let table = PerAddress::new(1);
+        let slot = admit(Some(&table), ip);
+        assert!(matches!(slot, Ok(Some(_))));
+        assert!(matches!(admit(Some(&table), ip), Err(TooMany)));
+        drop(slot);
+        assert!(matches!(admit(Some(&table), ip), Ok(Some(_))));
+    }
+
     /// Properties of `--admin-from` lists over any networks and addresses.
     mod properties {
         use super::*;

@@ -49,10 +49,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     }
     let result = HeaderResult::parse(bytes);
     if result.is_incomplete() {
-        // A version 1 header is one line of at most 107 bytes: once its
-        // line has ended (or could have), more bytes cannot mend it.
-        let v1_over = bytes.starts_with(b"PROXY")
-            && (bytes.len() > V1_MAX || bytes.windows(2).any(|w| w == b"\r\n"));
+        // A version 1 header whose line has ended (see above) cannot be
+        // mended by more bytes.
+        let v1_over = bytes.starts_with(b"PROXY");
         return if bytes.len() < MAX_HEADER && !v1_over {
             Parsed::Incomplete
         } else {
@@ -234,6 +233,56 @@ mod tests {
         for cut in [1, 12, 16, v2.len() - 1] {
             assert_eq!(parse(&v2[..cut]), Parsed::Incomplete, "v2 cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_version_2_header_longer_than_the_limit_is_refused() {
+        // The signature, PROXY over TCP/IPv4, and a length of 0xffff.
+        let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        h.resize(MAX_HEADER - 1, 0);
+        assert_eq!(parse(&h), Parsed::Incomplete);
+        h.push(0);
+        assert_eq!(parse(&h), Parsed::Invalid);
+    }
+
+    /// A source that says each of `answers` once, then would block.
+    struct Says(std::collections::VecDeque<io::Result<Vec<u8>>>);
+
+    impl Read for &mut Says {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.pop_front() {
+                Some(Ok(piece)) => {
+                    buf[..piece.len()].copy_from_slice(&piece);
+                    Ok(piece.len())
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_made_again_and_a_failed_one_ends_it() {
+        let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\n".to_vec();
+        let mut source = Says([Err(io::ErrorKind::Interrupted.into()), Ok(header.clone())].into());
+        let read = HeaderReader::default().read_from(&mut source);
+        assert_eq!(
+            read.expect("no error").expect("whole").client,
+            addr("192.0.2.7:4242")
+        );
+        let mut source = Says(
+            [
+                Ok(header[..5].to_vec()),
+                Err(io::ErrorKind::ConnectionReset.into()),
+            ]
+            .into(),
+        );
+        let read = HeaderReader::default().read_from(&mut source);
+        assert!(
+            matches!(&read, Err(HeaderError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
     }
 
     #[test]
