@@ -1,21 +1,9 @@
 //! The command line: flags, help, refusals and logs.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::Command;
 
-use crate::support::{BinServer, Client, run_bin};
-
-/// A client connected from `from`, one of the loopback addresses.
-fn connect_from(from: &str, to: SocketAddr) -> Client {
-    let from: IpAddr = from.parse().expect("address");
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::new(from, 0).into())
-        .expect("bind to a loopback address");
-    socket.connect(&to.into()).expect("connect");
-    Client::from_stream(socket.into())
-}
+use crate::support::{BinServer, Client, connect_from, run_bin};
 
 /// Turning a client away at the door is a warning naming it, and every
 /// close, whatever ended it, has its debug line with a `reason=`.
