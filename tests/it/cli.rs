@@ -234,7 +234,14 @@ fn log_lines_read_cleanly() {
     leaving.expect_closed();
     server.wait_log("reason=closed");
     server.signal("TERM");
-    server.wait_log("stopping, closing 1 connection");
+    // The idle client is counted, in the singular, unless a stray wake-up
+    // let it see the stop and close first, on a busy machine.
+    let stopping = server.wait_log("stopping, closing ");
+    assert!(
+        stopping.ends_with("stopping, closing 1 connection")
+            || stopping.ends_with("stopping, closing 0 connections"),
+        "{stopping}"
+    );
     assert!(server.wait_exit(crate::support::DEADLINE).success());
 }
 

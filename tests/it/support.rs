@@ -122,6 +122,28 @@ impl Client {
         self.stream.shutdown(Shutdown::Write).expect("half close");
     }
 
+    /// Waits until the server's kernel has acknowledged every byte sent so
+    /// far (the socket's send queue, `SIOCOUTQ`, is empty): nothing is in
+    /// flight any more. Fails after [`DEADLINE`].
+    pub fn wait_acknowledged(&self) {
+        use std::os::fd::AsRawFd;
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let mut unsent: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer.
+            let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+            assert_eq!(rc, 0, "ioctl: {}", io::Error::last_os_error());
+            if unsent == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{unsent} bytes still unacknowledged"
+            );
+            thread::yield_now();
+        }
+    }
+
     /// The next line, with its `\n`. Fails on end of input or timeout.
     pub fn line(&mut self) -> String {
         let mut line = String::new();
@@ -342,6 +364,26 @@ impl BinServer {
             .expect("metrics address")
             .parse()
             .expect("socket address")
+    }
+
+    /// Waits for the process to exit and reads its log to the end, so that
+    /// `seen` holds every line it wrote. Returns the exit status.
+    pub fn wait_exit_and_log(&mut self, within: Duration) -> ExitStatus {
+        let status = self.wait_exit(within);
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return status,
+                Err(RecvTimeoutError::Timeout) => panic!("the log never ended"),
+            }
+        }
+    }
+
+    /// How many log lines seen so far contain `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `HUP`).
