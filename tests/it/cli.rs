@@ -145,8 +145,19 @@ fn logs_name_the_port_and_the_peer() {
     assert!(line.contains("WARN"), "{line}");
 }
 
+/// The pause each `accept failed` warning announces, in milliseconds.
+fn retry_in_ms(line: &str) -> u64 {
+    line.split("retry_in_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no retry_in_ms in {line}"))
+}
+
 /// Running out of file descriptors does not kill the server: it backs off,
-/// logs a warning and serves again once descriptors free up.
+/// 5 ms first, doubling up to 1 s, with a warning each time; serves again
+/// once descriptors free up; and starts again from 5 ms the next time,
+/// after a successful accept.
 #[test]
 fn running_out_of_descriptors_is_survived() {
     let mut command = Command::new("bash");
@@ -156,17 +167,55 @@ fn running_out_of_descriptors_is_survived() {
         env!("CARGO_BIN_EXE_linepool"),
     ]);
     let mut server = BinServer::spawn(command);
-    let mut clients = Vec::new();
-    for _ in 0..40 {
-        clients.push(server.connect());
+    let failures = |seen: &[String]| -> Vec<u64> {
+        seen.iter()
+            .filter(|l| l.contains("accept failed, backing off"))
+            .map(|l| retry_in_ms(l))
+            .collect()
+    };
+    let mut clients: Vec<Client> = (0..40).map(|_| server.connect()).collect();
+    // The descriptors stay taken, so nothing succeeds in between: the
+    // whole schedule, up to the cap and once more at it (about 2.3 s).
+    server.wait_until(|seen| failures(seen).len() >= 10);
+    assert_eq!(
+        failures(&server.seen)[..10],
+        [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]
+    );
+    for line in server.seen.iter().filter(|l| l.contains("accept failed")) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("error="), "{line}");
     }
-    server.wait_log("accept failed");
-    drop(clients);
+    clients.clear();
     // Once the held descriptors are closed, a new client is served again
     // (within the client's read deadline, far above the longest back-off).
-    let mut client = server.connect();
-    client.send_line("back");
-    client.expect("ACK: back\n");
+    let mut back = server.connect();
+    let back_peer = back.stream.local_addr().expect("local address");
+    back.send_line("back");
+    back.expect("ACK: back\n");
+    // Running out again backs off from the start: the accept that served
+    // `back` reset the schedule.
+    let marker = format!("client connected peer={back_peer}");
+    clients.extend((0..40).map(|_| server.connect()));
+    server.wait_until(|seen| {
+        seen.iter()
+            .position(|l| l.contains(&marker))
+            .is_some_and(|at| !failures(&seen[at..]).is_empty())
+    });
+    let at = server.seen.iter().position(|l| l.contains(&marker));
+    let after = failures(&server.seen[at.expect("marker")..]);
+    assert_eq!(after[0], 5, "{after:?}");
+    // Throughout, each pause doubles the one before (up to the cap), or
+    // starts again after a success.
+    let all = failures(&server.seen);
+    for pair in all.windows(2) {
+        assert!(
+            pair[1] == (pair[0] * 2).min(1000) || pair[1] == 5,
+            "{} after {}: {all:?}",
+            pair[1],
+            pair[0]
+        );
+    }
+    drop(back);
 }
 
 /// `--stats-interval` logs the server-side figures periodically.
