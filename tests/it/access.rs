@@ -2,23 +2,9 @@
 //! (`--max-per-ip`), with clients bound to different loopback addresses
 //! (all of 127.0.0.0/8 is this machine).
 
-use std::net::{IpAddr, SocketAddr};
-
 use linepool::config::ProtocolName;
 
-use crate::support::{BinServer, Client, DEADLINE, TestServer};
-
-/// A client whose socket is bound to `from` before it connects to `to`.
-fn connect_from(from: &str, to: SocketAddr) -> Client {
-    let from: IpAddr = from.parse().expect("address");
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::new(from, 0).into())
-        .expect("bind to a loopback address");
-    socket.connect(&to.into()).expect("connect");
-    Client::from_stream(socket.into())
-}
+use crate::support::{BinServer, DEADLINE, TestServer, connect_from};
 
 fn only_127_0_0_1(protocol: ProtocolName) -> TestServer {
     TestServer::start(move |c| {

@@ -1,12 +1,14 @@
 //! `linepool client` driven through pipes, as a script would use it, and
 //! `linepool load --protocol framed`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
 
 use linepool::config::ProtocolName;
 
-use crate::support::TestServer;
+use crate::support::{DEADLINE, TestServer};
 
 /// Runs `linepool client` against `server` with `input` on stdin (closed
 /// after it) and returns its status and stdout.
@@ -143,7 +145,17 @@ fn client_speaks_sum() {
     probe.expect("Server of linepool;50\n");
 }
 
-/// Chat: a piped client joins, talks, and sees what others say.
+/// Asserts that the next line the client prints is `want`, with its `\n`.
+#[track_caller]
+fn expect_printed(printed: &mpsc::Receiver<String>, want: &str) {
+    match printed.recv_timeout(DEADLINE) {
+        Ok(line) => assert_eq!(line, want),
+        Err(e) => panic!("expected {want:?} printed: {e:?}"),
+    }
+}
+
+/// Chat: a piped client joins, prints exactly what another member says
+/// while it is in the room, talks, and leaves at the end of its input.
 #[test]
 fn client_speaks_chat() {
     let server = TestServer::start(|c| c.protocol = ProtocolName::Chat);
@@ -151,16 +163,54 @@ fn client_speaks_chat() {
     watcher.expect("Enter your name:\n");
     watcher.send_line("watcher");
     watcher.expect("Welcome watcher! 1 online.\n");
-    let (ok, out) = client(
-        &server,
-        &["--protocol", "chat"],
-        "piper\nhello from a pipe\n",
-    );
-    assert!(ok);
-    assert_eq!(out, "Enter your name:\nWelcome piper! 2 online.\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["client", "--port", &server.addr.port().to_string()])
+        .args(["--protocol", "chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // What the client prints, line by line with its ending, as it prints
+    // it.
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, printed) = mpsc::channel();
+    let printer = thread::spawn(move || {
+        loop {
+            let mut line = Vec::new();
+            match stdout.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx
+                        .send(String::from_utf8_lossy(&line).into_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    expect_printed(&printed, "Enter your name:\n");
+    stdin.write_all(b"piper\n").expect("write stdin");
+    expect_printed(&printed, "Welcome piper! 2 online.\n");
     watcher.expect("* piper joined\n");
+    watcher.send_line("hello piper, from a socket");
+    expect_printed(&printed, "watcher: hello piper, from a socket\n");
+    stdin
+        .write_all(b"hello from a pipe\n")
+        .expect("write stdin");
+    drop(stdin);
     watcher.expect("piper: hello from a pipe\n");
     watcher.expect("* piper left\n");
+    // Nothing more is printed, and the client exits 0.
+    assert_eq!(
+        printed.recv_timeout(DEADLINE),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    printer.join().expect("printer panicked");
+    assert!(child.wait().expect("wait").success());
 }
 
 /// The load tool drives the framed echo and checks every byte.

@@ -128,6 +128,33 @@ fn connect_per_request_opens_one_connection_per_request() {
     assert_eq!(summary.lines, 60);
 }
 
+/// An open loop cannot be a connection per request: `-R` with
+/// `--connect-per-request` is refused with the usage status, 2, and one
+/// error line naming both flags (then the usage hint), before anything is
+/// sent.
+#[test]
+fn rate_with_connect_per_request_is_refused() {
+    let server = TestServer::default();
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["load", "--port", &server.addr.port().to_string()])
+        .args(["-R", "100", "-n", "10", "--connect-per-request"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run linepool load");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        errors,
+        ["error: the argument '--rate <PER_SEC>' cannot be used with '--connect-per-request'"],
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().next(), Some(errors[0]), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(server.stop().connections, 0);
+}
+
 /// Idle connections are held for the run; a timed run ends on time, with
 /// its duration in seconds or with units.
 #[test]

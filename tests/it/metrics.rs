@@ -1,11 +1,10 @@
 //! The metrics endpoint: counts before and after traffic, the text
 //! format's shape, `/healthz` while serving and while draining.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use crate::support::{BinServer, DEADLINE};
+use crate::support::{BinServer, DEADLINE, connect_from, get, http_get, scrape, scrape_until};
 
 /// Starts the binary with a metrics endpoint; returns it and the
 /// endpoint's address.
@@ -13,68 +12,15 @@ fn server_with_metrics(extra: &[&str]) -> (BinServer, SocketAddr) {
     let mut args = vec!["--metrics", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut server = BinServer::start(&args);
-    let line = server.wait_log("metrics on http://");
-    let addr = line
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("metrics address")
-        .parse()
-        .expect("socket address");
+    let addr = server.metrics();
     (server, addr)
 }
 
-/// One GET: the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head.lines().next().unwrap_or_default().to_string();
-    (status, body.to_string())
-}
-
-/// Every sample (`name{labels}` → value), checking the shape on the way:
-/// each family has its HELP and TYPE before its samples, names carry the
-/// `linepool_` prefix, counters end in `_total`.
-fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let (status, body) = get(addr, "/metrics");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let mut samples = HashMap::new();
-    let mut typed: HashMap<String, String> = HashMap::new();
-    let mut helped = Vec::new();
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            helped.push(rest.split(' ').next().expect("name").to_string());
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("name and type");
-            assert!(helped.iter().any(|h| h == name), "no HELP for {name}");
-            if kind == "counter" {
-                assert!(name.ends_with("_total"), "counter {name} without _total");
-            }
-            typed.insert(name.to_string(), kind.to_string());
-        } else {
-            assert!(!line.starts_with('#'), "stray comment {line:?}");
-            let (key, value) = line.rsplit_once(' ').expect("sample");
-            let name = key.split('{').next().expect("name");
-            assert!(name.starts_with("linepool_"), "{name}");
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains_key(*f)))
-                .unwrap_or(name);
-            assert!(typed.contains_key(family), "no TYPE for {name}");
-            samples.insert(key.to_string(), value.parse::<f64>().expect("value"));
-        }
-    }
-    samples
-}
-
-/// Counts move with traffic, in the units and labels documented.
+/// Counts move with traffic, in the units and labels documented, and the
+/// worker gauge is the configured `--workers`.
 #[test]
 fn metrics_count_what_happened() {
-    let (server, metrics) = server_with_metrics(&[]);
+    let (server, metrics) = server_with_metrics(&["--workers", "3"]);
     let before = scrape(metrics);
     assert_eq!(before[r#"linepool_messages_total{protocol="ack"}"#], 0.0);
     assert_eq!(before["linepool_connections_accepted_total"], 0.0);
@@ -85,10 +31,7 @@ fn metrics_count_what_happened() {
         )],
         1.0
     );
-    assert_eq!(
-        before["linepool_workers"],
-        before["linepool_workers"].max(1.0)
-    );
+    assert_eq!(before["linepool_workers"], 3.0);
 
     let mut client = server.connect();
     for line in ["one", "two", "three"] {
@@ -104,16 +47,10 @@ fn metrics_count_what_happened() {
     // and a reply reaches the client a moment before its worker adds it to
     // the counters. So the scrapes go on until both are in, within the
     // deadline, and the figures are then asserted exactly.
-    let until = std::time::Instant::now() + DEADLINE;
-    let after = loop {
-        let after = scrape(metrics);
-        let settled = after["linepool_connections_open"] == 1.0
-            && after[r#"linepool_messages_total{protocol="ack"}"#] == 3.0;
-        if settled || std::time::Instant::now() >= until {
-            break after;
-        }
-        std::thread::yield_now();
-    };
+    let after = scrape_until(metrics, |after| {
+        after["linepool_connections_open"] == 1.0
+            && after[r#"linepool_messages_total{protocol="ack"}"#] == 3.0
+    });
     assert_eq!(after[r#"linepool_messages_total{protocol="ack"}"#], 3.0);
     assert_eq!(after["linepool_connections_accepted_total"], 2.0);
     assert_eq!(after["linepool_connections_open"], 1.0);
@@ -204,4 +141,112 @@ fn health_and_agent_answer_through_the_stop() {
     // The client goes; the stop ends at once.
     drop(flooder);
     assert!(server.wait_exit(DEADLINE).success());
+}
+
+/// What Prometheus sends: OpenMetrics first, the classic text as a fallback.
+const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
+/// A scraper that asks for OpenMetrics gets it: its content type, counter
+/// families named without `_total` and the `# EOF` ending. Anyone else gets
+/// the classic text format: its content type, `_total` on the family too,
+/// and no `# EOF`.
+#[test]
+fn openmetrics_when_asked_for_and_classic_text_otherwise() {
+    let (_server, metrics) = server_with_metrics(&[]);
+    let header = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (status, head, body) = http_get(metrics, "/metrics", PROMETHEUS_ACCEPT);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        header(&head),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(body.ends_with("\n# EOF\n"), "no # EOF at the end: {body}");
+    assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines.contains(&"# TYPE linepool_messages counter"),
+        "{body}"
+    );
+    assert!(
+        lines.contains(&r#"linepool_messages_total{protocol="ack"} 0"#),
+        "{body}"
+    );
+
+    let (status, head, body) = http_get(metrics, "/metrics", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(header(&head), "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!body.contains("# EOF"), "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines.contains(&"# TYPE linepool_messages_total counter"),
+        "{body}"
+    );
+    assert!(
+        lines.contains(&r#"linepool_messages_total{protocol="ack"} 0"#),
+        "{body}"
+    );
+}
+
+/// A per-address rejection and each kind of client error move their own
+/// labelled counter by one, and no other: `per_ip`, then `too_long`,
+/// `invalid_utf8`, `io` (a reset) on a line server and `truncated` on a
+/// framed one.
+#[test]
+fn rejections_and_client_errors_are_counted_by_kind() {
+    let (server, metrics) = server_with_metrics(&["--max-per-ip", "1", "--max-line", "16"]);
+    let mut first = connect_from("127.0.0.2", server.addr);
+    first.send_line("here");
+    first.expect("ACK: here\n");
+    let mut second = connect_from("127.0.0.2", server.addr);
+    second.expect("ERR too many connections from your address\n");
+    second.expect_closed();
+    let mut long = connect_from("127.0.0.3", server.addr);
+    long.send(b"far more than sixteen bytes\n");
+    long.expect("ERR line too long (max 16 bytes)\n");
+    long.expect_closed();
+    let mut bad = connect_from("127.0.0.4", server.addr);
+    bad.send(b"\xff\n");
+    bad.expect_closed();
+    // A client that resets its connection: a zero linger turns the close
+    // into a reset, which the server's next read reports as an error.
+    let mut reset = connect_from("127.0.0.5", server.addr);
+    reset.send_line("bye");
+    reset.expect("ACK: bye\n");
+    socket2::SockRef::from(&reset.stream)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("linger");
+    drop(reset);
+    let errors = |kind: &str| format!(r#"linepool_client_errors_total{{kind="{kind}"}}"#);
+    let rejected =
+        |reason: &str| format!(r#"linepool_connections_rejected_total{{reason="{reason}"}}"#);
+    let after = scrape_until(metrics, |m| {
+        m[&errors("io")] == 1.0 && m["linepool_connections_open"] == 1.0
+    });
+    assert_eq!(after[&rejected("per_ip")], 1.0);
+    assert_eq!(after[&rejected("busy")], 0.0);
+    assert_eq!(after[&errors("too_long")], 1.0);
+    assert_eq!(after[&errors("invalid_utf8")], 1.0);
+    assert_eq!(after[&errors("io")], 1.0);
+    assert_eq!(after[&errors("truncated")], 0.0);
+    assert_eq!(after["linepool_connections_open"], 1.0);
+    drop(first);
+
+    let (server, metrics) = server_with_metrics(&["--protocol", "framed"]);
+    let mut cut = server.connect();
+    // A prefix that promises ten bytes, three of them, and the end.
+    cut.send(b"\x00\x00\x00\x0aabc");
+    cut.half_close();
+    cut.expect_closed();
+    let after = scrape_until(metrics, |m| m[&errors("truncated")] == 1.0);
+    assert_eq!(after[&errors("truncated")], 1.0);
+    for kind in ["too_long", "invalid_utf8", "io"] {
+        assert_eq!(after[&errors(kind)], 0.0, "{kind}");
+    }
+    assert_eq!(after[&rejected("per_ip")], 0.0);
 }

@@ -2,6 +2,7 @@
 //! number exchange, checked byte for byte over real sockets.
 
 use std::io::Write;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -51,6 +52,103 @@ fn chat_join_broadcast_and_leave() {
     alice.expect("* carol left\n");
     // Three names and two chat lines; `shutdown` is a command, not a message.
     assert_eq!(server.stop().lines, 5);
+}
+
+/// What the chat interleaving test's `name` says in its line `i`: its
+/// number, then a long run of its own letter.
+fn long_line(name: &str, i: usize) -> String {
+    let letter = &name[..1];
+    format!("{i:05} {}", letter.repeat(CHAT_LINE))
+}
+
+/// The interleaving test: rounds of a burst of lines of this length from
+/// each speaker. A round (48 KB to the ear) stays under how far a member
+/// may fall behind; many rounds of many lines give the two speakers'
+/// deliveries many chances to meet.
+const CHAT_ROUNDS: usize = 1000;
+const CHAT_BURST: usize = 24;
+const CHAT_LINE: usize = 1000;
+
+/// Two members speaking at once never interleave within a line: many long
+/// lines said by each of two members at the same moment reach a third as
+/// whole lines, each from exactly one of them, in each one's order.
+#[test]
+fn chat_lines_said_at_once_never_interleave() {
+    // Two workers, so that both speakers are served at the same time.
+    let server = TestServer::start(|c| {
+        c.protocol = ProtocolName::Chat;
+        c.workers = 2;
+    });
+    let mut ear = join(&server, "ear");
+    ear.expect("Welcome ear! 1 online.\n");
+    let mut ann = join(&server, "ann");
+    ann.expect("Welcome ann! 2 online.\n");
+    ear.expect("* ann joined\n");
+    let mut bob = join(&server, "bob");
+    bob.expect("Welcome bob! 3 online.\n");
+    ear.expect("* bob joined\n");
+    ann.expect("* bob joined\n");
+    // Rounds of a burst from each, both let go by one barrier; the ear
+    // reads each round whole before the next, so that it never falls far
+    // enough behind to be dropped. The speakers hear each other too, and
+    // read it off for the same reason.
+    let (rounds, burst) = (CHAT_ROUNDS, CHAT_BURST);
+    let barrier = Arc::new(Barrier::new(3));
+    let speakers: Vec<_> = [("ann", ann), ("bob", bob)]
+        .into_iter()
+        .map(|(name, mut member)| {
+            let barrier = barrier.clone();
+            let mut hearing = member.stream.try_clone().expect("clone");
+            let listener = thread::spawn(move || std::io::copy(&mut hearing, &mut std::io::sink()));
+            let speaker = thread::spawn(move || {
+                for round in 0..rounds {
+                    let said: String = (round * burst..(round + 1) * burst)
+                        .map(|i| long_line(name, i) + "\n")
+                        .collect();
+                    barrier.wait();
+                    member.send(said);
+                }
+                member
+            });
+            (speaker, listener)
+        })
+        .collect();
+    let mut next = [0usize; 2];
+    for _ in 0..rounds {
+        barrier.wait();
+        for _ in 0..2 * burst {
+            let line = ear.line();
+            let (speaker, text) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("not a chat line: {line:.60}"));
+            let who = ["ann", "bob"]
+                .iter()
+                .position(|n| *n == speaker)
+                .unwrap_or_else(|| panic!("a line from nobody: {line:.60}"));
+            let want = long_line(speaker, next[who]) + "\n";
+            assert!(
+                text == want,
+                "line {} from {speaker}: got {} bytes, {:.40}...",
+                next[who],
+                text.len(),
+                text
+            );
+            next[who] += 1;
+        }
+    }
+    assert_eq!(next, [rounds * burst; 2]);
+    for (speaker, listener) in speakers {
+        let member = speaker.join().expect("speaker panicked");
+        member
+            .stream
+            .shutdown(std::net::Shutdown::Both)
+            .expect("shutdown");
+        let _ = listener.join().expect("listener panicked");
+    }
+    // Both leave; two workers close them, in either order.
+    let mut left = [ear.line(), ear.line()];
+    left.sort();
+    assert_eq!(left, ["* ann left\n", "* bob left\n"]);
 }
 
 /// A name that is taken, empty or too long is replaced by a guest name, and

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{BinServer, DEADLINE, TestServer};
+use crate::support::{BinServer, DEADLINE, TestServer, connect_from};
 
 fn v1(client: &str, port: u16) -> Vec<u8> {
     format!("PROXY TCP4 {client} 127.0.0.1 {port} 8000\r\n").into_bytes()
@@ -18,6 +18,25 @@ fn v2(client: [u8; 4], port: u16) -> Vec<u8> {
     h.extend_from_slice(&[127, 0, 0, 1]);
     h.extend_from_slice(&port.to_be_bytes());
     h.extend_from_slice(&8000u16.to_be_bytes());
+    h
+}
+
+/// A version 1 header that names no client.
+const V1_UNKNOWN: &[u8] = b"PROXY UNKNOWN\r\n";
+
+/// A version 2 `LOCAL` header (the proxy's own health check), carrying no
+/// addresses.
+fn v2_local() -> Vec<u8> {
+    let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x20, 0x00, 0x00, 0]);
+    h
+}
+
+/// A version 2 `LOCAL` header that carries addresses anyway, naming
+/// `client`: a `LOCAL` connection is the proxy's own, whatever it carries.
+fn v2_local_naming(client: [u8; 4]) -> Vec<u8> {
+    let mut h = v2(client, 4000);
+    h[12] = 0x20;
     h
 }
 
@@ -44,6 +63,56 @@ fn the_header_names_the_client_for_admin_from() {
     local.send([v2([127, 0, 0, 1], 4000), b"quit_server\n".to_vec()].concat());
     local.expect_closed();
     server.wait_stopped(DEADLINE);
+}
+
+/// A header that names no client (`PROXY UNKNOWN`, a v2 `LOCAL`, even one
+/// carrying addresses) leaves the proxy's own address, the socket's peer,
+/// for `--admin-from`: the proxy on 127.0.0.1 may stop the server, one on
+/// 127.0.0.2 may not.
+#[test]
+fn a_header_naming_no_client_keeps_the_proxys_address_for_admin_from() {
+    for header in [
+        V1_UNKNOWN.to_vec(),
+        v2_local(),
+        v2_local_naming([192, 0, 2, 9]),
+    ] {
+        let server = behind_a_proxy(|_| {});
+        let mut outside = connect_from("127.0.0.2", server.addr);
+        outside.send([header.clone(), b"hi\nquit_server\n".to_vec()].concat());
+        outside.expect("ACK: hi\nERR quit_server not allowed\n");
+        let mut inside = connect_from("127.0.0.1", server.addr);
+        inside.send([header.clone(), b"quit_server\n".to_vec()].concat());
+        inside.expect_closed();
+        outside.expect_closed();
+        server.wait_stopped(DEADLINE);
+    }
+}
+
+/// `--max-per-ip` counts a connection whose header names no client under
+/// the proxy's own address, the same slot as a header naming that address.
+#[test]
+fn max_per_ip_counts_the_proxys_address_when_the_header_names_none() {
+    let server = behind_a_proxy(|c| c.max_per_ip = 1);
+    let mut first = connect_from("127.0.0.2", server.addr);
+    first.send([V1_UNKNOWN.to_vec(), b"in\n".to_vec()].concat());
+    first.expect("ACK: in\n");
+    // The same proxy with no client named, twice; another proxy naming the
+    // first one's address.
+    let turned_away = [
+        ("127.0.0.2", V1_UNKNOWN.to_vec()),
+        ("127.0.0.2", v2_local()),
+        ("127.0.0.3", v1("127.0.0.2", 9)),
+    ];
+    for (proxy, header) in turned_away {
+        let mut again = connect_from(proxy, server.addr);
+        again.send([header, b"in\n".to_vec()].concat());
+        again.expect("ERR too many connections from your address\n");
+        again.expect_closed();
+    }
+    let mut other = connect_from("127.0.0.3", server.addr);
+    other.send([v2_local(), b"in\n".to_vec()].concat());
+    other.expect("ACK: in\n");
+    assert_eq!(server.stop().rejected_per_ip, 3);
 }
 
 /// A header that arrives a byte at a time is still a header.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, BinServer, Client, DEADLINE, TestServer};
+use crate::support::{self, BinServer, Client, DEADLINE, TestServer, scrape_until};
 
 /// How fast a stop must finish with no request in flight.
 const EXIT_WITHIN: Duration = Duration::from_millis(100);
@@ -60,11 +60,10 @@ fn quit_server_closes_parked_and_waiting_connections() {
     }
 }
 
-/// Many `quit_server` lines at once: the first wins, the rest are ignored,
-/// and the server stops once.
-#[test]
-fn concurrent_quit_server_stops_once() {
-    let server = TestServer::default();
+/// Sixteen clients of the binary send `quit_server` at once; returns the
+/// server once it has exited 0, with its whole log read.
+fn sixteen_quit_servers_at_once() -> BinServer {
+    let mut server = BinServer::start(&[]);
     let mut clients: Vec<Client> = (0..16).map(|_| server.connect()).collect();
     for c in &mut clients {
         c.send_line("ready");
@@ -85,8 +84,49 @@ fn concurrent_quit_server_stops_once() {
     for t in threads {
         t.join().expect("client panicked");
     }
-    server.wait_stopped(DEADLINE);
-    assert!(!server.shutdown.trigger(), "the stop was already triggered");
+    assert!(server.wait_exit_and_log(DEADLINE).success());
+    server
+}
+
+/// Many `quit_server` lines at once: the first wins, the rest are ignored,
+/// and the server stops once: the stop's first and last log lines each
+/// appear exactly once, and the binary exits 0.
+#[test]
+fn concurrent_quit_server_stops_once() {
+    let server = sixteen_quit_servers_at_once();
+    let once = |needle: &str| {
+        assert_eq!(server.count_log(needle), 1, "{needle}: {:#?}", server.seen);
+    };
+    once("stopping, closing");
+    once("stopped connections=16 lines=16 rejected=0 rejected_per_ip=0");
+}
+
+/// Many `quit_server` lines at once: the log names what stopped the server
+/// once, before the stop's first line.
+///
+/// Fails today: every allowed `quit_server` logs `quit_server received`
+/// before it triggers the stop, whether its trigger wins or not, and so do
+/// those read before the stop and answered during it; the log names two
+/// or more causes, sometimes one after `stopping, closing`.
+#[test]
+#[ignore = "bug: concurrent quit_server lines each log quit_server received"]
+fn concurrent_quit_server_names_its_cause_once() {
+    let server = sixteen_quit_servers_at_once();
+    assert_eq!(
+        server.count_log("quit_server received"),
+        1,
+        "{:#?}",
+        server.seen
+    );
+    let cause = server
+        .seen
+        .iter()
+        .position(|l| l.contains("quit_server received"));
+    let stop = server
+        .seen
+        .iter()
+        .position(|l| l.contains("stopping, closing"));
+    assert!(cause < stop, "{:#?}", server.seen);
 }
 
 /// With thousands of idle clients connected, `run` returns within 100 ms
@@ -115,33 +155,98 @@ fn stop_with_thousands_of_idle_clients_is_fast() {
     }
 }
 
-/// A reply is never cut in half by a stop: a client that pipelined a lot
-/// receives only whole reply lines, in order.
-#[test]
-fn stop_never_cuts_a_reply() {
-    let server = TestServer::default();
-    let mut client = server.connect();
-    let lines = 200_000;
-    let input: String = (0..lines).map(|i| format!("{i}\n")).collect();
-    let mut writer = client.stream.try_clone().expect("clone");
-    let sender = thread::spawn(move || {
-        let _ = writer.write_all(input.as_bytes());
-    });
-    // Stop once replies are flowing, in the middle of the stream.
+/// Line `i` of the pipelined input: mostly empty, so that many messages
+/// fit in few bytes, with every hundredth numbered, so that the order of
+/// the replies shows.
+fn pipelined(i: usize) -> String {
+    if i.is_multiple_of(100) {
+        i.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Pipelines 50,000 lines (52 KB) that the server's kernel holds whole
+/// when the stop comes: written at once and acknowledged, so that nothing
+/// the client sends arrives after the server has closed, which would
+/// reset the connection (see
+/// `a_stop_delivers_every_reply_to_a_client_still_sending`). Stops once
+/// replies flow, in the middle of the stream; returns the input.
+fn pipeline_then_stop(server: &TestServer, client: &mut Client) -> String {
+    let input: String = (0..50_000).map(|i| pipelined(i) + "\n").collect();
+    client.send(&input);
+    client.wait_acknowledged();
     client.expect("ACK: 0\n");
     server.shutdown.trigger();
-    let rest = client.rest();
-    let text = String::from_utf8(rest).expect("utf-8");
+    input
+}
+
+/// Asserts that `text` is whole replies to the pipelined lines from line
+/// 1 on, in order; returns how many.
+fn replies_in_order(text: &str) -> usize {
     assert!(
         text.is_empty() || text.ends_with('\n'),
         "cut reply: {:?}",
         &text[text.len().saturating_sub(20)..]
     );
     for (i, line) in text.lines().enumerate() {
-        assert_eq!(line, format!("ACK: {}", i + 1));
+        assert_eq!(
+            line,
+            format!("ACK: {}", pipelined(i + 1)),
+            "reply {}",
+            i + 1
+        );
     }
-    server.wait_stopped(DEADLINE);
-    let _ = sender.join();
+    text.lines().count()
+}
+
+/// A reply is never cut in half by a stop: a client that pipelined a lot
+/// receives only whole reply lines, in order, and exactly as many as the
+/// server counts as answered.
+#[test]
+fn stop_never_cuts_a_reply() {
+    let server = TestServer::default();
+    let mut client = server.connect();
+    pipeline_then_stop(&server, &mut client);
+    let text = String::from_utf8(client.rest()).expect("utf-8");
+    let replies = 1 + replies_in_order(&text);
+    let summary = server.wait_stopped(DEADLINE);
+    assert_eq!(summary.lines, replies as u64);
+}
+
+/// A stop answers every message the server has already read, whatever the
+/// turn's budget: a pipelining client gets one whole reply, in order, for
+/// each complete line in the bytes the server took from it, and no more.
+#[test]
+fn a_stop_answers_every_message_already_read() {
+    let server = TestServer::with_metrics(|c| {
+        c.workers = 1;
+        c.max_line = HUGE_LINE;
+        c.stop_grace = Duration::from_secs(30);
+    });
+    // A client that does not read its reply holds the stop in its grace
+    // while the figures are read; it sent one line of known length.
+    let mut wedged = server.connect();
+    wedge_a_worker(&mut wedged);
+    let mut client = server.connect();
+    let input = pipeline_then_stop(&server, &mut client);
+    let text = String::from_utf8(client.rest()).expect("utf-8");
+    let replies = 1 + replies_in_order(&text);
+    // The pipelining client is closed (its figures are in, and it no
+    // longer counts as open); the wedged one holds the stop.
+    let figures = scrape_until(server.metrics(), |m| m["linepool_connections_open"] == 1.0);
+    let received = figures["linepool_received_bytes_total"] as usize - (HUGE_LINE + 1);
+    let complete = input.as_bytes()[..received]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    assert_eq!(replies, complete, "replies for the {received} bytes read");
+    assert_eq!(
+        figures[r#"linepool_messages_total{protocol="ack"}"#] as usize,
+        1 + complete
+    );
+    drop(wedged);
+    assert_eq!(server.wait_stopped(DEADLINE).lines as usize, 1 + complete);
 }
 
 /// Sends one line so long that its reply cannot fit in the socket buffers,
@@ -257,4 +362,81 @@ fn second_sigint_exits_at_once() {
     server.signal("INT");
     let status = server.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(130), "{:#?}", server.seen);
+}
+
+/// A second SIGTERM while the stop waits for a client that does not read
+/// exits at once with status 130, saying so, rather than waiting out a
+/// 30 s stop grace.
+#[test]
+fn second_sigterm_while_stopping_exits_130() {
+    let mut server = BinServer::start(&["--stop-grace", "30s"]);
+    // A client that sends without reading: its replies back up, so the
+    // stop waits for it.
+    let mut flooder = server.connect();
+    flooder
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let chunk = "x".repeat(1000) + "\n";
+    while flooder.stream.write_all(chunk.as_bytes()).is_ok() {}
+    server.signal("TERM");
+    server.wait_log("stopping, closing");
+    server.signal("TERM");
+    let status = server.wait_exit_and_log(DEADLINE);
+    assert_eq!(status.code(), Some(130), "{:#?}", server.seen);
+    assert_eq!(
+        server.count_log("linepool: interrupted again, exiting now"),
+        1,
+        "{:#?}",
+        server.seen
+    );
+    assert_eq!(
+        server.count_log("stopped connections="),
+        0,
+        "{:#?}",
+        server.seen
+    );
+    drop(flooder);
+}
+
+/// A client still sending when the server stops, and reading its replies
+/// (through a small receive window), gets every reply the server counts
+/// as answered, whole; tried on 20 fresh servers.
+///
+/// Fails today, on about two servers in five (8 of 20 when measured): a stop shuts every socket
+/// down for reading, after which a read that finds nothing waiting returns
+/// 0 as if the client had ended its stream. The closing connection takes
+/// that for the client's end of stream, skips its linger and closes at
+/// once; what the client sends next arrives at a closed socket, which
+/// resets the connection and throws away the replies still in the
+/// server's send buffer, so the client gets fewer than were counted, and
+/// the last one it gets may be cut in half.
+#[test]
+#[ignore = "bug: a stop resets a client still sending and destroys replies in flight"]
+fn a_stop_delivers_every_reply_to_a_client_still_sending() {
+    for _ in 0..20 {
+        let server = TestServer::default();
+        // A small window keeps replies waiting in the server's send buffer.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        socket.connect(&server.addr.into()).expect("connect");
+        let mut client = Client::from_stream(socket.into());
+        let input: String = (0..1_000_000).map(|i| format!("{i}\n")).collect();
+        let mut writer = client.stream.try_clone().expect("clone");
+        let sender = thread::spawn(move || {
+            let _ = writer.write_all(input.as_bytes());
+        });
+        client.expect("ACK: 0\n");
+        server.shutdown.trigger();
+        let text = String::from_utf8_lossy(&client.rest()).into_owned();
+        let summary = server.wait_stopped(DEADLINE);
+        let cut = !text.is_empty() && !text.ends_with('\n');
+        assert_eq!(
+            (1 + text.lines().count() as u64 - u64::from(cut), cut),
+            (summary.lines, false),
+            "(whole replies received, last one cut) against those answered"
+        );
+        let _ = sender.join();
+    }
 }

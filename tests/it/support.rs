@@ -1,6 +1,7 @@
 //! Shared helpers: a server started through the library or as the built
 //! binary, and a line client with deadlines on every read.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, ExitStatus, Stdio};
@@ -16,6 +17,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// A server run through the library on `127.0.0.1:0`; stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The metrics endpoint, when `configure` set `config.metrics`.
+    metrics: Option<SocketAddr>,
     pub shutdown: linepool::Shutdown,
     done: Receiver<io::Result<Summary>>,
 }
@@ -27,6 +30,7 @@ impl TestServer {
         configure(&mut config);
         let server = Server::bind(config).expect("bind");
         let addr = server.local_addr();
+        let metrics = server.metrics_addr();
         let shutdown = server.shutdown_handle();
         let (tx, done) = mpsc::channel();
         thread::spawn(move || {
@@ -34,9 +38,24 @@ impl TestServer {
         });
         TestServer {
             addr,
+            metrics,
             shutdown,
             done,
         }
+    }
+
+    /// Starts a server with a metrics endpoint on a free port, and the
+    /// defaults changed by `configure`.
+    pub fn with_metrics(configure: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start(|c| {
+            c.metrics = Some("127.0.0.1:0".parse().expect("address"));
+            configure(c);
+        })
+    }
+
+    /// The metrics endpoint's address; the server must have one.
+    pub fn metrics(&self) -> SocketAddr {
+        self.metrics.expect("a server started with_metrics")
     }
 
     /// Starts a server with the default settings.
@@ -101,6 +120,28 @@ impl Client {
     /// Ends our sending side, as `nc -N` does.
     pub fn half_close(&mut self) {
         self.stream.shutdown(Shutdown::Write).expect("half close");
+    }
+
+    /// Waits until the server's kernel has acknowledged every byte sent so
+    /// far (the socket's send queue, `SIOCOUTQ`, is empty): nothing is in
+    /// flight any more. Fails after [`DEADLINE`].
+    pub fn wait_acknowledged(&self) {
+        use std::os::fd::AsRawFd;
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let mut unsent: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer.
+            let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+            assert_eq!(rc, 0, "ioctl: {}", io::Error::last_os_error());
+            if unsent == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{unsent} bytes still unacknowledged"
+            );
+            thread::yield_now();
+        }
     }
 
     /// The next line, with its `\n`. Fails on end of input or timeout.
@@ -196,6 +237,20 @@ impl Client {
             .set_read_timeout(Some(DEADLINE))
             .expect("timeout");
     }
+}
+
+/// A client whose socket is bound to `from`, one of the loopback
+/// addresses (all of 127.0.0.0/8 is this machine), before it connects to
+/// `to`.
+pub fn connect_from(from: &str, to: SocketAddr) -> Client {
+    let from: std::net::IpAddr = from.parse().expect("address");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind to a loopback address");
+    socket.connect(&to.into()).expect("connect");
+    Client::from_stream(socket.into())
 }
 
 /// The `linepool` binary, started with `serve --port 0`. Killed on drop.
@@ -299,6 +354,38 @@ impl BinServer {
         }
     }
 
+    /// The metrics endpoint's address, from its log line; the server must
+    /// have been started with `--metrics`.
+    pub fn metrics(&mut self) -> SocketAddr {
+        let line = self.wait_log("metrics on http://");
+        line.split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("metrics address")
+            .parse()
+            .expect("socket address")
+    }
+
+    /// Waits for the process to exit and reads its log to the end, so that
+    /// `seen` holds every line it wrote. Returns the exit status.
+    pub fn wait_exit_and_log(&mut self, within: Duration) -> ExitStatus {
+        let status = self.wait_exit(within);
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return status,
+                Err(RecvTimeoutError::Timeout) => panic!("the log never ended"),
+            }
+        }
+    }
+
+    /// How many log lines seen so far contain `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -326,6 +413,78 @@ impl Drop for BinServer {
                 .args(["-s", "KILL", &self.pid.to_string()])
                 .status();
         }
+    }
+}
+
+/// One HTTP/1.1 GET with `headers` (each ending in `\r\n`) added: the
+/// status line, the rest of the head, and the body.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let (status, rest) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), rest.to_string(), body.to_string())
+}
+
+/// One GET: the status line and the body.
+pub fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let (status, _, body) = http_get(addr, path, "");
+    (status, body)
+}
+
+/// Every sample (`name{labels}` → value), checking the shape on the way:
+/// each family has its HELP and TYPE before its samples, names carry the
+/// `linepool_` prefix, counters end in `_total`.
+pub fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut samples = HashMap::new();
+    let mut typed: HashMap<String, String> = HashMap::new();
+    let mut helped = Vec::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.push(rest.split(' ').next().expect("name").to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("name and type");
+            assert!(helped.iter().any(|h| h == name), "no HELP for {name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "counter {name} without _total");
+            }
+            typed.insert(name.to_string(), kind.to_string());
+        } else {
+            assert!(!line.starts_with('#'), "stray comment {line:?}");
+            let (key, value) = line.rsplit_once(' ').expect("sample");
+            let name = key.split('{').next().expect("name");
+            assert!(name.starts_with("linepool_"), "{name}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains_key(*f)))
+                .unwrap_or(name);
+            assert!(typed.contains_key(family), "no TYPE for {name}");
+            samples.insert(key.to_string(), value.parse::<f64>().expect("value"));
+        }
+    }
+    samples
+}
+
+/// Scrapes until `settled` holds or [`DEADLINE`] passes, and returns the
+/// last scrape: a reply reaches its client a moment before its worker adds
+/// it to the counters, so a test waits for the figures it expects and then
+/// asserts them exactly.
+pub fn scrape_until(
+    addr: SocketAddr,
+    settled: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let samples = scrape(addr);
+        if settled(&samples) || Instant::now() >= until {
+            return samples;
+        }
+        thread::yield_now();
     }
 }
 

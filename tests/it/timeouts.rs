@@ -1,13 +1,27 @@
 //! Idle clients, trickling clients and clients that stop reading are closed
 //! after the idle timeout; none of them holds up the others meanwhile.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{DEADLINE, TestServer};
+use crate::support::{BinServer, DEADLINE, TestServer, scrape, scrape_until};
 
 const IDLE: Duration = Duration::from_millis(400);
+
+/// The idle timeout of the tests that hold the close to its window, long
+/// enough that the slack below is small beside it.
+const TIMED_IDLE: Duration = Duration::from_secs(1);
+
+/// The latest a close may come, counted from when the client went quiet:
+/// the rule closes within 1.25 idle timeouts, and the watchdog and the
+/// worker may wait for a CPU on a busy machine. A close at twice the
+/// timeout is over it.
+const LATEST_CLOSE: Duration = Duration::from_millis(TIMED_IDLE.as_millis() as u64 * 5 / 4 + 500);
+
+/// The earliest: the timeout itself, less the clocks' granularity.
+const EARLIEST_CLOSE: Duration = Duration::from_millis(TIMED_IDLE.as_millis() as u64 - 50);
 
 fn one_worker_with_idle_timeout() -> TestServer {
     TestServer::start(|c| {
@@ -16,21 +30,25 @@ fn one_worker_with_idle_timeout() -> TestServer {
     })
 }
 
-/// A client that sends nothing gets `ERR idle timeout` and a close.
+/// A client that sends nothing after its last line gets `ERR idle timeout`
+/// and a close, between 1 and 1.25 idle timeouts (plus scheduling slack)
+/// after that line.
 #[test]
 fn silent_client_is_closed_after_the_idle_timeout() {
-    let server = one_worker_with_idle_timeout();
+    let server = TestServer::start(|c| {
+        c.workers = 1;
+        c.idle_timeout = Some(TIMED_IDLE);
+    });
     let mut client = server.connect();
     client.send_line("hi");
     client.expect("ACK: hi\n");
+    // The line counted as progress before its reply was written.
     let start = Instant::now();
     client.expect("ERR idle timeout\n");
     let waited = start.elapsed();
     client.expect_closed();
-    assert!(
-        waited >= IDLE - Duration::from_millis(50),
-        "closed early: {waited:?}"
-    );
+    assert!(waited >= EARLIEST_CLOSE, "closed early: {waited:?}");
+    assert!(waited <= LATEST_CLOSE, "closed late: {waited:?}");
 
     let mut next = server.connect();
     next.send_line("next");
@@ -76,32 +94,113 @@ fn trickling_line_counts_as_idle() {
     trickler.join().expect("trickler panicked");
 }
 
-/// A client that stops reading replies is dropped after the idle timeout and
-/// frees its worker.
+/// A client that stops reading replies is closed by the write side of the
+/// idle rule, between 1 and 1.25 idle timeouts (plus slack) after it last
+/// took reply bytes; the close is counted as `direction="write"`, the
+/// client's writes end in the server's close (a reset or a broken pipe,
+/// not its own write timeout), and its worker serves the next client.
 #[test]
 fn client_that_stops_reading_is_dropped() {
-    let server = one_worker_with_idle_timeout();
+    let server = TestServer::with_metrics(|c| {
+        c.workers = 1;
+        c.idle_timeout = Some(TIMED_IDLE);
+    });
+    let metrics = server.metrics();
+    let write_closes = r#"linepool_idle_closes_total{direction="write"}"#;
+    let read_closes = r#"linepool_idle_closes_total{direction="read"}"#;
+    let sent = "linepool_sent_bytes_total";
     let client = server.connect();
     let mut writer = client.stream.try_clone().expect("clone");
     writer.set_write_timeout(Some(DEADLINE)).expect("timeout");
     // Send far more than the socket buffers hold and never read a reply.
+    let (done, flood_ended) = mpsc::channel();
     let flooder = thread::spawn(move || {
         let chunk = "flood flood flood flood flood\n".repeat(2000);
-        for _ in 0..2000 {
-            if writer.write_all(chunk.as_bytes()).is_err() {
-                return true;
+        loop {
+            match writer.write(chunk.as_bytes()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = done.send(());
+                    return e.kind();
+                }
             }
         }
-        false
     });
+    // The client's own writes learn of the close late: the server's end of
+    // stream waits behind replies the client never takes, and a writer
+    // blocked on a full window hears only at its next window probe, which
+    // TCP backs off to seconds. So the times come from the server's
+    // counters: the sent bytes move exactly when the client takes reply
+    // bytes (the progress the rule watches), and the write closes move as
+    // the connection is closed. Each was seen to move between two scrapes.
+    let start = Instant::now();
+    let mut figure = scrape(metrics)[sent];
+    let (mut moved_after, mut moved_by) = (start, start);
+    let mut previous = start;
+    let mut ended = false;
+    let closed = loop {
+        let asked = Instant::now();
+        let now = scrape(metrics);
+        if now[sent] != figure {
+            figure = now[sent];
+            (moved_after, moved_by) = (previous, Instant::now());
+        }
+        if now[write_closes] > 0.0 {
+            break Some((previous, Instant::now()));
+        }
+        // The close is counted before the socket closes: once the flood
+        // has ended, one more scrape is enough.
+        if ended {
+            break None;
+        }
+        previous = asked;
+        // Paced by the flood's end, which comes after the close or, if the
+        // server never closes, with the client's write timeout.
+        ended = flood_ended.recv_timeout(Duration::from_millis(5)).is_ok();
+    };
+    let kind = flooder.join().expect("flooder panicked");
     assert!(
-        flooder.join().expect("flooder panicked"),
-        "server never gave up on the flood"
+        matches!(
+            kind,
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+        ),
+        "the flood ended with {kind:?} after {:?}, not with the server's close",
+        start.elapsed()
     );
+    let (closed_after, closed_by) = closed.expect("the client was not closed as idle");
+    assert!(
+        closed_by - moved_after >= EARLIEST_CLOSE,
+        "closed early: {:?} after the client last took replies",
+        closed_by - moved_after
+    );
+    assert!(
+        closed_after - moved_by <= LATEST_CLOSE,
+        "closed late: {:?} after the client last took replies",
+        closed_after - moved_by
+    );
+    let after = scrape_until(metrics, |m| m["linepool_connections_open"] == 0.0);
+    assert_eq!(after[write_closes], 1.0);
+    assert_eq!(after[read_closes], 0.0);
     let mut next = server.connect();
     next.send_line("next");
     next.expect("ACK: next\n");
     drop(client);
+}
+
+/// `--idle-timeout 0` means never: a client silent for longer than the
+/// timed tests' whole window (which a timeout of a second or less would
+/// have closed) is neither told nor closed, and is answered when it speaks
+/// again.
+#[test]
+fn idle_timeout_zero_never_closes_a_silent_client() {
+    let server = BinServer::start(&["--idle-timeout", "0"]);
+    let mut client = server.connect();
+    client.send_line("hi");
+    client.expect("ACK: hi\n");
+    client.expect_silence(LATEST_CLOSE);
+    client.send_line("still here");
+    client.expect("ACK: still here\n");
 }
 
 /// A client that pipelines without pause stays connected however long it
