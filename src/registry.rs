@@ -64,13 +64,8 @@ impl<T> Registry<T> {
     /// What `pick` takes from each live entry, copied out under the lock,
     /// so that the caller does its I/O after releasing it. `pick` must be
     /// quick and do no I/O.
-    pub(crate) fn copy_out<V>(&self, pick: impl FnMut(&T) -> Option<V>) -> Vec<V> {
-        self.live
-            .lock()
-            .values()
-            .map(|e| &**e)
-            .filter_map(pick)
-            .collect()
+    pub(crate) fn copy_out<V>(&self, pick: impl FnMut(&Arc<T>) -> Option<V>) -> Vec<V> {
+        self.live.lock().values().filter_map(pick).collect()
     }
 
     /// How many entries are live.
@@ -113,7 +108,7 @@ mod tests {
         for id in 0..5 {
             registry.insert(id, Arc::new(id * 10));
         }
-        let mut even = registry.copy_out(|v| (v % 20 == 0).then_some(*v));
+        let mut even = registry.copy_out(|v| (**v % 20 == 0).then_some(**v));
         even.sort();
         assert_eq!(even, [0, 20, 40]);
     }

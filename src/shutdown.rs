@@ -49,12 +49,21 @@ impl Shutdown {
     /// Starts the stop. Only the first call does anything; it returns `true`.
     /// Later calls, concurrent or not, return `false`.
     pub fn trigger(&self) -> bool {
+        self.trigger_by(|| {})
+    }
+
+    /// Starts the stop, as [`trigger`](Shutdown::trigger) does, and if this
+    /// call is the one that starts it, runs `announce` first, before any
+    /// wake-up: the log can name the stop's cause once, before the stop's
+    /// first line, however many callers race to stop it.
+    pub fn trigger_by(&self, announce: impl FnOnce()) -> bool {
         // The lock orders this against `on_trigger`: a waker is either in the
         // list when we run the list, or sees the flag and runs itself.
         let wakers = self.inner.wakers.lock();
         if self.inner.triggered.swap(true, Ordering::SeqCst) {
             return false;
         }
+        announce();
         for wake in wakers.iter() {
             wake();
         }

@@ -16,16 +16,13 @@ use crate::engine::Connections;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
-/// Watches every registered connection until the server stops; also says
-/// how many client warnings were held back.
-pub(crate) fn run(
-    registry: &Connections,
-    stats: &Stats,
-    shutdown: &Shutdown,
-    idle: Option<Duration>,
-) {
+/// Watches every registered connection until `until` fires, at the stop's
+/// last step (connections that close during the stop still linger and
+/// wait for PROXY headers by the clock); also says how many client
+/// warnings were held back.
+pub(crate) fn run(registry: &Connections, stats: &Stats, until: &Shutdown, idle: Option<Duration>) {
     let tick = activity::tick(idle);
-    while !shutdown.wait_timeout(tick) {
+    while !until.wait_timeout(tick) {
         stats.flush_client_warnings();
         let now = Instant::now();
         // Marked under the registry's lock (atomics only); woken after it.

@@ -131,6 +131,22 @@ impl Engine {
         self.panics.load(Ordering::Relaxed)
     }
 
+    /// Gives every live connection a turn, as an event would: the stop's
+    /// way to wake them all, wherever they are (parked, queued, being
+    /// served). Each turn then sees the stop, answers what it has read and
+    /// closes. Nothing is done to the sockets, so a client's end of stream
+    /// still means what it says.
+    pub(crate) fn wake_all(&self) {
+        let woken = self
+            .conns
+            .copy_out(|served| served.conn.sched.notify().then(|| served.clone()));
+        self.workers.queue(woken);
+        // The leader, waiting in the poller, comes back and serves too.
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the poller error={}", logfmt::error(&e));
+        }
+    }
+
     /// Ends every worker loop: followers wake, the leader's wait ends.
     pub(crate) fn finish(&self) {
         self.workers.finish();

@@ -119,6 +119,18 @@ impl<T> Rendezvous<T> {
         mine
     }
 
+    /// Queues items from outside the workers (the stop, waking every
+    /// connection), and wakes a follower for each.
+    pub(crate) fn queue(&self, items: impl IntoIterator<Item = T>) {
+        let mut shared = self.shared.lock();
+        let before = shared.ready.len();
+        shared.ready.extend(items);
+        let added = shared.ready.len() - before;
+        for _ in 0..added.min(shared.idle) {
+            self.followers.notify_one();
+        }
+    }
+
     /// Puts an item at the back of the queue. The calling worker asks for
     /// its next item at once, so nobody needs waking.
     pub(crate) fn requeue(&self, item: T) {

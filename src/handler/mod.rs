@@ -40,6 +40,8 @@ use crate::proxy::HeaderReader;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
+use self::end::End;
+
 /// Replies are sent once this many bytes are collected, even if more input
 /// is buffered, so the reply buffer stays small.
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
@@ -233,6 +235,8 @@ impl ClientHandler {
     /// a scratch buffer for replies, empty on entry and on return.
     pub(crate) fn turn(&mut self, out: &mut Vec<u8>) -> Turn {
         let result = match self.phase {
+            // A connection still without its header has nothing to answer.
+            Phase::Header if self.shutdown.is_triggered() => Err(End::Stopping),
             Phase::Header => match self.read_header(out) {
                 Ok(true) => self.start(out).and_then(|()| self.serve(out)),
                 Ok(false) => Ok(Turn::Park),

@@ -107,10 +107,12 @@ fn act_as(
         }
         Action::Close => Err(End::Closed),
         Action::StopServer if rules.admin => {
-            if by == Stop::Command {
-                info!("quit_server received peer={}", rules.peer);
-            }
-            rules.shutdown.trigger();
+            let peer = rules.peer;
+            rules.shutdown.trigger_by(|| {
+                if by == Stop::Command {
+                    info!("quit_server received peer={peer}");
+                }
+            });
             Err(End::StopServer)
         }
         Action::StopServer => {

@@ -129,7 +129,9 @@ impl ClientHandler {
             reads -= 1;
             match self.reader.fill(&mut &*self.conn) {
                 Ok(0) => {
-                    self.input_ended = true;
+                    // The client's end of stream, unless the watchdog shut
+                    // the reading side down to wake an idle connection.
+                    self.input_ended = self.conn.activity.timed_out().is_none();
                     return Err(self.at_end_of_input(out));
                 }
                 Ok(n) => {

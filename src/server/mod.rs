@@ -13,8 +13,8 @@
 //!    answering health checks (503, `drain`);
 //! 2. the acceptor leaves its loop and is joined: nothing more is
 //!    accepted;
-//! 3. every registered socket is shut down for reading, so each connection
-//!    wakes, answers what it has read and closes;
+//! 3. every registered connection is given a turn, as if an event had
+//!    come, so each answers what it has read and closes;
 //! 4. up to `--stop-grace` for every slot to come back, then the stragglers
 //!    are cut off (and given one more grace);
 //! 5. the workers' loops end, the pool is joined, the side ports end, every
@@ -69,8 +69,8 @@ pub struct Server {
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
-    /// Ends the side ports' threads, at the stop's last step.
-    side_ports: Shutdown,
+    /// Fires at the stop's last step: the side ports and the watchdog end.
+    last_step: Shutdown,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
 }
@@ -129,10 +129,11 @@ impl Server {
         let shutdown = Shutdown::new();
         listen::acceptor_stopped_with(&listener, local_addr, &shutdown)?;
         // The side ports answer through the stop (health says 503, the
-        // agent `drain`) and end only at its last step.
-        let side_ports = Shutdown::new();
+        // agent `drain`), and the watchdog goes on ending lingers: they end
+        // only at its last step.
+        let last_step = Shutdown::new();
         for side in agent.iter().chain(&metrics) {
-            listen::stopped_with(side, &side_ports)?;
+            listen::stopped_with(side, &last_step)?;
         }
         let conns = Registry::new();
         let engine = Engine::new(conns.clone())?;
@@ -144,7 +145,7 @@ impl Server {
             config,
             protocol,
             shutdown,
-            side_ports,
+            last_step,
             conns,
             engine,
         })
@@ -182,7 +183,7 @@ impl Server {
             config,
             protocol,
             shutdown,
-            side_ports,
+            last_step,
             conns,
             engine,
         } = self;
@@ -198,7 +199,7 @@ impl Server {
         let mut running = Running {
             local_addr,
             shutdown: shutdown.clone(),
-            side_ports: side_ports.clone(),
+            last_step: last_step.clone(),
             gate: gate.clone(),
             conns: conns.clone(),
             engine: engine.clone(),
@@ -217,15 +218,15 @@ impl Server {
         );
         let threads = &mut running.threads;
         {
-            let (conns, stats, shutdown) = (conns.clone(), stats.clone(), shutdown.clone());
+            let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
             let idle = config.idle_timeout;
             threads.spawn("linepool-watchdog", move || {
-                watchdog::run(&conns, &stats, &shutdown, idle)
+                watchdog::run(&conns, &stats, &until, idle)
             })?;
         }
         if let Some(listener) = agent {
             info!("agent listening on {}", listener.local_addr()?);
-            let (shutdown, until) = (shutdown.clone(), side_ports.clone());
+            let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-agent", move || {
                 agent::serve(&listener, &shutdown, &until)
             })?;
@@ -242,7 +243,7 @@ impl Server {
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
             });
-            let (shutdown, until) = (shutdown.clone(), side_ports.clone());
+            let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
                 metrics::serve(&listener, &registry, &shutdown, &until)
             })?;
@@ -315,7 +316,7 @@ impl Drop for StopOnPanic {
 pub struct Running {
     local_addr: SocketAddr,
     shutdown: Shutdown,
-    side_ports: Shutdown,
+    last_step: Shutdown,
     gate: Arc<Gate>,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
@@ -360,9 +361,12 @@ impl Running {
             "stopping, closing {}",
             logfmt::count(open as u64, "connection")
         );
-        // 3. End of input wakes every connection in the poller; each
+        // 3. Every connection gets a turn, as if an event had come; each
         // answers the messages it has read, sends its replies and closes.
-        shut_down_all(&self.conns, Direction::Read);
+        // Its socket is left alone: shutting its reading side down would
+        // make a read return 0 while the client still sends, and the close
+        // that follows would reset the client and destroy its replies.
+        self.engine.wake_all();
         // 4. The grace, then the stragglers are cut off.
         if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
             let stuck = shut_down_all(&self.conns, Direction::Both);
@@ -381,7 +385,7 @@ impl Running {
         if let Some(pool) = self.pool.take() {
             pool.join();
         }
-        self.side_ports.trigger();
+        self.last_step.trigger();
         panicked += self.threads.join_all();
         let handlers = self.engine.panics();
         if handlers > 0 {
