@@ -214,6 +214,23 @@ mod tests {
     }
 
     #[test]
+    fn items_queued_from_outside_wake_a_follower() {
+        let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+        assert_eq!(r.next(), Next::Lead);
+        let (tx, next) = std::sync::mpsc::channel();
+        {
+            let r = r.clone();
+            std::thread::spawn(move || tx.send(r.next()));
+        }
+        while r.waiting() < 2 {
+            std::thread::yield_now();
+        }
+        r.queue([7]);
+        let woken = next.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(woken.expect("the follower was never woken"), Next::Serve(7));
+    }
+
+    #[test]
     fn finish_ends_every_worker() {
         let r = std::sync::Arc::new(Rendezvous::<u32>::new());
         assert_eq!(r.next(), Next::Lead);
