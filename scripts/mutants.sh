@@ -30,7 +30,7 @@ files[sched]="src/sched.rs";                 tests[sched]=lib
 files[gate]="src/gate.rs";                   tests[gate]=lib
 files[activity]="src/activity.rs";           tests[activity]=lib
 files[rendezvous]="src/engine/rendezvous.rs"; tests[rendezvous]=lib
-files[framing]="src/framing.rs";             tests[framing]=lib
+files[framing]="src/framing/mod.rs";         tests[framing]=lib
 files[access]="src/access.rs";               tests[access]=lib
 files[proxy]="src/proxy.rs";                 tests[proxy]=lib
 files[watchdog]="src/watchdog.rs";           tests[watchdog]=all

@@ -2,6 +2,11 @@
 //! Each connection is a small state machine: connect, keep `pipeline`
 //! requests in flight (closed loop) or send each request when it is due
 //! (open loop), check every reply, close.
+//!
+//! The file is a little over 500 lines because the loop and the
+//! connections' state machine are one piece: each step of one reads and
+//! writes the other's state, and split apart they would need each other's
+//! private fields.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
