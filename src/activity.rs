@@ -123,8 +123,8 @@ impl Activity {
         }
     }
 
-    /// The flag bits now, for the model check.
-    #[cfg(all(test, loom))]
+    /// The flag bits now, for tests and the model check.
+    #[cfg(test)]
     fn flags(&self) -> u8 {
         self.flags.load(Ordering::Relaxed)
     }
@@ -245,6 +245,21 @@ mod tests {
     }
 
     #[test]
+    fn clearing_a_flag_leaves_the_others() {
+        let a = Activity::default();
+        a.set_waiting_write(true);
+        a.set_paused(true);
+        a.set_awaiting_header(true);
+        a.set_paused(false);
+        assert_eq!(a.flags(), WAITING_WRITE | AWAITING_HEADER);
+        a.set_waiting_write(false);
+        assert_eq!(a.flags(), AWAITING_HEADER);
+        a.set_lingering();
+        a.set_awaiting_header(false);
+        assert_eq!(a.flags(), LINGERING);
+    }
+
+    #[test]
     fn silence_for_the_idle_timeout_is_idle() {
         let a = Activity::default();
         let t = Instant::now();
@@ -281,6 +296,7 @@ mod tests {
         assert_eq!(a.check(at(t, 5), Some(IDLE)), None);
         assert_eq!(a.check(at(t, 14), Some(IDLE)), None);
         assert_eq!(a.check(at(t, 15), Some(IDLE)), Some(Idle::Write));
+        assert_eq!(a.timed_out(), Some(Idle::Write));
     }
 
     #[test]
@@ -293,6 +309,7 @@ mod tests {
         assert_eq!(a.check(at(t, 1_000_000), None), None);
         let later = at(t, 1_000_000) + LINGER;
         assert_eq!(a.check(later, None), Some(Idle::Linger));
+        assert_eq!(a.timed_out(), Some(Idle::Linger));
     }
 
     #[test]
@@ -303,6 +320,7 @@ mod tests {
         assert_eq!(a.check(t, None), None);
         assert_eq!(a.check(t + HEADER_DEADLINE / 2, None), None);
         assert_eq!(a.check(t + HEADER_DEADLINE, None), Some(Idle::Header));
+        assert_eq!(a.timed_out(), Some(Idle::Header));
     }
 
     #[test]

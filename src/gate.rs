@@ -181,6 +181,63 @@ mod tests {
         drop(held);
         assert!(gate.wait_idle(Instant::now() + Duration::from_secs(5)));
     }
+
+    /// Waits until `n` threads wait in `acquire` and `m` in `wait_idle`.
+    fn until_waiting(gate: &Gate, acquiring: usize, draining: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = gate.state.lock();
+            if (state.acquiring, state.draining) == (acquiring, draining) {
+                return;
+            }
+            drop(state);
+            assert!(Instant::now() < deadline, "the waiters never waited");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A thread already waiting in `acquire` is counted while it waits and
+    /// woken by a release, not by its own deadline: the test gives it none.
+    #[test]
+    fn a_release_wakes_a_thread_waiting_for_a_slot() {
+        let gate = Gate::new(1);
+        let held = gate.try_acquire().expect("slot");
+        let (tx, got) = std::sync::mpsc::channel();
+        {
+            let gate = gate.clone();
+            std::thread::spawn(move || tx.send(gate.acquire().is_some()));
+        }
+        until_waiting(&gate, 1, 0);
+        drop(held);
+        let got = got.recv_timeout(Duration::from_secs(10));
+        assert_eq!(got, Ok(true), "the waiter was not woken");
+        until_waiting(&gate, 0, 0);
+    }
+
+    /// A stop waiting for every slot is woken by the last release only;
+    /// releases before it leave it waiting.
+    #[test]
+    fn the_last_release_wakes_a_stop_waiting_for_every_slot() {
+        let gate = Gate::new(2);
+        let first = gate.try_acquire().expect("slot");
+        let second = gate.try_acquire().expect("slot");
+        let (tx, idle) = std::sync::mpsc::channel();
+        {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                tx.send(gate.wait_idle(Instant::now() + Duration::from_secs(30)))
+            });
+        }
+        until_waiting(&gate, 0, 1);
+        drop(first);
+        // Still one out: the stop still waits.
+        assert!(idle.recv_timeout(Duration::from_millis(50)).is_err());
+        until_waiting(&gate, 0, 1);
+        drop(second);
+        let idle = idle.recv_timeout(Duration::from_secs(10));
+        assert_eq!(idle, Ok(true), "the stop was not woken");
+        until_waiting(&gate, 0, 0);
+    }
 }
 
 /// The model checks (`scripts/loom.sh`): the bound holds and every waiter is
