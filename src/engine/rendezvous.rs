@@ -182,6 +182,34 @@ mod tests {
         }
         assert_eq!(r.hand_off([1, 2], true), Some(1));
         assert_eq!(follower.join().expect("follower"), Next::Serve(2));
+        // Both serve: nobody waits or leads.
+        assert_eq!(r.waiting(), 0);
+    }
+
+    /// A leader that keeps one item and queues another wakes two
+    /// followers: one to serve the queued item, one to lead meanwhile.
+    #[test]
+    fn a_hand_off_wakes_a_follower_per_item_and_one_to_lead() {
+        let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+        assert_eq!(r.next(), Next::Lead);
+        let (tx, woken) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let (r, tx) = (r.clone(), tx.clone());
+            std::thread::spawn(move || tx.send(r.next()));
+        }
+        while r.waiting() < 3 {
+            std::thread::yield_now();
+        }
+        assert_eq!(r.hand_off([1, 2], true), Some(1));
+        let mut got: Vec<Next<u32>> = (0..2)
+            .map(|_| {
+                woken
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .expect("a follower was left waiting")
+            })
+            .collect();
+        got.sort_by_key(|n| matches!(n, Next::Lead));
+        assert_eq!(got, [Next::Serve(2), Next::Lead]);
     }
 
     #[test]
