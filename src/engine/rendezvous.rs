@@ -217,6 +217,7 @@ mod tests {
         let r = Rendezvous::new();
         assert_eq!(r.next(), Next::Lead);
         assert_eq!(r.hand_off([1, 2, 3], false), None);
+        assert_eq!(r.ready(), 3);
         assert_eq!(r.next(), Next::Serve(1));
         r.requeue(1);
         assert_eq!(r.next(), Next::Serve(2));
@@ -256,6 +257,21 @@ mod tests {
         r.queue([7]);
         let woken = next.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(woken.expect("the follower was never woken"), Next::Serve(7));
+    }
+
+    /// A leader lost to a panic is forgotten, so another worker leads.
+    #[test]
+    fn after_a_lost_leader_another_worker_leads() {
+        let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+        assert_eq!(r.next(), Next::Lead);
+        r.leader_lost();
+        let (tx, next) = std::sync::mpsc::channel();
+        {
+            let r = r.clone();
+            std::thread::spawn(move || tx.send(r.next()));
+        }
+        let next = next.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(next.expect("nobody leads"), Next::Lead);
     }
 
     #[test]
