@@ -60,12 +60,11 @@ impl ClientHandler {
         }
         // When the poller saw the client's end of stream, what it sent
         // before it is read off now, without waiting.
-        let mut drained = 0;
-        if !self.input_ended && self.conn.read_closed() {
-            match drain_pending(self.conn.stream(), LINGER_BYTES) {
-                Drained::Closed => self.input_ended = true,
-                Drained::Bytes(n) => drained = n,
-            }
+        if !self.input_ended
+            && self.conn.read_closed()
+            && drain_pending(self.conn.stream(), LINGER_BYTES) == Drained::Closed
+        {
+            self.input_ended = true;
         }
         // With the client's end of stream read, nothing is left unread and
         // nothing more can come: closing the socket sends our end of stream
@@ -77,20 +76,26 @@ impl ClientHandler {
         if self.conn.shutdown_write().is_err() {
             return self.done();
         }
-        self.linger(drained)
+        self.linger()
     }
 
-    /// Reads off what the client still sends, up to [`LINGER_BYTES`] and
-    /// until the watchdog's linger ends; nothing waiting means done.
-    pub(super) fn linger(&mut self, drained: usize) -> Turn {
+    /// Reads off what the client still sends, at most [`LINGER_BYTES`] a
+    /// turn. A client with nothing waiting at the first look is closed at
+    /// once (an idle client costs a stop nothing); one that was still
+    /// sending is read off until it ends its stream or the watchdog's
+    /// linger ends (about half a second), not at the first moment its
+    /// bytes pause: closing while it still sends would reset it and
+    /// destroy the replies it is still reading.
+    pub(super) fn linger(&mut self) -> Turn {
         if self.conn.activity.timed_out().is_some() {
             return self.done();
         }
-        match drain_pending(self.conn.stream(), LINGER_BYTES - drained) {
-            Drained::Closed | Drained::Bytes(0) => self.done(),
-            Drained::Bytes(n) if drained + n >= LINGER_BYTES => self.done(),
-            Drained::Bytes(n) => {
-                self.phase = Phase::Lingering(drained + n);
+        let sending = self.phase == Phase::Lingering;
+        match drain_pending(self.conn.stream(), LINGER_BYTES) {
+            Drained::Closed => self.done(),
+            Drained::Bytes(0) if !sending => self.done(),
+            Drained::Bytes(_) => {
+                self.phase = Phase::Lingering;
                 self.conn.activity.set_lingering();
                 Turn::Park
             }
