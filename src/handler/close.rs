@@ -76,26 +76,36 @@ impl ClientHandler {
         if self.conn.shutdown_write().is_err() {
             return self.done();
         }
-        self.linger()
+        self.linger(0)
     }
 
     /// Reads off what the client still sends, at most [`LINGER_BYTES`] a
-    /// turn. A client with nothing waiting at the first look is closed at
-    /// once (an idle client costs a stop nothing); one that was still
-    /// sending is read off until it ends its stream or the watchdog's
-    /// linger ends (about half a second), not at the first moment its
-    /// bytes pause: closing while it still sends would reset it and
-    /// destroy the replies it is still reading.
-    pub(super) fn linger(&mut self) -> Turn {
+    /// turn (`drained` so far). A client with nothing waiting at the first
+    /// look is closed at once (an idle client costs a stop nothing); one
+    /// that was still sending is read off until it ends its stream or the
+    /// watchdog's linger ends (about a second), not at the first moment its
+    /// bytes pause: closing while it still sends would reset it and destroy
+    /// the replies it is still reading. A client closed for an error or its
+    /// own `shutdown` is read off for [`LINGER_BYTES`] in all; at a stop,
+    /// where the client is owed its replies whatever it sends, only the
+    /// time bounds it.
+    pub(super) fn linger(&mut self, drained: usize) -> Turn {
         if self.conn.activity.timed_out().is_some() {
             return self.done();
         }
-        let sending = self.phase == Phase::Lingering;
-        match drain_pending(self.conn.stream(), LINGER_BYTES) {
+        let stopping = self.shutdown.is_triggered();
+        let sending = matches!(self.phase, Phase::Lingering(_));
+        let room = if stopping {
+            LINGER_BYTES
+        } else {
+            LINGER_BYTES.saturating_sub(drained)
+        };
+        match drain_pending(self.conn.stream(), room) {
             Drained::Closed => self.done(),
             Drained::Bytes(0) if !sending => self.done(),
-            Drained::Bytes(_) => {
-                self.phase = Phase::Lingering;
+            Drained::Bytes(n) if !stopping && drained + n >= LINGER_BYTES => self.done(),
+            Drained::Bytes(n) => {
+                self.phase = Phase::Lingering(drained.saturating_add(n));
                 self.conn.activity.set_lingering();
                 Turn::Park
             }

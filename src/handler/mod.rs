@@ -119,8 +119,8 @@ enum Phase {
     /// Ended; the last replies are still going out.
     Flushing,
     /// Our end of stream is sent; reading off what the client still sends
-    /// so that closing does not reset.
-    Lingering,
+    /// (this many bytes so far) so that closing does not reset.
+    Lingering(usize),
     Done,
 }
 
@@ -245,7 +245,7 @@ impl ClientHandler {
             Phase::Fresh => self.start(out).and_then(|()| self.serve(out)),
             Phase::Open => self.serve(out),
             Phase::Flushing => return self.flush_and_close(),
-            Phase::Lingering => return self.linger(),
+            Phase::Lingering(drained) => return self.linger(drained),
             Phase::Done => return Turn::Done,
         };
         match result {
