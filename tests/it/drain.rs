@@ -2,33 +2,16 @@
 //! keeps serving and accepting while its HAProxy agent says `drain`, then
 //! stops; SIGINT, a second signal and `quit_server` stop at once.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::support::{BinServer, DEADLINE};
-
-/// What the agent port says, whole: one line, then the close.
-fn agent_says(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to the agent");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let mut said = String::new();
-    stream.read_to_string(&mut said).expect("agent line");
-    said
-}
+use crate::support::{BinServer, DEADLINE, agent_says};
 
 /// Starts the binary with an agent port and a drain time; returns it with
 /// the agent's address.
 fn draining_server(drain: &str) -> (BinServer, SocketAddr) {
     let mut server = BinServer::start(&["--agent", "127.0.0.1:0", "--drain", drain]);
-    let line = server.wait_log("agent listening on ");
-    let agent = line
-        .split("agent listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("agent address")
-        .parse()
-        .expect("socket address");
+    let agent = server.agent();
     (server, agent)
 }
 

@@ -1,10 +1,12 @@
 //! The metrics endpoint: counts before and after traffic, the text
 //! format's shape, `/healthz` while serving and while draining.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 
-use crate::support::{BinServer, DEADLINE, connect_from, get, http_get, scrape, scrape_until};
+use crate::support::{
+    BinServer, DEADLINE, agent_says, connect_from, get, http_get, scrape, scrape_until,
+};
 
 /// Starts the binary with a metrics endpoint; returns it and the
 /// endpoint's address.
@@ -107,14 +109,7 @@ fn healthz_follows_the_drain() {
 fn health_and_agent_answer_through_the_stop() {
     let (mut server, metrics) =
         server_with_metrics(&["--agent", "127.0.0.1:0", "--stop-grace", "30s"]);
-    let agent: SocketAddr = server
-        .wait_log("agent listening on ")
-        .split("agent listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("agent address")
-        .parse()
-        .expect("socket address");
+    let agent = server.agent();
     // A client that sends without reading: its replies back up, so the
     // stop must wait for it.
     let mut flooder = server.connect();
@@ -133,11 +128,7 @@ fn health_and_agent_answer_through_the_stop() {
             "draining\n".into()
         )
     );
-    let mut said = String::new();
-    let mut stream = TcpStream::connect(agent).expect("connect to the agent");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    stream.read_to_string(&mut said).expect("agent line");
-    assert_eq!(said, "drain\n");
+    assert_eq!(agent_says(agent), "drain\n");
     // The client goes; the stop ends at once.
     drop(flooder);
     assert!(server.wait_exit(DEADLINE).success());

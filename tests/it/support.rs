@@ -366,6 +366,17 @@ impl BinServer {
             .expect("socket address")
     }
 
+    /// The `--agent` port's address, from the log.
+    pub fn agent(&mut self) -> SocketAddr {
+        let line = self.wait_log("agent listening on ");
+        line.split("agent listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("agent address")
+            .parse()
+            .expect("socket address")
+    }
+
     /// Waits for the process to exit and reads its log to the end, so that
     /// `seen` holds every line it wrote. Returns the exit status.
     pub fn wait_exit_and_log(&mut self, within: Duration) -> ExitStatus {
@@ -522,4 +533,13 @@ pub fn allow_descriptors(wanted: usize) -> usize {
         }
     }
     limit.rlim_cur as usize
+}
+
+/// What an `--agent` port says, whole: one line, then the close.
+pub fn agent_says(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the agent");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut said = String::new();
+    stream.read_to_string(&mut said).expect("agent line");
+    said
 }
