@@ -58,11 +58,7 @@ start_server() {
   "${SERVER_CPU[@]}" "$@" 2>"$work/$name.log" &
   pids[$name]=$!
   server_pid="${pids[*]}"
-  for _ in $(seq 200); do
-    ports[$name]=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$work/$name.log" | head -n 1)
-    [ -n "${ports[$name]}" ] && return 0
-    sleep 0.05
-  done
+  ports[$name]=$(listening_port "$work/$name.log") && return 0
   echo "bench: $name did not start:" >&2
   cat "$work/$name.log" >&2
   exit 1

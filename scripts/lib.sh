@@ -22,13 +22,21 @@ start_linepool() {
   shift
   "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
-  SERVER_PORT=""
+  SERVER_PORT=$(listening_port "$log") || {
+    echo "linepool did not start:" >&2
+    cat "$log" >&2
+    return 1
+  }
+}
+
+# listening_port LOG: waits (up to 10 s) until a server logs "listening on
+# IP:PORT" into LOG and prints the port; fails if none does.
+listening_port() {
+  local port
   for _ in $(seq 200); do
-    SERVER_PORT=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)
-    [ -n "$SERVER_PORT" ] && return 0
+    port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$1" | head -n 1)
+    [ -n "$port" ] && echo "$port" && return 0
     sleep 0.05
   done
-  echo "linepool did not start:" >&2
-  cat "$log" >&2
   return 1
 }

@@ -2,29 +2,40 @@
 //! it is handed to the engine, and given back when the permit is dropped,
 //! which happens when the connection is, however it ended.
 //!
+//! A full gate can also call back instead of making anyone wait: the door
+//! asks with [`Gate::try_acquire_or_hook`], and the next release calls the
+//! gate's release hook once, so the door knows when to accept again
+//! without a thread blocked here.
+//!
 //! Its lock and condition variable come from `crate::sync`, so that the
 //! model checker (`scripts/loom.sh`) proves the bound and the wake-ups of
-//! `acquire`, `close` and `wait_idle` under every interleaving.
+//! the release hook, `close` and `wait_idle` under every interleaving.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::sync::{Condvar, Mutex};
 
+/// What a release calls when the door asked for it.
+type Hook = Box<dyn Fn() + Send + Sync>;
+
 /// A counting gate with a fixed number of slots.
 pub struct Gate {
     capacity: usize,
     state: Mutex<State>,
     cond: Condvar,
+    /// Called by the first release after `try_acquire_or_hook` found the
+    /// gate full.
+    on_release: Option<Hook>,
 }
 
 struct State {
     in_use: usize,
     closed: bool,
-    /// Threads waiting in `acquire` for a slot.
-    acquiring: usize,
     /// Threads waiting in `wait_idle` for every slot.
     draining: usize,
+    /// Whether the next release is to call the release hook.
+    hooked: bool,
 }
 
 /// One slot of a [`Gate`], released on drop.
@@ -35,33 +46,52 @@ pub struct Permit {
 impl Gate {
     /// A gate with `capacity` slots.
     pub fn new(capacity: usize) -> Arc<Gate> {
+        Gate::build(capacity, None)
+    }
+
+    /// A gate with `capacity` slots whose releases call `hook` when
+    /// [`Gate::try_acquire_or_hook`] asked for it. The hook runs on the
+    /// releasing thread, without the gate's lock: it must be quick and must
+    /// not wait.
+    pub fn with_release_hook(
+        capacity: usize,
+        hook: impl Fn() + Send + Sync + 'static,
+    ) -> Arc<Gate> {
+        Gate::build(capacity, Some(Box::new(hook)))
+    }
+
+    fn build(capacity: usize, on_release: Option<Hook>) -> Arc<Gate> {
         Arc::new(Gate {
             capacity,
             state: Mutex::new(State {
                 in_use: 0,
                 closed: false,
-                acquiring: 0,
                 draining: 0,
+                hooked: false,
             }),
             cond: Condvar::new(),
+            on_release,
         })
-    }
-
-    /// Waits for a free slot. Returns `None` once the gate is closed.
-    pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
-        let mut state = self.state.lock();
-        while !state.closed && state.in_use >= self.capacity {
-            state.acquiring += 1;
-            self.cond.wait(&mut state);
-            state.acquiring -= 1;
-        }
-        self.take(&mut state)
     }
 
     /// Takes a free slot if there is one, without waiting.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
         if state.in_use >= self.capacity {
+            return None;
+        }
+        self.take(&mut state)
+    }
+
+    /// Takes a free slot if there is one; otherwise has the next release
+    /// call the release hook (once), so that the caller can try again then
+    /// instead of waiting. Deciding and arming happen under one lock, so a
+    /// release cannot slip in between and be missed. A closed gate gives
+    /// nothing and arms nothing.
+    pub fn try_acquire_or_hook(self: &Arc<Self>) -> Option<Permit> {
+        let mut state = self.state.lock();
+        if state.in_use >= self.capacity {
+            state.hooked = !state.closed && self.on_release.is_some();
             return None;
         }
         self.take(&mut state)
@@ -75,11 +105,10 @@ impl Gate {
         Some(Permit { gate: self.clone() })
     }
 
-    /// Refuses every later `acquire` and wakes the ones waiting. Permits
-    /// already out stay valid until dropped.
+    /// Refuses every later permit. Permits already out stay valid until
+    /// dropped.
     pub fn close(&self) {
         self.state.lock().closed = true;
-        self.cond.notify_all();
     }
 
     /// How many slots are taken now.
@@ -107,14 +136,19 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.gate.state.lock();
         state.in_use -= 1;
-        // Both the acceptor (waiting for a slot) and the stop sequence
-        // (waiting for none in use) may be waiting; wake them all, but only
-        // when one of them waits: a stop closing thousands of connections
-        // should not wake its own thread thousands of times for nothing.
-        let wake = state.acquiring > 0 || (state.draining > 0 && state.in_use == 0);
+        // The stop sequence may wait for none in use; wake it only then: a
+        // stop closing thousands of connections should not wake its own
+        // thread thousands of times for nothing.
+        let wake = state.draining > 0 && state.in_use == 0;
+        // The hook is asked for once, and only when the door found the gate
+        // full, so a release normally costs nothing more.
+        let hook = std::mem::take(&mut state.hooked);
         drop(state);
         if wake {
             self.gate.cond.notify_all();
+        }
+        if hook && let Some(on_release) = &self.gate.on_release {
+            on_release();
         }
     }
 }
@@ -122,6 +156,7 @@ impl Drop for Permit {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     #[test]
@@ -148,29 +183,41 @@ mod tests {
         assert_eq!(gate.in_use(), 0);
     }
 
-    #[test]
-    fn acquire_waits_for_a_release() {
-        let gate = Gate::new(1);
-        let held = gate.try_acquire().expect("slot");
-        let waiter = {
-            let gate = gate.clone();
-            std::thread::spawn(move || gate.acquire().is_some())
-        };
-        drop(held);
-        assert!(waiter.join().expect("waiter panicked"));
+    /// A gate of one slot whose release hook counts its calls.
+    fn counting_gate() -> (Arc<Gate>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let gate = Gate::with_release_hook(1, move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        (gate, calls)
     }
 
     #[test]
-    fn close_wakes_a_waiting_acquire() {
-        let gate = Gate::new(1);
-        let _held = gate.try_acquire().expect("slot");
-        let waiter = {
-            let gate = gate.clone();
-            std::thread::spawn(move || gate.acquire().is_none())
-        };
+    fn a_closed_gate_gives_no_permit_and_arms_no_hook() {
+        let (gate, calls) = counting_gate();
+        let held = gate.try_acquire().expect("slot");
         gate.close();
-        assert!(waiter.join().expect("waiter panicked"));
+        assert!(gate.try_acquire_or_hook().is_none());
+        drop(held);
         assert!(gate.try_acquire().is_none());
+        assert!(gate.try_acquire_or_hook().is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_release_calls_the_hook_once_when_asked() {
+        let (gate, calls) = counting_gate();
+        let held = gate.try_acquire_or_hook().expect("a free slot");
+        drop(held);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let held = gate.try_acquire_or_hook().expect("a free slot");
+        assert!(gate.try_acquire_or_hook().is_none());
+        drop(held);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let held = gate.try_acquire().expect("the slot came back");
+        drop(held);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
@@ -182,36 +229,18 @@ mod tests {
         assert!(gate.wait_idle(Instant::now() + Duration::from_secs(5)));
     }
 
-    /// Waits until `n` threads wait in `acquire` and `m` in `wait_idle`.
-    fn until_waiting(gate: &Gate, acquiring: usize, draining: usize) {
+    /// Waits until `draining` threads wait in `wait_idle`.
+    fn until_waiting(gate: &Gate, draining: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let state = gate.state.lock();
-            if (state.acquiring, state.draining) == (acquiring, draining) {
+            if state.draining == draining {
                 return;
             }
             drop(state);
             assert!(Instant::now() < deadline, "the waiters never waited");
             std::thread::yield_now();
         }
-    }
-
-    /// A thread already waiting in `acquire` is counted while it waits and
-    /// woken by a release, not by its own deadline: the test gives it none.
-    #[test]
-    fn a_release_wakes_a_thread_waiting_for_a_slot() {
-        let gate = Gate::new(1);
-        let held = gate.try_acquire().expect("slot");
-        let (tx, got) = std::sync::mpsc::channel();
-        {
-            let gate = gate.clone();
-            std::thread::spawn(move || tx.send(gate.acquire().is_some()));
-        }
-        until_waiting(&gate, 1, 0);
-        drop(held);
-        let got = got.recv_timeout(Duration::from_secs(10));
-        assert_eq!(got, Ok(true), "the waiter was not woken");
-        until_waiting(&gate, 0, 0);
     }
 
     /// A stop waiting for every slot is woken by the last release only;
@@ -228,20 +257,21 @@ mod tests {
                 tx.send(gate.wait_idle(Instant::now() + Duration::from_secs(30)))
             });
         }
-        until_waiting(&gate, 0, 1);
+        until_waiting(&gate, 1);
         drop(first);
         // Still one out: the stop still waits.
         assert!(idle.recv_timeout(Duration::from_millis(50)).is_err());
-        until_waiting(&gate, 0, 1);
+        until_waiting(&gate, 1);
         drop(second);
         let idle = idle.recv_timeout(Duration::from_secs(10));
         assert_eq!(idle, Ok(true), "the stop was not woken");
-        until_waiting(&gate, 0, 0);
+        until_waiting(&gate, 0);
     }
 }
 
-/// The model checks (`scripts/loom.sh`): the bound holds and every waiter is
-/// woken, however acquires and releases interleave.
+/// The model checks (`scripts/loom.sh`): the bound holds, the stop's wait
+/// ends and no release hook is lost, however acquires and releases
+/// interleave.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -255,22 +285,23 @@ mod loom_tests {
         Instant::now() + Duration::from_secs(3600)
     }
 
-    /// Never more permits out than slots, and a thread waiting in `acquire`
-    /// is woken when the permit it waits for is dropped.
+    /// Never more permits out than slots, however two threads taking and
+    /// dropping them interleave.
     #[test]
-    fn loom_gate_bounds_holders_and_wakes_a_waiting_acquire() {
+    fn loom_gate_bounds_holders() {
         loom::model(|| {
-            let gate = Gate::new(1);
+            let gate = Gate::with_release_hook(1, || {});
             let holders = Arc::new(AtomicUsize::new(0));
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let (gate, holders) = (gate.clone(), holders.clone());
                     thread::spawn(move || {
-                        let permit = gate.acquire().expect("the gate is open");
-                        let before = holders.fetch_add(1, Ordering::SeqCst);
-                        assert_eq!(before, 0, "two permits out of one slot");
-                        holders.fetch_sub(1, Ordering::SeqCst);
-                        drop(permit);
+                        if let Some(permit) = gate.try_acquire_or_hook() {
+                            let before = holders.fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(before, 0, "two permits out of one slot");
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            drop(permit);
+                        }
                     })
                 })
                 .collect();
@@ -301,20 +332,34 @@ mod loom_tests {
         });
     }
 
-    /// `close` wakes a thread waiting in `acquire`, which then gets no
-    /// permit.
+    /// A release after the door found the gate full always calls the
+    /// release hook, and one before leaves a slot for the door: however the
+    /// two interleave, the door either gets a permit or is called back, and
+    /// then finds one.
     #[test]
-    fn loom_gate_close_wakes_a_waiting_acquire() {
+    fn loom_gate_release_hook_loses_no_wake() {
         loom::model(|| {
-            let gate = Gate::new(1);
-            let held = gate.try_acquire().expect("a free slot");
-            let waiter = {
-                let gate = gate.clone();
-                thread::spawn(move || gate.acquire().is_none())
+            let calls = Arc::new(AtomicUsize::new(0));
+            let gate = {
+                let calls = calls.clone();
+                Gate::with_release_hook(1, move || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                })
             };
-            gate.close();
-            assert!(waiter.join().expect("waiting thread"));
-            drop(held);
+            let held = gate.try_acquire().expect("a free slot");
+            let releaser = thread::spawn(move || drop(held));
+            let got = gate.try_acquire_or_hook();
+            releaser.join().expect("releasing thread");
+            match got {
+                Some(permit) => {
+                    assert_eq!(calls.load(Ordering::SeqCst), 0, "a hook nobody asked for");
+                    drop(permit);
+                }
+                None => {
+                    assert_eq!(calls.load(Ordering::SeqCst), 1, "the release was missed");
+                    assert!(gate.try_acquire().is_some(), "called back to a full gate");
+                }
+            }
         });
     }
 }

@@ -1,9 +1,9 @@
 //! linepool: a bounded worker-pool TCP line server.
 //!
 //! Each line a client sends is answered with `ACK: <line>`; `shutdown` closes
-//! that client and `quit_server` stops the server. An acceptor thread hands
-//! accepted sockets to an event-driven engine run by a fixed-size thread
-//! pool: a connection with nothing to do waits in the poller and holds no
+//! that client and `quit_server` stops the server. An event-driven engine run by a
+//! fixed-size thread pool accepts (the listener sits in its poller) and
+//! serves: a connection with nothing to do waits in the poller and holds no
 //! worker, so idle or slow clients cannot exhaust the pool.
 //!
 //! # Using it
@@ -36,7 +36,7 @@
 //!   the ready queue and the workers' rendezvous).
 //! - `watchdog` (the idle scan), `agent` (the HAProxy agent port), `metrics`
 //!   (Prometheus and `/healthz`).
-//! - [`server`]: binding, the acceptor, the running server and its stop
+//! - [`server`]: binding, the door (accepting), the running server and its stop
 //!   sequence.
 //!
 //! The library installs no logger and no signal handler; the `linepool`

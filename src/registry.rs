@@ -3,7 +3,7 @@
 //! token of its event, the watchdog scans it, and a server-wide stop shuts
 //! every socket in it down.
 //!
-//! An entry is added by the acceptor before the socket is registered with
+//! An entry is added by the door before the socket is registered with
 //! the poller, and removed by the worker that closes the connection (after a
 //! panic in protocol code too: the worker catches it and closes). The lock
 //! guards the map only; callers copy out what they need and do their I/O

@@ -1,5 +1,5 @@
 //! The server-wide stop signal: a flag that is set once, plus the wake-ups that
-//! must happen the moment it is set (the blocked acceptor, the permit gate).
+//! must happen the moment it is set (the listener, the permit gate).
 //! Before the stop a server may be draining: still serving and accepting,
 //! but telling load balancers (the health endpoint, the HAProxy agent) to
 //! send new clients elsewhere.

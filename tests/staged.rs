@@ -66,7 +66,6 @@ fn threads_are_named_owned_and_never_left_behind() {
     let running = server.start().expect("start");
     // Each thread names itself as it starts; the system keeps 15 bytes.
     let mut expected: Vec<String> = [
-        "linepool-acceptor",
         "linepool-metrics",
         "linepool-watchdog",
         "linepool-worker",

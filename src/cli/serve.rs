@@ -169,8 +169,8 @@ impl Args {
 
 /// Runs `linepool serve`.
 pub fn run(args: &Args) -> ExitCode {
-    // Every thread started from here on (the signal watcher, the acceptor,
-    // which is this one, and the workers) inherits a mask that blocks the
+    // Every thread started from here on (the signal watcher, the workers,
+    // and this one, which waits for the stop) inherits a mask that blocks the
     // stop signals: only the watcher takes them, with sigwait, so a signal
     // never interrupts a worker's system call, and the watcher knows which
     // signal came.

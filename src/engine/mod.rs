@@ -19,18 +19,24 @@
 //! do not fit wait in the connection's outbox and go out when the socket
 //! reports room.
 //!
+//! The listening socket is in the same poller, under a token of its own:
+//! the leader that sees it ready lets the [`Door`] accept (a batch at
+//! most), and new sockets are added as they come, so accepting costs no
+//! thread of its own and no wake-up per connection.
+//!
 //! The queue and the leader/followers discipline are [`rendezvous`]'s;
-//! this module adds the poller, the registry and the turns.
+//! this module adds the poller, the door, the registry and the turns.
 
+mod door;
 mod rendezvous;
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{error, warn};
 use mio::unix::SourceFd;
@@ -38,6 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use threadpool::ThreadPool;
 
+pub(crate) use self::door::{ACCEPT_BATCH, Again, Door};
 use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
 use crate::handler::{ClientHandler, Turn};
@@ -47,6 +54,9 @@ use crate::sched::Park;
 
 /// The token of the waker that ends the leader's wait at a stop.
 const WAKER: Token = Token(usize::MAX);
+
+/// The token of the listening socket.
+const DOOR: Token = Token(usize::MAX - 1);
 
 /// Events taken from the poller at once.
 const EVENTS: usize = 1024;
@@ -65,9 +75,14 @@ pub(crate) type Connections = Registry<Served>;
 pub(crate) struct Engine {
     /// Locked only by the leader, for the length of one wait.
     poll: Mutex<Poll>,
-    /// Registers sockets from the acceptor while the leader waits.
+    /// Registers sockets while the leader waits.
     registry: mio::Registry,
     waker: Waker,
+    /// The listening side, once the server opens it.
+    door: OnceLock<Arc<dyn Door>>,
+    /// When the door is to be tried again without an event from the
+    /// poller (a batch spent, a back-off, a permit back), if it is.
+    door_due: Mutex<Option<Instant>>,
     workers: Rendezvous<Arc<Served>>,
     conns: Arc<Connections>,
     panics: AtomicUsize,
@@ -83,6 +98,8 @@ impl Engine {
             poll: Mutex::new(poll),
             registry,
             waker,
+            door: OnceLock::new(),
+            door_due: Mutex::new(None),
             workers: Rendezvous::new(),
             conns,
             panics: AtomicUsize::new(0),
@@ -93,6 +110,68 @@ impl Engine {
     pub(crate) fn start(self: &Arc<Self>, pool: &ThreadPool, workers: usize) {
         for _ in 0..workers {
             spawn_worker(self.clone(), pool.clone());
+        }
+    }
+
+    /// Puts the listening socket `fd` into the poller, edge-triggered, with
+    /// `door` to accept from it. Clients already waiting in its backlog
+    /// make it ready at once. Done once, before or after the workers start.
+    pub(crate) fn open_door(&self, door: Arc<dyn Door>, fd: RawFd) -> io::Result<()> {
+        if self.door.set(door).is_err() {
+            return Err(io::Error::other("the door is open already"));
+        }
+        self.registry
+            .register(&mut SourceFd(&fd), DOOR, Interest::READABLE)
+    }
+
+    /// Has the door tried again at the next look into the poller, and
+    /// wakes the leader for it: what the door waited for (a permit) has
+    /// come. Any thread may call it.
+    pub(crate) fn door_ready(&self) {
+        self.door_again(Instant::now());
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the poller error={}", logfmt::error(&e));
+        }
+    }
+
+    /// Has the door tried again at `at`, or earlier if it already is.
+    fn door_again(&self, at: Instant) {
+        let mut due = self.door_due.lock();
+        *due = Some(due.map_or(at, |d| d.min(at)));
+    }
+
+    /// How long the leader may wait in the poller: at most `timeout`, and
+    /// no later than the door is due.
+    fn wait_for(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(at) = *self.door_due.lock() else {
+            return timeout;
+        };
+        let until_due = at.saturating_duration_since(Instant::now());
+        Some(timeout.map_or(until_due, |t| t.min(until_due)))
+    }
+
+    /// Lets the door accept if the poller reported it (`event`) or it is
+    /// due, and remembers when it wants to be tried again.
+    fn try_door(&self, event: bool) {
+        let Some(door) = self.door.get() else {
+            return;
+        };
+        {
+            let mut due = self.door_due.lock();
+            let is_due = due.is_some_and(|at| at <= Instant::now());
+            if !event && !is_due {
+                return;
+            }
+            // Taken before the call: what comes meanwhile (a permit back)
+            // sets it again and is not lost.
+            if is_due {
+                *due = None;
+            }
+        }
+        match door.accept_ready(self) {
+            Again::OnEvent => {}
+            Again::Soon => self.door_again(Instant::now()),
+            Again::At(at) => self.door_again(at),
         }
     }
 
@@ -186,14 +265,20 @@ impl Engine {
         woken: &mut Vec<Arc<Served>>,
         timeout: Option<Duration>,
     ) -> Option<Arc<Served>> {
-        if let Err(e) = self.poll.lock().poll(events, timeout)
+        let wait = self.wait_for(timeout);
+        if let Err(e) = self.poll.lock().poll(events, wait)
             && e.kind() != io::ErrorKind::Interrupted
         {
             // Nothing in the poller's contract makes this happen; say so
             // and carry on rather than lose the server.
             error!("poll failed error={}", logfmt::error(&e));
         }
-        let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
+        let mut door = false;
+        let ready = events.iter().filter(|e| {
+            door |= e.token() == DOOR;
+            e.token() != WAKER && e.token() != DOOR
+        });
+        let ready = ready.map(|e| {
             let ended = e.is_read_closed() || e.is_error();
             (e.token().0 as u64, ended)
         });
@@ -205,6 +290,9 @@ impl Engine {
                 woken.push(served.clone());
             }
         });
+        // New sockets are added to the poller now; their first events come
+        // at the next look.
+        self.try_door(door);
         // After a wait this worker serves one itself; after a look it goes
         // back to the queue, where others wait already.
         self.workers.hand_off(woken.drain(..), timeout.is_none())
@@ -264,7 +352,7 @@ impl Engine {
 }
 
 fn token(id: u64) -> Token {
-    // Ids count up from 0 and never reach the waker's token.
+    // Ids count up from 0 and never reach the door's or the waker's token.
     Token(id as usize)
 }
 

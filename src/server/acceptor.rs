@@ -1,23 +1,26 @@
-//! The acceptor thread: takes a slot from the gate, accepts a socket,
-//! admits it (`--max-per-ip`) and hands it to the engine, whose poller
-//! brings it to the pool's workers whenever it has something to do; or
-//! turns it away with one line. It never ends the server over an accept
-//! error: it skips those that concern one connection and backs off from
-//! the rest.
+//! The door: the engine's leader calls it when the listening socket is
+//! ready (see [`crate::engine::Door`]); it takes a slot from the gate,
+//! accepts a socket, admits it (`--max-per-ip`) and hands it to the
+//! engine, whose poller brings it to the pool's workers whenever it has
+//! something to do; or turns it away with one line. It never blocks and
+//! never ends the server over an accept error: it skips those that concern
+//! one connection and backs off from the rest, leaving the retry to the
+//! leader's next look into the poller.
 
 use std::io::{self, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, error, warn};
 use parking_lot::Mutex;
 
 use super::listen::{self, ACCEPTED_INHERIT_OPTIONS};
 use crate::access::{self, AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
-use crate::engine::{Engine, Served};
+use crate::engine::{ACCEPT_BATCH, Again, Door, Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
 use crate::logfmt;
@@ -30,22 +33,42 @@ use crate::stats::Stats;
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// What the acceptor needs; it owns its share, as it runs on a thread of
-/// its own.
+/// What the door needs to accept and hand connections on. Whichever worker
+/// leads calls it, so what changes is behind a lock.
 pub(super) struct Acceptor {
-    pub(super) listener: TcpListener,
     pub(super) overload: Overload,
     pub(super) proxy_protocol: bool,
     pub(super) protocol: Arc<dyn Protocol>,
     pub(super) limits: Limits,
     pub(super) shutdown: Shutdown,
     pub(super) gate: Arc<Gate>,
-    pub(super) engine: Arc<Engine>,
     pub(super) stats: Arc<Stats>,
     pub(super) admin_from: Arc<AddrList>,
     /// Connections per client address, with `--max-per-ip`.
     pub(super) per_address: Option<Arc<PerAddress>>,
-    pub(super) next_id: u64,
+    pub(super) state: Mutex<State>,
+}
+
+/// The door's changing part.
+pub(super) struct State {
+    /// `None` once the stop has closed it.
+    listener: Option<TcpListener>,
+    next_id: u64,
+    /// The pause after the next accept error.
+    backoff: Duration,
+    /// No accept before this, after an error.
+    retry_at: Option<Instant>,
+}
+
+impl State {
+    pub(super) fn new(listener: TcpListener) -> Mutex<State> {
+        Mutex::new(State {
+            listener: Some(listener),
+            next_id: 0,
+            backoff: BACKOFF_MIN,
+            retry_at: None,
+        })
+    }
 }
 
 /// Why a connection is turned away at the door.
@@ -68,24 +91,44 @@ impl Refusal {
     }
 }
 
-impl Acceptor {
-    /// Accepts until the stop; the listener closes when this returns, so
-    /// clients still in the backlog are refused.
-    pub(super) fn run(mut self) {
-        let mut backoff = BACKOFF_MIN;
-        while !self.shutdown.is_triggered() {
+impl Door for Acceptor {
+    /// Accepts until the listener has nothing more, a batch at most.
+    ///
+    /// The lock is held throughout: only the leader calls this, so it
+    /// delays nobody but the stop, which takes it once to close the
+    /// listener and so knows that no accept is under way.
+    fn accept_ready(&self, engine: &Engine) -> Again {
+        // Should the door ever panic, the server stops rather than serve on
+        // without accepting.
+        let _stop = StopOnPanic(&self.shutdown);
+        let mut state = self.state.lock();
+        if let Some(at) = state.retry_at {
+            if Instant::now() < at {
+                return Again::At(at);
+            }
+            state.retry_at = None;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            if self.shutdown.is_triggered() {
+                return Again::OnEvent;
+            }
+            let Some(listener) = &state.listener else {
+                return Again::OnEvent;
+            };
             // In block mode the slot is taken before accept(), so a full
-            // server leaves new clients in the kernel's listen backlog.
+            // server leaves new clients in the kernel's listen backlog; the
+            // gate calls back (`Engine::door_ready`) when one comes free.
             let reserved = match self.overload {
-                Overload::Block => match self.gate.acquire() {
+                Overload::Block => match self.gate.try_acquire_or_hook() {
                     Some(permit) => Some(permit),
-                    None => break,
+                    None => return Again::OnEvent,
                 },
                 Overload::Reject => None,
             };
-            let (stream, peer) = match listen::accept(&self.listener) {
+            let (stream, peer) = match listen::accept(listener) {
                 Ok(accepted) => accepted,
-                Err(_) if self.shutdown.is_triggered() => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Again::OnEvent,
+                Err(_) if self.shutdown.is_triggered() => return Again::OnEvent,
                 Err(e) if is_transient(&e) => {
                     debug!(
                         "accept skipped a failed connection error={}",
@@ -97,17 +140,20 @@ impl Acceptor {
                     warn!(
                         "accept failed, backing off error={} retry_in_ms={}",
                         logfmt::error(&e),
-                        backoff.as_millis()
+                        state.backoff.as_millis()
                     );
-                    self.shutdown.wait_timeout(backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
+                    // No worker sleeps: the leader's wait in the poller
+                    // ends when the pause does, and the door is tried then.
+                    let at = Instant::now() + state.backoff;
+                    state.retry_at = Some(at);
+                    state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                    return Again::At(at);
                 }
             };
-            backoff = BACKOFF_MIN;
+            state.backoff = BACKOFF_MIN;
             if self.shutdown.is_triggered() {
                 // Accepted just as the stop began: close it like the rest.
-                break;
+                return Again::OnEvent;
             }
             let Some(permit) = reserved.or_else(|| self.gate.try_acquire()) else {
                 self.reject(stream, peer, Refusal::Busy);
@@ -117,15 +163,52 @@ impl Acceptor {
             // header is read: the handler admits it then.
             let table = self.per_address.as_ref().filter(|_| !self.proxy_protocol);
             match access::admit(table, peer.ip()) {
-                Ok(slot) => self.dispatch(stream, peer, permit, slot),
+                Ok(slot) => {
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    self.dispatch(engine, id, stream, peer, permit, slot);
+                }
                 Err(access::TooMany) => self.reject(stream, peer, Refusal::PerAddress),
             }
         }
+        // The batch is spent and clients may still wait, with no new event
+        // to say so: the leader tries again at its next look.
+        Again::Soon
+    }
+}
+
+impl Acceptor {
+    /// Opens the door: the listener goes into the engine's poller, and
+    /// from then on the leader accepts.
+    pub(super) fn open(self: &Arc<Self>, engine: &Engine) -> io::Result<()> {
+        let fd = match &self.state.lock().listener {
+            Some(listener) => listener.as_raw_fd(),
+            None => return Ok(()),
+        };
+        engine.open_door(self.clone(), fd)
+    }
+
+    /// Shuts the listener down, as the stop begins: on Linux the kernel
+    /// refuses new clients from then on. Waits for an accept under way.
+    pub(super) fn shut(&self) {
+        if let Some(listener) = &self.state.lock().listener {
+            let _ = socket2::SockRef::from(listener).shutdown(Direction::Read);
+        }
+    }
+
+    /// Closes the door for good (the stop's step 2): the listener is
+    /// closed, so clients still in the kernel's backlog are refused. Taking
+    /// the lock waits for an accept under way.
+    pub(super) fn close(&self) {
+        let listener = self.state.lock().listener.take();
+        drop(listener);
     }
 
     /// Hands the connection to the engine, which serves it from now on.
     fn dispatch(
-        &mut self,
+        &self,
+        engine: &Engine,
+        id: u64,
         stream: TcpStream,
         peer: SocketAddr,
         permit: Permit,
@@ -136,8 +219,6 @@ impl Acceptor {
         if !ACCEPTED_INHERIT_OPTIONS {
             let _ = stream.set_nodelay(true);
         }
-        let id = self.next_id;
-        self.next_id += 1;
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
         let guards = Box::new((permit, self.stats.connection()));
@@ -163,7 +244,7 @@ impl Acceptor {
             conn,
             handler: Mutex::new(handler),
         });
-        if let Err(e) = self.engine.add(served) {
+        if let Err(e) = engine.add(served) {
             warn!(
                 "cannot watch connection peer={peer} error={}",
                 logfmt::error(&e)
@@ -171,8 +252,8 @@ impl Acceptor {
         }
     }
 
-    /// Turns a connection away: one line, then close. Runs on the acceptor,
-    /// so nothing here may block.
+    /// Turns a connection away: one line, then close. Runs on a worker, in
+    /// the door, so nothing here may block.
     fn reject(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
         let text: &[u8] = match why {
             Refusal::Busy => {
@@ -203,7 +284,7 @@ impl Acceptor {
         let _ = stream.shutdown(Direction::Write);
         // Read what the client already sent so that closing does not
         // reset the connection and destroy the line in flight; bounded,
-        // so a client that keeps sending cannot hold the acceptor.
+        // so a client that keeps sending cannot hold the door.
         drain_pending(&stream, LINGER_BYTES);
     }
 }
@@ -229,4 +310,16 @@ fn is_transient(e: &io::Error) -> bool {
                 | libc::EOPNOTSUPP
         )
     )
+}
+
+/// Stops the server if the door panics.
+struct StopOnPanic<'a>(&'a Shutdown);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!("the acceptor panicked, stopping");
+            self.0.trigger();
+        }
+    }
 }

@@ -1,9 +1,9 @@
-//! Listening sockets: the main one with our backlog, the side ports, and
-//! how a stop wakes a thread blocked in `accept()` on any of them.
+//! Listening sockets: the main one with our backlog (accepted from without
+//! blocking), the side ports, and how a stop wakes a thread blocked in
+//! `accept()` on one of those.
 
 use std::io;
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -39,37 +39,11 @@ pub(super) fn bind_side(addr: Option<SocketAddr>, what: &str) -> io::Result<Opti
         .transpose()
 }
 
-/// Makes the stop end a side port's wait in `accept()`, as it does the
-/// acceptor's.
+/// Makes the stop end a side port's wait in `accept()`.
 pub(super) fn stopped_with(listener: &TcpListener, shutdown: &Shutdown) -> io::Result<()> {
     let waker = Socket::from(listener.try_clone()?);
     shutdown.on_trigger(move || {
         let _ = waker.shutdown(Direction::Read);
-    });
-    Ok(())
-}
-
-/// Makes the stop end the acceptor's wait in `accept()`: on Linux shutting
-/// the listening socket down makes `accept()` fail at once; elsewhere a
-/// connection to ourselves does the same.
-pub(super) fn acceptor_stopped_with(
-    listener: &TcpListener,
-    addr: SocketAddr,
-    shutdown: &Shutdown,
-) -> io::Result<()> {
-    let waker = Socket::from(listener.try_clone()?);
-    shutdown.on_trigger(move || {
-        if waker.shutdown(Direction::Read).is_ok() {
-            return;
-        }
-        let mut target = addr;
-        if target.ip().is_unspecified() {
-            target.set_ip(match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(100));
     });
     Ok(())
 }

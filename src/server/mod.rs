@@ -8,11 +8,11 @@
 //!
 //! The stop sequence, as docs/architecture.md numbers it:
 //!
-//! 1. the stop signal is set and its wake-ups run (the listener is shut
-//!    down, the gate closed), whoever triggered it; the side ports go on
-//!    answering health checks (503, `drain`);
-//! 2. the acceptor leaves its loop and is joined: nothing more is
-//!    accepted;
+//! 1. the stop signal is set and its wake-ups run (the gate is closed),
+//!    whoever triggered it: from then on the door accepts nothing; the
+//!    side ports go on answering health checks (503, `drain`);
+//! 2. the door closes the listener, once no accept is under way: clients
+//!    still in the backlog are refused;
 //! 3. every registered connection is given a turn, as if an event had
 //!    come, so each answers what it has read and closes;
 //! 4. up to `--stop-grace` for every slot to come back, then the stragglers
@@ -30,15 +30,15 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{error, info, warn};
+use log::{info, warn};
 use threadpool::ThreadPool;
 
-use self::acceptor::Acceptor;
+use self::acceptor::{Acceptor, State as DoorState};
 use self::listen::{ACCEPTED_INHERIT_OPTIONS, context};
 use self::threads::Threads;
 use crate::access::PerAddress;
 use crate::agent;
-use crate::config::Config;
+use crate::config::{Config, Overload};
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::handler::Limits;
@@ -53,9 +53,6 @@ use crate::watchdog;
 /// Stack size of each worker thread. A worker's deepest path is a turn of
 /// protocol code plus logging, far below this.
 const WORKER_STACK: usize = 256 * 1024;
-
-/// The acceptor thread's name; the stop joins it first.
-const ACCEPTOR: &str = "linepool-acceptor";
 
 /// A bound server: everything that can fail before the threads start has
 /// been done.
@@ -115,8 +112,9 @@ impl Server {
             ));
         }
         let protocol = protocol::build(config.protocol, &config);
-        // The acceptor blocks in accept(); a passed socket may not.
-        listener.set_nonblocking(false)?;
+        // The door accepts from the poller and must never block; a passed
+        // socket may be either.
+        listener.set_nonblocking(true)?;
         if ACCEPTED_INHERIT_OPTIONS {
             // Accepted sockets inherit it, as from a listener of ours.
             socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
@@ -124,10 +122,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let agent = listen::bind_side(config.agent, "cannot listen for agent checks on")?;
         let metrics = listen::bind_side(config.metrics, "cannot serve metrics on")?;
-        // A stop must wake every thread blocked in accept(). The wake-ups
-        // are set now, while setting them can still fail cleanly.
         let shutdown = Shutdown::new();
-        listen::acceptor_stopped_with(&listener, local_addr, &shutdown)?;
+        // A stop must wake the side ports' threads blocked in accept(). The
+        // wake-ups are set now, while setting them can still fail cleanly.
         // The side ports answer through the stop (health says 503, the
         // agent `drain`), and the watchdog goes on ending lingers: they end
         // only at its last step.
@@ -171,8 +168,8 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Starts serving: the pool's workers, the acceptor and the helper
-    /// threads. A thread that cannot be created is an error, and whatever
+    /// Starts serving: the pool's workers and the helper threads, then
+    /// opens the door. A thread that cannot be created is an error, and whatever
     /// had started by then is stopped and joined before it is returned.
     pub fn start(self) -> io::Result<Running> {
         let Server {
@@ -187,12 +184,48 @@ impl Server {
             conns,
             engine,
         } = self;
-        let gate = Gate::new(config.max_connections);
+        // In block mode a full gate calls the door back when a slot comes
+        // free. The hook holds the engine weakly: the engine holds the door,
+        // which holds the gate.
+        let gate = match config.overload {
+            Overload::Block => {
+                let engine = Arc::downgrade(&engine);
+                Gate::with_release_hook(config.max_connections, move || {
+                    if let Some(engine) = engine.upgrade() {
+                        engine.door_ready();
+                    }
+                })
+            }
+            Overload::Reject => Gate::new(config.max_connections),
+        };
         {
             let gate = gate.clone();
             shutdown.on_trigger(move || gate.close());
         }
         let stats = Arc::new(Stats::default());
+        let door = Arc::new(Acceptor {
+            overload: config.overload,
+            proxy_protocol: config.proxy_protocol,
+            protocol,
+            limits: Limits::from_config(&config),
+            shutdown: shutdown.clone(),
+            gate: gate.clone(),
+            stats: stats.clone(),
+            admin_from: Arc::new(config.admin_from.clone()),
+            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            state: DoorState::new(listener),
+        });
+        {
+            // The stop shuts the listener down at once (on Linux the kernel
+            // then refuses new clients), before step 2 closes it. Weakly
+            // held: the door holds the signal.
+            let door = Arc::downgrade(&door);
+            shutdown.on_trigger(move || {
+                if let Some(door) = door.upgrade() {
+                    door.shut();
+                }
+            });
+        }
         let pool = start_pool(config.workers)?;
         engine.start(&pool, config.workers);
         // From here on, dropping `running` stops and joins what started.
@@ -205,6 +238,7 @@ impl Server {
             engine: engine.clone(),
             stats: stats.clone(),
             stop_grace: config.stop_grace,
+            door: door.clone(),
             pool: Some(pool),
             threads: Threads::default(),
         };
@@ -254,26 +288,10 @@ impl Server {
                 threads::report_stats(&stats, &engine, &shutdown, every)
             })?;
         }
-        let acceptor = Acceptor {
-            listener,
-            overload: config.overload,
-            proxy_protocol: config.proxy_protocol,
-            protocol,
-            limits: Limits::from_config(&config),
-            shutdown: shutdown.clone(),
-            gate,
-            engine,
-            stats,
-            admin_from: Arc::new(config.admin_from.clone()),
-            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-            next_id: 0,
-        };
-        threads.spawn(ACCEPTOR, move || {
-            // Should the acceptor ever die, the server stops rather than
-            // serve on without accepting.
-            let _stop = StopOnPanic(acceptor.shutdown.clone());
-            acceptor.run();
-        })?;
+        // Last, as the acceptor thread once was started last: from here on
+        // the leader accepts. Clients already in the backlog make the
+        // listener ready at once.
+        door.open(&engine)?;
         Ok(running)
     }
 
@@ -298,18 +316,6 @@ fn start_pool(workers: usize) -> io::Result<ThreadPool> {
     .map_err(|_| io::Error::other(format!("cannot start {workers} worker threads")))
 }
 
-/// Stops the server if the thread holding it panics.
-struct StopOnPanic(Shutdown);
-
-impl Drop for StopOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            error!("the acceptor panicked, stopping");
-            self.0.trigger();
-        }
-    }
-}
-
 /// A started server. It owns every thread it started: [`Running::stop`]
 /// and [`Running::wait`] run the stop sequence and return the summary, and
 /// dropping it does the same without the summary.
@@ -322,6 +328,7 @@ pub struct Running {
     engine: Arc<Engine>,
     stats: Arc<Stats>,
     stop_grace: std::time::Duration,
+    door: Arc<Acceptor>,
     /// `None` once joined.
     pool: Option<ThreadPool>,
     threads: Threads,
@@ -354,8 +361,10 @@ impl Running {
 
     /// Steps 2 to 5 of the stop (step 1, the trigger, has happened).
     fn stop_sequence(&mut self) -> Summary {
-        // 2. Nothing more is accepted.
-        let mut panicked = u64::from(self.threads.join(ACCEPTOR));
+        // 2. Nothing more is accepted (the door has accepted nothing since
+        // the trigger); clients still in the backlog are refused.
+        self.door.close();
+        let mut panicked = 0;
         let open = self.conns.len();
         info!(
             "stopping, closing {}",

@@ -1,5 +1,5 @@
-//! The server's threads besides the pool's workers (the acceptor, the
-//! watchdog, the side ports, the stats line): each named, its creation an
+//! The server's threads besides the pool's workers (the watchdog, the
+//! side ports, the stats line): each named, its creation an
 //! error rather than a panic, and each joined at the stop, a panic logged
 //! and counted instead of swallowed.
 
@@ -33,16 +33,6 @@ impl Threads {
             .map_err(|e| context(e, &format!("cannot start thread {name}")))?;
         self.running.push((name, handle));
         Ok(())
-    }
-
-    /// Waits for the thread called `name`, if it runs; returns whether it
-    /// panicked.
-    pub(super) fn join(&mut self, name: &str) -> bool {
-        let Some(at) = self.running.iter().position(|(n, _)| *n == name) else {
-            return false;
-        };
-        let (name, handle) = self.running.remove(at);
-        joined(name, handle)
     }
 
     /// Waits for every thread; returns how many panicked.
