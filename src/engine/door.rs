@@ -5,11 +5,20 @@
 //! Netty's and tokio's accept loops). What accepting means (the gate, the
 //! admission rules, the handler) is the server's business: it implements
 //! [`Door`], and the engine only calls it and remembers when to call it
-//! again.
+//! again: the poller registration, the due time that a spent batch, a
+//! back-off or a returned permit sets, and the leader's call.
 
-use std::time::Instant;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::Engine;
+use log::error;
+use mio::Interest;
+use mio::unix::SourceFd;
+
+use super::{DOOR, Engine};
+use crate::logfmt;
 
 /// Connections accepted in one call at most, so that a flood of new
 /// clients cannot keep the leader from handing on the events of those
@@ -37,4 +46,68 @@ pub(crate) enum Again {
     Soon,
     /// Not before this time (a back-off after an accept error).
     At(Instant),
+}
+
+impl Engine {
+    /// Puts the listening socket `fd` into the poller, edge-triggered, with
+    /// `door` to accept from it. Clients already waiting in its backlog
+    /// make it ready at once. Done once, before or after the workers start.
+    pub(crate) fn open_door(&self, door: Arc<dyn Door>, fd: RawFd) -> io::Result<()> {
+        if self.door.set(door).is_err() {
+            return Err(io::Error::other("the door is open already"));
+        }
+        self.registry
+            .register(&mut SourceFd(&fd), DOOR, Interest::READABLE)
+    }
+
+    /// Has the door tried again at the next look into the poller, and
+    /// wakes the leader for it: what the door waited for (a permit) has
+    /// come. Any thread may call it.
+    pub(crate) fn door_ready(&self) {
+        self.door_again(Instant::now());
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the poller error={}", logfmt::error(&e));
+        }
+    }
+
+    /// Has the door tried again at `at`, or earlier if it already is.
+    pub(super) fn door_again(&self, at: Instant) {
+        let mut due = self.door_due.lock();
+        *due = Some(due.map_or(at, |d| d.min(at)));
+    }
+
+    /// How long the leader may wait in the poller: at most `timeout`, and
+    /// no later than the door is due.
+    pub(super) fn wait_for(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(at) = *self.door_due.lock() else {
+            return timeout;
+        };
+        let until_due = at.saturating_duration_since(Instant::now());
+        Some(timeout.map_or(until_due, |t| t.min(until_due)))
+    }
+
+    /// Lets the door accept if the poller reported it (`event`) or it is
+    /// due, and remembers when it wants to be tried again.
+    pub(super) fn try_door(&self, event: bool) {
+        let Some(door) = self.door.get() else {
+            return;
+        };
+        {
+            let mut due = self.door_due.lock();
+            let is_due = due.is_some_and(|at| at <= Instant::now());
+            if !event && !is_due {
+                return;
+            }
+            // Taken before the call: what comes meanwhile (a permit back)
+            // sets it again and is not lost.
+            if is_due {
+                *due = None;
+            }
+        }
+        match door.accept_ready(self) {
+            Again::OnEvent => {}
+            Again::Soon => self.door_again(Instant::now()),
+            Again::At(at) => self.door_again(at),
+        }
+    }
 }
