@@ -1,5 +1,6 @@
 //! Who may do what, by client address: the address list behind
-//! `--admin-from` (who may stop the server), and the per-address
+//! `--admin-from` (who may stop the server), the user ids behind
+//! `--admin-uid` (the same over a Unix socket), and the per-address
 //! connection count behind `--max-per-ip`, as slots released on drop.
 
 use std::collections::HashMap;
@@ -121,6 +122,13 @@ impl fmt::Display for AddrList {
 
 /// What a connection over `--max-per-ip` is told before its close, in its
 /// protocol's framing.
+/// Who may stop the server from a Unix socket when `--admin-uid` is not
+/// given: the user the server runs as (its effective user id), and root.
+pub fn default_admin_uids() -> Vec<u32> {
+    let own = nix::unistd::geteuid().as_raw();
+    if own == 0 { vec![0] } else { vec![own, 0] }
+}
+
 pub(crate) const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from your address";
 
 /// A connection turned away by `--max-per-ip`.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default idle timeout, in seconds.
 pub const DEFAULT_IDLE_SECS: u64 = 300;
+/// Default file mode of the `--unix` socket: the owner and its group may
+/// connect.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
 /// Default time a stop waits for clients that do not read their last
 /// replies, in seconds.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
@@ -65,10 +69,21 @@ impl fmt::Display for Overload {
 /// Everything needed to start a [`Server`](crate::Server).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Host name or address to listen on.
+    /// Host name or address to listen on, when `listen` is empty.
     pub host: String,
-    /// Port to listen on; 0 takes any free port.
+    /// Port to listen on, when `listen` is empty; 0 takes any free port.
     pub port: u16,
+    /// TCP addresses to listen on, IPv4 or IPv6 (`[::]:P` takes IPv6
+    /// clients only, so that `0.0.0.0:P` can be bound beside it). Empty:
+    /// `host:port` alone.
+    pub listen: Vec<SocketAddr>,
+    /// A Unix domain socket to listen on as well, if any.
+    pub unix: Option<PathBuf>,
+    /// The file mode of the `unix` socket.
+    pub unix_mode: u32,
+    /// User ids that may stop the server from the Unix socket; `None`: the
+    /// server's own (effective) user id and root.
+    pub admin_uids: Option<Vec<u32>>,
     /// Threads that run protocol code (at least 1).
     pub workers: usize,
     /// Connections open at once, served or idle (at least 1).
@@ -112,6 +127,10 @@ impl Default for Config {
         Config {
             host: "127.0.0.1".to_string(),
             port: 8000,
+            listen: Vec::new(),
+            unix: None,
+            unix_mode: DEFAULT_UNIX_MODE,
+            admin_uids: None,
             workers: default_workers(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             overload: Overload::Block,

@@ -10,7 +10,9 @@
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
+#[cfg(test)]
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,6 +22,7 @@ use socket2::SockRef;
 use crate::access::AddressSlot;
 use crate::activity::Activity;
 use crate::sched::Schedule;
+use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
 
 /// The most a closing connection reads off from a client that is still
@@ -34,8 +37,8 @@ pub(crate) struct Conn {
     /// sees the close and connects again finds its slot free.
     _guards: Box<dyn Send + Sync>,
     id: u64,
-    stream: Arc<TcpStream>,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Peer,
     outbox: Mutex<Outbox>,
     /// Progress for the idle rule.
     pub(crate) activity: Activity,
@@ -83,8 +86,8 @@ impl Conn {
     /// `guards` are dropped when the connection is.
     pub(crate) fn new(
         id: u64,
-        stream: Arc<TcpStream>,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: Peer,
         stats: Arc<Stats>,
         guards: Box<dyn Send + Sync>,
     ) -> Self {
@@ -108,12 +111,12 @@ impl Conn {
     }
 
     /// The client's address.
-    pub(crate) fn peer(&self) -> SocketAddr {
+    pub(crate) fn peer(&self) -> Peer {
         self.peer
     }
 
     /// The socket, for shutting it down from another thread.
-    pub(crate) fn stream(&self) -> &Arc<TcpStream> {
+    pub(crate) fn stream(&self) -> &Stream {
         &self.stream
     }
 
@@ -223,7 +226,7 @@ impl Conn {
     pub(crate) fn try_say(&self, line: &[u8]) {
         let outbox = self.outbox.lock();
         if outbox.len() == 0 && !outbox.kicked {
-            let _ = (&*self.stream).write(line);
+            let _ = (&self.stream).write(line);
         }
     }
 
@@ -268,16 +271,16 @@ impl Conn {
 /// Reads go straight to the socket; only the connection's worker reads.
 impl Read for &Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.stream).read(buf)
+        (&self.stream).read(buf)
     }
 }
 
 /// Writes as much of `bytes` as the socket takes without waiting. A full
 /// socket is not an error: the count says how much went.
-fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(mut stream: &Stream, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
-        match (&*stream).write(&bytes[written..]) {
+        match stream.write(&bytes[written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -302,7 +305,7 @@ pub(crate) enum Drained {
 /// `limit` bytes, so that closing the socket does not turn into a reset that
 /// destroys our replies in flight. Bounded, so a client that keeps sending
 /// cannot keep the caller here.
-pub(crate) fn drain_pending(stream: &TcpStream, limit: usize) -> Drained {
+pub(crate) fn drain_pending(stream: &Stream, limit: usize) -> Drained {
     let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
     let socket = SockRef::from(stream);
     let mut drained = 0;
@@ -327,7 +330,8 @@ pub(crate) fn test_pair() -> (TcpStream, Conn) {
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (server, peer) = listener.accept().expect("accept");
     server.set_nonblocking(true).expect("nonblocking");
-    let conn = Conn::new(1, Arc::new(server), peer, Arc::default(), Box::new(()));
+    let stream = Stream::Tcp(Arc::new(server));
+    let conn = Conn::new(1, stream, peer.into(), Arc::default(), Box::new(()));
     (client, conn)
 }
 
@@ -397,7 +401,7 @@ mod tests {
         client.write_all(&[b'x'; 3000]).expect("write");
         // Wait until all 3000 bytes are waiting, without reading them.
         let mut all = [MaybeUninit::<u8>::uninit(); 3000];
-        let waiting = SockRef::from(&*server)
+        let waiting = SockRef::from(&server)
             .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
             .expect("peek");
         assert_eq!(waiting, 3000);
@@ -412,7 +416,10 @@ mod tests {
         let server = conn.stream().clone();
         server.set_nonblocking(false).expect("blocking");
         // A blocking peek returns 0 once the end of stream has arrived.
-        assert_eq!(server.peek(&mut [0u8; 1]).expect("peek"), 0);
+        let Stream::Tcp(tcp) = &server else {
+            panic!("a TCP pair")
+        };
+        assert_eq!(tcp.peek(&mut [0u8; 1]).expect("peek"), 0);
         assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
     }
 }

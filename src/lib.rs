@@ -27,7 +27,8 @@
 //!   header), [`access`] (who may stop the server, connections per
 //!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
 //!   stop signal and its wake-ups), [`config`], [`logfmt`] (how values
-//!   appear in logs), `stats` (counters, the stats line, the summary).
+//!   appear in logs), `stats` (counters, the stats line, the summary),
+//!   [`socket`] (a TCP or Unix client socket, and its [`Peer`]).
 //! - `conn`: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
 //!   `sum`); sessions reach connections through its own small port.
@@ -62,6 +63,7 @@ mod registry;
 mod sched;
 pub mod server;
 pub mod shutdown;
+pub mod socket;
 mod stats;
 mod sync;
 mod watchdog;
@@ -70,8 +72,9 @@ use std::io;
 
 pub use config::{Config, Overload, ProtocolName};
 pub use handler::{ClientHandler, Limits};
-pub use server::{Running, Server};
+pub use server::{Listener, Running, Server};
 pub use shutdown::{Health, Shutdown};
+pub use socket::Peer;
 pub use stats::Summary;
 
 /// Binds `host:port` with the default settings, serves until a client sends

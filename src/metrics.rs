@@ -30,7 +30,7 @@ use crate::config::ProtocolName;
 use crate::engine::Engine;
 use crate::logfmt;
 use crate::shutdown::{Health, Shutdown};
-use crate::stats::{ClientError, Stats};
+use crate::stats::{ClientError, ListenerCount, Stats};
 
 /// How long one scrape may take to send its request or read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,6 +45,8 @@ pub(crate) struct Sources {
     pub workers: usize,
     pub protocol: ProtocolName,
     pub shutdown: Shutdown,
+    /// Connections accepted per listener.
+    pub listeners: Vec<Arc<ListenerCount>>,
 }
 
 impl fmt::Debug for Sources {
@@ -84,6 +86,18 @@ impl Collector for Figures {
             "Connections accepted and served.",
             t.summary.connections,
         )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "linepool_listener_connections_accepted",
+                "Connections accepted and served, by the listener they came in on.",
+                None,
+                MetricType::Counter,
+            )?;
+            for count in &s.listeners {
+                let labels = [("listener", &*count.name)];
+                ConstCounter::new(count.accepted()).encode(family.encode_family(&labels)?)?;
+            }
+        }
         gauge(
             &mut encoder,
             "linepool_connections_open",

@@ -209,6 +209,34 @@ impl Drop for Open {
     }
 }
 
+/// Connections accepted on one listener, for the metrics, which name the
+/// listener a connection came in on.
+#[derive(Debug)]
+pub(crate) struct ListenerCount {
+    /// The listener's name in logs and metrics.
+    pub(crate) name: Arc<str>,
+    accepted: AtomicU64,
+}
+
+impl ListenerCount {
+    pub(crate) fn new(name: Arc<str>) -> Arc<ListenerCount> {
+        Arc::new(ListenerCount {
+            name,
+            accepted: AtomicU64::new(0),
+        })
+    }
+
+    /// One more connection accepted and served.
+    pub(crate) fn add(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
 /// What a server did over its life, returned by [`Server::run`](crate::Server::run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {

@@ -6,7 +6,9 @@
 //! - [`load`]: runs the load tool, draws its progress, prints its report and
 //!   turns the outcome into an exit status.
 //! - [`client`]: connects standard input and output to a server.
+//! - `activation`: the listening sockets systemd passes to `serve`.
 
+mod activation;
 pub mod client;
 pub mod load;
 pub mod serve;
@@ -29,6 +31,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve the line protocol: every line gets `ACK: <line>` back.

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use log::{LevelFilter, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
-use super::{EXIT_INTERRUPTED, Protocol, at_least_one, duration};
+use super::{EXIT_INTERRUPTED, Protocol, activation, at_least_one, duration};
 use linepool::access::AddrList;
 use linepool::config::{
     DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
@@ -133,6 +134,30 @@ pub struct Args {
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
+    /// Listen on ADDR:PORT, IPv4 or IPv6 (`0.0.0.0:8000`, `[::]:8000`);
+    /// may be given several times, or as a comma-separated list. Instead
+    /// of --host and --port.
+    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',',
+          conflicts_with_all = ["host", "port"], env = "LINEPOOL_LISTEN")]
+    listen: Vec<SocketAddr>,
+    /// Also listen on a Unix domain socket at PATH (a stale socket file is
+    /// replaced; one a running server holds is refused). Its clients may
+    /// stop the server by user id (--admin-uid).
+    #[arg(long, value_name = "PATH", env = "LINEPOOL_UNIX")]
+    unix: Option<PathBuf>,
+    /// The file mode of the --unix socket, in octal.
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = file_mode,
+          env = "LINEPOOL_UNIX_MODE")]
+    unix_mode: u32,
+    /// User ids that may stop the server from the --unix socket
+    /// (comma-separated) [default: the server's own and root].
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        env = "LINEPOOL_ADMIN_UID"
+    )]
+    admin_uid: Vec<u32>,
 }
 
 /// The idle timeout's default as clap shows it, kept in step with the
@@ -163,6 +188,10 @@ impl Args {
             agent: self.agent,
             metrics: self.metrics,
             proxy_protocol: self.proxy_protocol,
+            listen: self.listen.clone(),
+            unix: self.unix.clone(),
+            unix_mode: self.unix_mode,
+            admin_uids: Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty()),
         }
     }
 }
@@ -180,22 +209,29 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(args.log_level.filter());
-    // Socket activation: systemd passes the listening socket (LISTEN_FDS,
-    // LISTEN_PID), which then outlives restarts, so none refuses a client.
-    // Read before any thread starts: it clears those variables.
-    let passed = match listenfd::ListenFd::from_env().take_tcp_listener(0) {
+    // Socket activation: systemd passes the listening sockets (LISTEN_FDS,
+    // LISTEN_PID, LISTEN_FDNAMES), which then outlive restarts, so none
+    // refuses a client. Read before any thread starts: it clears those
+    // variables.
+    let passed = match activation::passed_listeners() {
         Ok(passed) => passed,
         Err(e) => {
-            eprintln!("linepool: cannot use the socket systemd passed: {e}");
+            eprintln!("linepool: cannot use the sockets systemd passed: {e}");
             return ExitCode::FAILURE;
         }
     };
     let bound = match passed {
-        Some(listener) => Server::from_listener(listener, args.config()),
+        Some(listeners) => Server::from_listeners(listeners, args.config()),
         None => Server::bind(args.config()),
     };
     let server = match bound {
         Ok(server) => server,
+        // A socket path held by a live server, or not a socket: a bad
+        // file, refused like a bad flag.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("linepool: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("linepool: {e}");
             return ExitCode::FAILURE;
@@ -230,6 +266,15 @@ pub fn run(args: &Args) -> ExitCode {
     }
     running.wait();
     ExitCode::SUCCESS
+}
+
+/// Parses `--unix-mode`: an octal file mode (`0660`, `660`, `0o600`).
+fn file_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("'{text}' is not an octal file mode such as 0660")),
+    }
 }
 
 /// Parses `--max-line`: every line limit must leave room for the longest

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::error;
-use mio::Interest;
 use mio::unix::SourceFd;
+use mio::{Interest, Token};
 
 use super::{DOOR, Engine};
 use crate::logfmt;
@@ -29,9 +29,10 @@ pub(crate) const ACCEPT_BATCH: usize = 64;
 pub(crate) trait Door: Send + Sync {
     /// Accepts what waits (at most [`ACCEPT_BATCH`] connections), handing
     /// each to `engine` with [`Engine::add`]. Called by the leader when the
-    /// poller reports the listener ready, or when the last call asked to
-    /// be called again; never blocks.
-    fn accept_ready(&self, engine: &Engine) -> Again;
+    /// poller reports listeners ready (`ready`: their indices, in the order
+    /// [`Engine::open_door`] was given them), or, with none, when the last
+    /// call asked to be called again; never blocks.
+    fn accept_ready(&self, engine: &Engine, ready: &[usize]) -> Again;
 }
 
 /// When the door wants to be tried again without a new event from the
@@ -49,15 +50,19 @@ pub(crate) enum Again {
 }
 
 impl Engine {
-    /// Puts the listening socket `fd` into the poller, edge-triggered, with
-    /// `door` to accept from it. Clients already waiting in its backlog
-    /// make it ready at once. Done once, before or after the workers start.
-    pub(crate) fn open_door(&self, door: Arc<dyn Door>, fd: RawFd) -> io::Result<()> {
+    /// Puts the listening sockets `fds` into the poller, edge-triggered,
+    /// with `door` to accept from them. Clients already waiting in a
+    /// backlog make it ready at once. Done once, before or after the
+    /// workers start.
+    pub(crate) fn open_door(&self, door: Arc<dyn Door>, fds: &[RawFd]) -> io::Result<()> {
         if self.door.set(door).is_err() {
             return Err(io::Error::other("the door is open already"));
         }
-        self.registry
-            .register(&mut SourceFd(&fd), DOOR, Interest::READABLE)
+        for (i, fd) in fds.iter().enumerate() {
+            self.registry
+                .register(&mut SourceFd(fd), listener_token(i), Interest::READABLE)?;
+        }
+        Ok(())
     }
 
     /// Has the door tried again at the next look into the poller, and
@@ -86,16 +91,16 @@ impl Engine {
         Some(timeout.map_or(until_due, |t| t.min(until_due)))
     }
 
-    /// Lets the door accept if the poller reported it (`event`) or it is
-    /// due, and remembers when it wants to be tried again.
-    pub(super) fn try_door(&self, event: bool) {
+    /// Lets the door accept if the poller reported listeners ready (`ready`)
+    /// or it is due, and remembers when it wants to be tried again.
+    pub(super) fn try_door(&self, ready: &[usize]) {
         let Some(door) = self.door.get() else {
             return;
         };
         {
             let mut due = self.door_due.lock();
             let is_due = due.is_some_and(|at| at <= Instant::now());
-            if !event && !is_due {
+            if ready.is_empty() && !is_due {
                 return;
             }
             // Taken before the call: what comes meanwhile (a permit back)
@@ -104,10 +109,24 @@ impl Engine {
                 *due = None;
             }
         }
-        match door.accept_ready(self) {
+        match door.accept_ready(self, ready) {
             Again::OnEvent => {}
             Again::Soon => self.door_again(Instant::now()),
             Again::At(at) => self.door_again(at),
         }
     }
+}
+
+/// The poller token of listener `i`: counted down from just below the
+/// waker's, where connection ids (counting up from 0) never come.
+fn listener_token(i: usize) -> Token {
+    Token(DOOR.0 - i)
+}
+
+/// The listener a poller token stands for, if it is one.
+pub(super) fn listener_of(token: Token) -> Option<usize> {
+    // More listeners than this is no server anyone runs; the bound keeps
+    // the token ranges apart.
+    const MOST: usize = 1 << 16;
+    (token.0 <= DOOR.0 && DOOR.0 - token.0 < MOST).then(|| DOOR.0 - token.0)
 }

@@ -55,7 +55,7 @@ use crate::sched::Park;
 /// The token of the waker that ends the leader's wait at a stop.
 const WAKER: Token = Token(usize::MAX);
 
-/// The token of the listening socket.
+/// The token of the first listening socket; the others count down from it.
 const DOOR: Token = Token(usize::MAX - 1);
 
 /// Events taken from the poller at once.
@@ -211,10 +211,14 @@ impl Engine {
             // and carry on rather than lose the server.
             error!("poll failed error={}", logfmt::error(&e));
         }
-        let mut door = false;
+        // Allocates only when a listener is ready.
+        let mut listeners = Vec::new();
         let ready = events.iter().filter(|e| {
-            door |= e.token() == DOOR;
-            e.token() != WAKER && e.token() != DOOR
+            if let Some(i) = door::listener_of(e.token()) {
+                listeners.push(i);
+                return false;
+            }
+            e.token() != WAKER
         });
         let ready = ready.map(|e| {
             let ended = e.is_read_closed() || e.is_error();
@@ -230,7 +234,7 @@ impl Engine {
         });
         // New sockets are added to the poller now; their first events come
         // at the next look.
-        self.try_door(door);
+        self.try_door(&listeners);
         // After a wait this worker serves one itself; after a look it goes
         // back to the queue, where others wait already.
         self.workers.hand_off(woken.drain(..), timeout.is_none())

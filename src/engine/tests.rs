@@ -90,8 +90,8 @@ impl OneWorker {
         let permit = self.gate.try_acquire().expect("a permit");
         let conn = Arc::new(Conn::new(
             self.next_id,
-            Arc::new(stream),
-            peer,
+            crate::socket::Stream::Tcp(Arc::new(stream)),
+            peer.into(),
             Arc::default(),
             Box::new(permit),
         ));

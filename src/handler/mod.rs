@@ -38,6 +38,7 @@ use crate::framing::Reader;
 use crate::protocol::{self, Protocol, Session};
 use crate::proxy::HeaderReader;
 use crate::shutdown::Shutdown;
+use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
 
 use self::end::End;
@@ -136,10 +137,14 @@ pub struct ClientHandler {
     phase: Phase,
     /// Addresses that may stop the server, and whether this client's is one.
     admin_from: Arc<AddrList>,
+    /// User ids that may stop the server, for a client of a Unix socket.
+    admin_uids: Arc<[u32]>,
     admin: bool,
+    /// The name of the listener the connection came in on, for logs.
+    listener: Option<Arc<str>>,
     /// The client's address: the socket's peer, or the one a PROXY
     /// protocol header names.
-    client: SocketAddr,
+    client: Peer,
     /// With `--proxy-protocol`: the header so far, then what followed it,
     /// for the reader.
     header: HeaderReader,
@@ -163,7 +168,13 @@ impl ClientHandler {
     /// A handler for an accepted socket speaking the ACK protocol, with the
     /// default limits. [`run`](ClientHandler::run) serves it.
     pub fn new(conn: Arc<TcpStream>, addr: SocketAddr, shutdown: Shutdown) -> Self {
-        let conn = Conn::new(0, conn, addr, Arc::default(), Box::new(()));
+        let conn = Conn::new(
+            0,
+            Stream::Tcp(conn),
+            addr.into(),
+            Arc::default(),
+            Box::new(()),
+        );
         ClientHandler::serving(Arc::new(conn), shutdown)
     }
 
@@ -181,7 +192,9 @@ impl ClientHandler {
             reader: Reader::lines(limits.max_line),
             phase: Phase::Fresh,
             admin_from: Arc::new(AddrList::loopback()),
+            admin_uids: Arc::new([]),
             admin: false,
+            listener: None,
             client,
             header: HeaderReader::default(),
             after_header: Vec::new(),
@@ -212,6 +225,19 @@ impl ClientHandler {
         self
     }
 
+    /// Sets which user ids may stop the server when the client is on a Unix
+    /// socket (default: none).
+    pub(crate) fn with_admin_uids(mut self, admin_uids: Arc<[u32]>) -> Self {
+        self.admin_uids = admin_uids;
+        self
+    }
+
+    /// Names the listener the connection came in on, for its log lines.
+    pub(crate) fn with_listener(mut self, name: Arc<str>) -> Self {
+        self.listener = Some(name);
+        self
+    }
+
     /// Expects a PROXY protocol header (v1 or v2) first: the address it
     /// names is the client's, for logs, `--admin-from` and, with a table,
     /// `--max-per-ip`.
@@ -226,8 +252,8 @@ impl ClientHandler {
         self
     }
 
-    /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
+    /// Who the client is: its address, or its user id over a Unix socket.
+    pub fn peer(&self) -> Peer {
         self.client
     }
 
@@ -295,7 +321,7 @@ mod tests {
     /// Waits until `n` bytes sent by the client are waiting at the server.
     fn arrived(handler: &ClientHandler, n: usize) {
         let mut peek = vec![MaybeUninit::<u8>::uninit(); n];
-        let socket = socket2::SockRef::from(&**handler.conn.stream());
+        let socket = socket2::SockRef::from(handler.conn.stream());
         handler
             .conn
             .stream()

@@ -4,14 +4,13 @@
 //! stop rule; it refuses a stop from an address `--admin-from` does not
 //! allow, and turns the framing's refusals into last words.
 
-use std::net::SocketAddr;
-
 use log::{info, warn};
 
 use super::end::End;
 use crate::framing::{FrameError, Framing};
 use crate::protocol::{self, Action, Session};
 use crate::shutdown::Shutdown;
+use crate::socket::Peer;
 use crate::stats::Stats;
 
 /// What the core needs to act on a session's action.
@@ -21,7 +20,7 @@ pub(super) struct Rules<'a> {
     /// The client may stop the server.
     admin: bool,
     framing: Framing,
-    peer: SocketAddr,
+    peer: Peer,
     stats: &'a Stats,
 }
 
@@ -42,7 +41,7 @@ impl<'a> Rules<'a> {
         stats: &'a Stats,
         admin: bool,
         framing: Framing,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Self {
         Rules {
             shutdown,
@@ -176,7 +175,7 @@ mod tests {
             &stats,
             admin,
             framing,
-            "127.0.0.1:9".parse().unwrap(),
+            Peer::ip("127.0.0.1:9".parse().unwrap()),
         );
         let mut probe = Probe::default();
         let mut out = Vec::new();

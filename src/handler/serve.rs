@@ -15,6 +15,7 @@ use crate::access::{self, TOO_MANY_FROM_ADDRESS};
 use crate::framing::Reader;
 use crate::protocol::{Link, Port};
 use crate::proxy::HeaderError;
+use crate::socket::Peer;
 
 impl ClientHandler {
     /// Reads the PROXY protocol header. Returns whether it is complete (and
@@ -37,11 +38,15 @@ impl ClientHandler {
         };
         self.conn.activity.set_awaiting_header(false);
         if let Some(client) = header.client {
-            self.client = client;
+            self.client = Peer::ip(client);
         }
         // What followed the header is the protocol's.
         self.after_header = header.rest;
-        match access::admit(self.per_address.as_ref(), self.client.ip()) {
+        let admitted = match self.client.ip_addr() {
+            Some(ip) => access::admit(self.per_address.as_ref(), ip),
+            None => Ok(None),
+        };
+        match admitted {
             Ok(slot) => {
                 if let Some(slot) = slot {
                     self.conn.hold_address_slot(slot);
@@ -64,8 +69,14 @@ impl ClientHandler {
         if !self.after_header.is_empty() {
             self.reader.preload(&std::mem::take(&mut self.after_header));
         }
-        self.admin = self.admin_from.contains(self.peer().ip());
-        debug!("client connected peer={}", self.peer());
+        self.admin = match self.client {
+            Peer::Ip(addr) => self.admin_from.contains(addr.ip()),
+            Peer::Local { uid } => self.admin_uids.contains(&uid),
+        };
+        match &self.listener {
+            Some(listener) => debug!("client connected peer={} listener={listener}", self.peer()),
+            None => debug!("client connected peer={}", self.peer()),
+        }
         let port: Weak<dyn Port> = Arc::downgrade(&self.conn) as Weak<dyn Port>;
         let mut session = self.protocol.open(Link::new(port, self.client, self.admin));
         let action = session.start(out);

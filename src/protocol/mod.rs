@@ -14,13 +14,13 @@ mod chat;
 mod framed;
 mod sum;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 use crate::config::{Config, ProtocolName};
 use crate::conn::Conn;
 pub use crate::conn::Delivery;
 use crate::framing::Framing;
+pub use crate::socket::Peer;
 
 /// The protocol `name`, set up for `config`.
 pub(crate) fn build(name: ProtocolName, config: &Config) -> Arc<dyn Protocol> {
@@ -117,20 +117,20 @@ impl Port for Conn {
 #[derive(Clone)]
 pub struct Link {
     port: Weak<dyn Port>,
-    peer: SocketAddr,
+    peer: Peer,
     admin: bool,
 }
 
 impl Link {
     /// A link to the connection behind `port`, whose client is at `peer`
     /// and may (`admin`) or may not stop the server.
-    pub fn new(port: Weak<dyn Port>, peer: SocketAddr, admin: bool) -> Self {
+    pub fn new(port: Weak<dyn Port>, peer: Peer, admin: bool) -> Self {
         Link { port, peer, admin }
     }
 
     /// The client's address (the one a PROXY protocol header named, if the
     /// server expects one).
-    pub fn peer(&self) -> SocketAddr {
+    pub fn peer(&self) -> Peer {
         self.peer
     }
 
@@ -183,7 +183,11 @@ pub(crate) mod fake {
     pub(crate) fn link(peer: &str, admin: bool) -> (Arc<Inbox>, Link) {
         let inbox = Arc::new(Inbox::default());
         let port: Arc<dyn Port> = inbox.clone();
-        let link = Link::new(Arc::downgrade(&port), peer.parse().expect("address"), admin);
+        let link = Link::new(
+            Arc::downgrade(&port),
+            Peer::ip(peer.parse().expect("address")),
+            admin,
+        );
         (inbox, link)
     }
 }

@@ -1,22 +1,24 @@
-//! The door: the engine's leader calls it when the listening socket is
+//! The door: the engine's leader calls it when a listening socket is
 //! ready (see [`crate::engine::Door`]); it takes a slot from the gate,
 //! accepts a socket, admits it (`--max-per-ip`) and hands it to the
 //! engine, whose poller brings it to the pool's workers whenever it has
-//! something to do; or turns it away with one line. It never blocks and
-//! never ends the server over an accept error: it skips those that concern
-//! one connection and backs off from the rest, leaving the retry to the
-//! leader's next look into the poller.
+//! something to do; or turns it away with one line. Every listener (TCP,
+//! IPv4 or IPv6, and Unix domain sockets) shares the one gate, registry,
+//! pool and stop. The door never blocks and never ends the server over an
+//! accept error: it skips those that concern one connection and backs off
+//! from the rest, leaving the retry to the leader's next look into the
+//! poller.
 
 use std::io::{self, Write};
-use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::Shutdown as Direction;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, warn};
 use parking_lot::Mutex;
 
-use super::listen::{self, ACCEPTED_INHERIT_OPTIONS};
+use super::listen::{ACCEPTED_INHERIT_OPTIONS, Listener};
 use crate::access::{self, AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
@@ -26,7 +28,8 @@ use crate::handler::{ClientHandler, Limits};
 use crate::logfmt;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::socket::{Peer, Stream};
+use crate::stats::{ListenerCount, Stats};
 
 /// The first and the longest pause after an accept error such as running
 /// out of file descriptors.
@@ -44,15 +47,27 @@ pub(super) struct Acceptor {
     pub(super) gate: Arc<Gate>,
     pub(super) stats: Arc<Stats>,
     pub(super) admin_from: Arc<AddrList>,
+    /// User ids that may stop the server from a Unix socket.
+    pub(super) admin_uids: Arc<[u32]>,
     /// Connections per client address, with `--max-per-ip`.
     pub(super) per_address: Option<Arc<PerAddress>>,
+    /// Connections accepted, per listener, in the listeners' order.
+    pub(super) counts: Vec<Arc<ListenerCount>>,
     pub(super) state: Mutex<State>,
 }
 
 /// The door's changing part.
 pub(super) struct State {
-    /// `None` once the stop has closed it.
-    listener: Option<TcpListener>,
+    /// Empty once the stop has closed them.
+    listeners: Vec<Listener>,
+    /// Per listener: whether clients may wait in its backlog (the poller
+    /// said so, and no accept has said `EAGAIN` since). The poller is
+    /// edge-triggered, so this is what remembers a backlog left for later
+    /// (a spent batch, a full gate, a back-off).
+    waiting: Vec<bool>,
+    /// The listener the next call starts with, so that a flood on one
+    /// cannot starve the others.
+    first: usize,
     next_id: u64,
     /// The pause after the next accept error.
     backoff: Duration,
@@ -61,14 +76,25 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(listener: TcpListener) -> Mutex<State> {
+    pub(super) fn new(listeners: Vec<Listener>) -> Mutex<State> {
         Mutex::new(State {
-            listener: Some(listener),
+            waiting: vec![false; listeners.len()],
+            listeners,
+            first: 0,
             next_id: 0,
             backoff: BACKOFF_MIN,
             retry_at: None,
         })
     }
+}
+
+/// One accepted connection, with what the door knows of where it came in.
+struct Accepted {
+    stream: Stream,
+    peer: Peer,
+    /// The index of its listener.
+    on: usize,
+    unix: bool,
 }
 
 /// Why a connection is turned away at the door.
@@ -92,116 +118,162 @@ impl Refusal {
 }
 
 impl Door for Acceptor {
-    /// Accepts until the listener has nothing more, a batch at most.
+    /// Accepts until the listeners have nothing more, a batch at most.
     ///
     /// The lock is held throughout: only the leader calls this, so it
     /// delays nobody but the stop, which takes it once to close the
-    /// listener and so knows that no accept is under way.
-    fn accept_ready(&self, engine: &Engine) -> Again {
+    /// listeners and so knows that no accept is under way.
+    fn accept_ready(&self, engine: &Engine, ready: &[usize]) -> Again {
         // Should the door ever panic, the server stops rather than serve on
         // without accepting.
         let _stop = StopOnPanic(&self.shutdown);
         let mut state = self.state.lock();
+        for &i in ready {
+            if let Some(waiting) = state.waiting.get_mut(i) {
+                *waiting = true;
+            }
+        }
         if let Some(at) = state.retry_at {
             if Instant::now() < at {
                 return Again::At(at);
             }
             state.retry_at = None;
         }
-        for _ in 0..ACCEPT_BATCH {
-            if self.shutdown.is_triggered() {
-                return Again::OnEvent;
-            }
-            let Some(listener) = &state.listener else {
-                return Again::OnEvent;
-            };
-            // In block mode the slot is taken before accept(), so a full
-            // server leaves new clients in the kernel's listen backlog; the
-            // gate calls back (`Engine::door_ready`) when one comes free.
-            let reserved = match self.overload {
-                Overload::Block => match self.gate.try_acquire_or_hook() {
-                    Some(permit) => Some(permit),
-                    None => return Again::OnEvent,
-                },
-                Overload::Reject => None,
-            };
-            let (stream, peer) = match listen::accept(listener) {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Again::OnEvent,
-                Err(_) if self.shutdown.is_triggered() => return Again::OnEvent,
-                Err(e) if is_transient(&e) => {
-                    debug!(
-                        "accept skipped a failed connection error={}",
-                        logfmt::error(&e)
-                    );
-                    continue;
+        let count = state.listeners.len();
+        let first = state.first;
+        state.first = (first + 1) % count.max(1);
+        let mut budget = ACCEPT_BATCH;
+        for on in (0..count).map(|k| (first + k) % count) {
+            while state.waiting[on] {
+                if budget == 0 {
+                    // The batch is spent and clients may still wait, with
+                    // no new event to say so: the leader tries again at
+                    // its next look.
+                    return Again::Soon;
                 }
-                Err(e) => {
-                    warn!(
-                        "accept failed, backing off error={} retry_in_ms={}",
-                        logfmt::error(&e),
-                        state.backoff.as_millis()
-                    );
-                    // No worker sleeps: the leader's wait in the poller
-                    // ends when the pause does, and the door is tried then.
-                    let at = Instant::now() + state.backoff;
-                    state.retry_at = Some(at);
-                    state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
-                    return Again::At(at);
+                budget -= 1;
+                if let Some(again) = self.accept_one(engine, &mut state, on) {
+                    return again;
                 }
-            };
-            state.backoff = BACKOFF_MIN;
-            if self.shutdown.is_triggered() {
-                // Accepted just as the stop began: close it like the rest.
-                return Again::OnEvent;
-            }
-            let Some(permit) = reserved.or_else(|| self.gate.try_acquire()) else {
-                self.reject(stream, peer, Refusal::Busy);
-                continue;
-            };
-            // Behind a proxy the address to count is known only once the
-            // header is read: the handler admits it then.
-            let table = self.per_address.as_ref().filter(|_| !self.proxy_protocol);
-            match access::admit(table, peer.ip()) {
-                Ok(slot) => {
-                    let id = state.next_id;
-                    state.next_id += 1;
-                    self.dispatch(engine, id, stream, peer, permit, slot);
-                }
-                Err(access::TooMany) => self.reject(stream, peer, Refusal::PerAddress),
             }
         }
-        // The batch is spent and clients may still wait, with no new event
-        // to say so: the leader tries again at its next look.
-        Again::Soon
+        Again::OnEvent
     }
 }
 
 impl Acceptor {
-    /// Opens the door: the listener goes into the engine's poller, and
-    /// from then on the leader accepts.
-    pub(super) fn open(self: &Arc<Self>, engine: &Engine) -> io::Result<()> {
-        let fd = match &self.state.lock().listener {
-            Some(listener) => listener.as_raw_fd(),
-            None => return Ok(()),
+    /// Accepts one connection from listener `on` and hands it on (or turns
+    /// it away). Returns what to tell the engine if the door is to stop
+    /// here; `None` to go on.
+    fn accept_one(&self, engine: &Engine, state: &mut State, on: usize) -> Option<Again> {
+        if self.shutdown.is_triggered() {
+            return Some(Again::OnEvent);
+        }
+        let listener = &state.listeners[on];
+        // In block mode the slot is taken before accept(), so a full
+        // server leaves new clients in the kernel's listen backlog; the
+        // gate calls back (`Engine::door_ready`) when one comes free.
+        let reserved = match self.overload {
+            Overload::Block => match self.gate.try_acquire_or_hook() {
+                Some(permit) => Some(permit),
+                None => return Some(Again::OnEvent),
+            },
+            Overload::Reject => None,
         };
-        engine.open_door(self.clone(), fd)
+        let unix = listener.is_unix();
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                state.waiting[on] = false;
+                return None;
+            }
+            Err(_) if self.shutdown.is_triggered() => return Some(Again::OnEvent),
+            Err(e) if is_transient(&e) => {
+                debug!(
+                    "accept skipped a failed connection error={} listener={}",
+                    logfmt::error(&e),
+                    listener.name()
+                );
+                return None;
+            }
+            Err(e) => {
+                warn!(
+                    "accept failed, backing off error={} retry_in_ms={}",
+                    logfmt::error(&e),
+                    state.backoff.as_millis()
+                );
+                // No worker sleeps: the leader's wait in the poller ends
+                // when the pause does, and the door is tried then.
+                let at = Instant::now() + state.backoff;
+                state.retry_at = Some(at);
+                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                return Some(Again::At(at));
+            }
+        };
+        state.backoff = BACKOFF_MIN;
+        if self.shutdown.is_triggered() {
+            // Accepted just as the stop began: close it like the rest.
+            return Some(Again::OnEvent);
+        }
+        let accepted = Accepted {
+            stream,
+            peer,
+            on,
+            unix,
+        };
+        let Some(permit) = reserved.or_else(|| self.gate.try_acquire()) else {
+            self.reject(accepted, Refusal::Busy);
+            return None;
+        };
+        // Behind a proxy the address to count is known only once the
+        // header is read: the handler admits it then. A Unix client has no
+        // address to count.
+        let table = self.per_address.as_ref().filter(|_| !self.proxy_protocol);
+        let admitted = match accepted.peer.ip_addr() {
+            Some(ip) => access::admit(table, ip),
+            None => Ok(None),
+        };
+        match admitted {
+            Ok(slot) => {
+                let id = state.next_id;
+                state.next_id += 1;
+                self.dispatch(engine, id, accepted, permit, slot);
+            }
+            Err(access::TooMany) => self.reject(accepted, Refusal::PerAddress),
+        }
+        None
     }
 
-    /// Shuts the listener down, as the stop begins: on Linux the kernel
-    /// refuses new clients from then on. Waits for an accept under way.
+    /// Opens the door: the listeners go into the engine's poller, and from
+    /// then on the leader accepts.
+    pub(super) fn open(self: &Arc<Self>, engine: &Engine) -> io::Result<()> {
+        let fds: Vec<RawFd> = self
+            .state
+            .lock()
+            .listeners
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .collect();
+        engine.open_door(self.clone(), &fds)
+    }
+
+    /// Shuts the listeners down, as the stop begins: on Linux the kernel
+    /// refuses new TCP clients from then on. Waits for an accept under way.
     pub(super) fn shut(&self) {
-        if let Some(listener) = &self.state.lock().listener {
-            let _ = socket2::SockRef::from(listener).shutdown(Direction::Read);
+        for listener in &self.state.lock().listeners {
+            listener.shut();
         }
     }
 
-    /// Closes the door for good (the stop's step 2): the listener is
-    /// closed, so clients still in the kernel's backlog are refused. Taking
-    /// the lock waits for an accept under way.
+    /// Closes the door for good (the stop's step 2): the listeners are
+    /// closed, so clients still in the kernel's backlogs are refused, and
+    /// socket files we bound are removed. Taking the lock waits for an
+    /// accept under way.
     pub(super) fn close(&self) {
-        let listener = self.state.lock().listener.take();
-        drop(listener);
+        let listeners = std::mem::take(&mut self.state.lock().listeners);
+        for listener in listeners {
+            listener.close();
+        }
     }
 
     /// Hands the connection to the engine, which serves it from now on.
@@ -209,26 +281,27 @@ impl Acceptor {
         &self,
         engine: &Engine,
         id: u64,
-        stream: TcpStream,
-        peer: SocketAddr,
+        accepted: Accepted,
         permit: Permit,
         slot: Option<AddressSlot>,
     ) {
+        let Accepted {
+            stream,
+            peer,
+            on,
+            unix,
+        } = accepted;
         // Replies are written in batches; Nagle's algorithm would only delay
         // them. Failing to set it costs latency, not correctness.
-        if !ACCEPTED_INHERIT_OPTIONS {
-            let _ = stream.set_nodelay(true);
+        if !ACCEPTED_INHERIT_OPTIONS && let Stream::Tcp(tcp) = &stream {
+            let _ = tcp.set_nodelay(true);
         }
+        let counted = &self.counts[on];
+        counted.add();
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
         let guards = Box::new((permit, self.stats.connection()));
-        let conn = Arc::new(Conn::new(
-            id,
-            Arc::new(stream),
-            peer,
-            self.stats.clone(),
-            guards,
-        ));
+        let conn = Arc::new(Conn::new(id, stream, peer, self.stats.clone(), guards));
         if let Some(slot) = slot {
             conn.hold_address_slot(slot);
         }
@@ -236,8 +309,12 @@ impl Acceptor {
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
             .with_stats(self.stats.clone())
-            .with_admin_from(self.admin_from.clone());
-        if self.proxy_protocol {
+            .with_admin_from(self.admin_from.clone())
+            .with_admin_uids(self.admin_uids.clone())
+            .with_listener(counted.name.clone());
+        // The PROXY header comes from a proxy in front of TCP listeners; a
+        // Unix socket is for local clients.
+        if self.proxy_protocol && !unix {
             handler = handler.with_proxy_protocol(self.per_address.clone());
         }
         let served = Arc::new(Served {
@@ -254,25 +331,31 @@ impl Acceptor {
 
     /// Turns a connection away: one line, then close. Runs on a worker, in
     /// the door, so nothing here may block.
-    fn reject(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
+    fn reject(&self, accepted: Accepted, why: Refusal) {
+        let Accepted {
+            stream, peer, on, ..
+        } = accepted;
+        let listener = &self.counts[on].name;
         let text: &[u8] = match why {
             Refusal::Busy => {
                 self.stats.rejected();
                 self.stats.warn_about_client(|| {
-                    warn!("server busy, rejecting peer={peer}");
+                    warn!("server busy, rejecting peer={peer} listener={listener}");
                 });
                 b"ERR server busy"
             }
             Refusal::PerAddress => {
                 self.stats.rejected_per_address();
                 self.stats.warn_about_client(|| {
-                    warn!("too many connections from one address, rejecting peer={peer}");
+                    warn!(
+                        "too many connections from one address, rejecting peer={peer} listener={listener}"
+                    );
                 });
                 TOO_MANY_FROM_ADDRESS
             }
         };
         debug!(
-            "client closed peer={peer} messages=0 reason={}",
+            "client closed peer={peer} messages=0 reason={} listener={listener}",
             why.reason()
         );
         // In the client's framing: a framed client would read a bare
@@ -318,7 +401,7 @@ struct StopOnPanic<'a>(&'a Shutdown);
 impl Drop for StopOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            error!("the acceptor panicked, stopping");
+            error!("the door panicked, stopping");
             self.0.trigger();
         }
     }

@@ -25,7 +25,7 @@ mod listen;
 mod threads;
 
 use std::io;
-use std::net::{Shutdown as Direction, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{Ipv4Addr, Shutdown as Direction, SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,9 +34,10 @@ use log::{info, warn};
 use threadpool::ThreadPool;
 
 use self::acceptor::{Acceptor, State as DoorState};
-use self::listen::{ACCEPTED_INHERIT_OPTIONS, context};
+pub use self::listen::Listener;
+use self::listen::context;
 use self::threads::Threads;
-use crate::access::PerAddress;
+use crate::access::{self, PerAddress};
 use crate::agent;
 use crate::config::{Config, Overload};
 use crate::engine::{Connections, Engine};
@@ -47,7 +48,7 @@ use crate::metrics;
 use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
-use crate::stats::{Stats, Summary};
+use crate::stats::{ListenerCount, Stats, Summary};
 use crate::watchdog;
 
 /// Stack size of each worker thread. A worker's deepest path is a turn of
@@ -57,7 +58,7 @@ const WORKER_STACK: usize = 256 * 1024;
 /// A bound server: everything that can fail before the threads start has
 /// been done.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     local_addr: SocketAddr,
     /// The HAProxy agent port, with `--agent`.
     agent: Option<TcpListener>,
@@ -73,30 +74,62 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.host:config.port` with the configured backlog.
+    /// Binds every listener the configuration names, with the configured
+    /// backlog: each of `config.listen` (or `config.host:config.port` when
+    /// that is empty), then `config.unix`.
     ///
-    /// The error names the address when the port cannot be had.
+    /// The error names the address when it cannot be had; a Unix socket
+    /// path that a live server holds, or that is not a socket, is refused
+    /// with [`io::ErrorKind::AlreadyExists`] (a stale socket file is
+    /// replaced).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let addr = (config.host.as_str(), config.port)
-            .to_socket_addrs()
-            .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no address found for {}", config.host),
-                )
-            })?;
-        let listener = listen::listen(addr, &config)
-            .map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
-        Server::from_listener(listener, config)
+        let addrs = if config.listen.is_empty() {
+            let addr = (config.host.as_str(), config.port)
+                .to_socket_addrs()
+                .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
+                .next()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no address found for {}", config.host),
+                    )
+                })?;
+            vec![addr]
+        } else {
+            config.listen.clone()
+        };
+        let mut listeners = Vec::with_capacity(addrs.len() + 1);
+        for addr in addrs {
+            let listener = listen::listen(addr, &config)
+                .map_err(|e| context(e, &format!("cannot listen on {addr}")))?;
+            listeners.push(Listener::tcp(listener)?);
+        }
+        if let Some(path) = &config.unix {
+            listeners.push(listen::listen_unix(path, config.unix_mode, config.backlog)?);
+        }
+        Server::from_listeners(listeners, config)
     }
 
     /// A server on a socket that is already listening, such as one systemd
-    /// passes on socket activation (`config.host`, `port` and `backlog` do
-    /// not apply). Clients that connected before the server started wait
-    /// in its backlog and are served: a restart refuses no connection.
+    /// passes on socket activation (`config.host`, `port`, `listen`, `unix`
+    /// and `backlog` do not apply). Clients that connected before the
+    /// server started wait in its backlog and are served: a restart refuses
+    /// no connection.
     pub fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
+        Server::from_listeners(vec![Listener::tcp(listener)?], config)
+    }
+
+    /// A server on sockets that are already listening (socket activation
+    /// with several sockets), all sharing one connection limit, registry,
+    /// pool and stop. As with [`Server::from_listener`], the configuration's
+    /// addresses and backlog do not apply.
+    pub fn from_listeners(listeners: Vec<Listener>, config: Config) -> io::Result<Server> {
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listener to serve on",
+            ));
+        }
         if config.workers == 0 || config.max_connections == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -114,12 +147,14 @@ impl Server {
         let protocol = protocol::build(config.protocol, &config);
         // The door accepts from the poller and must never block; a passed
         // socket may be either.
-        listener.set_nonblocking(true)?;
-        if ACCEPTED_INHERIT_OPTIONS {
-            // Accepted sockets inherit it, as from a listener of ours.
-            socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        for listener in &listeners {
+            listener.prepare()?;
         }
-        let local_addr = listener.local_addr()?;
+        // Where embedders and tests connect: the first TCP listener.
+        let local_addr = listeners
+            .iter()
+            .find_map(Listener::local_addr)
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         let agent = listen::bind_side(config.agent, "cannot listen for agent checks on")?;
         let metrics = listen::bind_side(config.metrics, "cannot serve metrics on")?;
         let shutdown = Shutdown::new();
@@ -135,7 +170,7 @@ impl Server {
         let conns = Registry::new();
         let engine = Engine::new(conns.clone())?;
         Ok(Server {
-            listener,
+            listeners,
             local_addr,
             agent,
             metrics,
@@ -148,9 +183,15 @@ impl Server {
         })
     }
 
-    /// The address the server listens on, with the real port.
+    /// The address the server listens on, with the real port: the first
+    /// TCP listener's (`0.0.0.0:0` when every listener is a Unix socket).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listener, in the order the server accepts on them.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
     }
 
     /// The address agent checks are answered on, with `--agent`.
@@ -173,7 +214,7 @@ impl Server {
     /// had started by then is stopped and joined before it is returned.
     pub fn start(self) -> io::Result<Running> {
         let Server {
-            listener,
+            listeners,
             local_addr,
             agent,
             metrics,
@@ -203,6 +244,16 @@ impl Server {
             shutdown.on_trigger(move || gate.close());
         }
         let stats = Arc::new(Stats::default());
+        // How the log names each listener, taken before the door owns them.
+        let shown: Vec<String> = listeners.iter().map(shown).collect();
+        let counts: Vec<Arc<ListenerCount>> = listeners
+            .iter()
+            .map(|l| ListenerCount::new(l.shared_name()))
+            .collect();
+        let admin_uids: Arc<[u32]> = match &config.admin_uids {
+            Some(uids) => uids.as_slice().into(),
+            None => access::default_admin_uids().into(),
+        };
         let door = Arc::new(Acceptor {
             overload: config.overload,
             proxy_protocol: config.proxy_protocol,
@@ -212,8 +263,10 @@ impl Server {
             gate: gate.clone(),
             stats: stats.clone(),
             admin_from: Arc::new(config.admin_from.clone()),
+            admin_uids,
             per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-            state: DoorState::new(listener),
+            counts: counts.clone(),
+            state: DoorState::new(listeners),
         });
         {
             // The stop shuts the listener down at once (on Linux the kernel
@@ -243,13 +296,17 @@ impl Server {
             threads: Threads::default(),
         };
         info!(
-            "listening on {local_addr} version={} protocol={} workers={} max_connections={} overload={}",
+            "listening on {} version={} protocol={} workers={} max_connections={} overload={}",
+            shown[0],
             env!("CARGO_PKG_VERSION"),
             config.protocol,
             config.workers,
             config.max_connections,
             config.overload
         );
+        for also in &shown[1..] {
+            info!("also listening on {also}");
+        }
         let threads = &mut running.threads;
         {
             let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
@@ -276,6 +333,7 @@ impl Server {
                 workers: config.workers,
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
+                listeners: counts.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
@@ -299,6 +357,16 @@ impl Server {
     /// and returns what the server did.
     pub fn run(self) -> io::Result<Summary> {
         Ok(self.start()?.wait())
+    }
+}
+
+/// A listener as the startup log shows it: its address, and its name
+/// where that is another.
+fn shown(listener: &Listener) -> String {
+    if listener.name() == listener.addr() {
+        listener.addr().to_string()
+    } else {
+        format!("{} listener={}", listener.addr(), listener.name())
     }
 }
 

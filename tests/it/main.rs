@@ -7,6 +7,7 @@ mod client;
 mod drain;
 mod engine;
 mod lines;
+mod listeners;
 mod load;
 mod metrics;
 mod overload;
