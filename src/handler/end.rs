@@ -72,10 +72,16 @@ impl ClientHandler {
         let peer = self.peer();
         let messages = self.answered + self.unreported;
         // Every close has its line at debug, whatever ended it.
-        debug!(
-            "client closed peer={peer} messages={messages} reason={}",
-            end.reason()
-        );
+        match &self.listener {
+            Some(listener) => debug!(
+                "client closed peer={peer} messages={messages} reason={} listener={listener}",
+                end.reason()
+            ),
+            None => debug!(
+                "client closed peer={peer} messages={messages} reason={}",
+                end.reason()
+            ),
+        }
         if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer = end {
             return;
         }

@@ -178,8 +178,10 @@ impl Listener {
             Kind::Unix(l) => {
                 let (socket, _) = accept_nonblocking(l)?;
                 let stream: UnixStream = socket.into();
+                // Fails only for a client already gone: skipped like one
+                // that aborted, not a reason for the door to back off.
                 let uid = getsockopt(&stream, PeerCredentials)
-                    .map_err(io::Error::from)?
+                    .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?
                     .uid();
                 Ok((Stream::Unix(Arc::new(stream)), Peer::Local { uid }))
             }

@@ -171,7 +171,10 @@ fn listeners_share_one_connection_limit() {
     for name in [v4.to_string(), v6.to_string(), unix_name.clone()] {
         assert_eq!(samples.get(&key(&name)), Some(&1.0), "{name}: {samples:?}");
     }
+    let b_peer = b.stream.local_addr().expect("addr");
     drop((a, b, c));
+    let line = server.wait_log(&format!("client closed peer={b_peer} "));
+    assert!(line.ends_with(&format!(" listener={v6}")), "{line}");
     server.signal("TERM");
     assert!(server.wait_exit(DEADLINE).success());
 }
