@@ -271,9 +271,7 @@ impl Acceptor {
     /// accept under way.
     pub(super) fn close(&self) {
         let listeners = std::mem::take(&mut self.state.lock().listeners);
-        for listener in listeners {
-            listener.close();
-        }
+        drop(listeners);
     }
 
     /// Hands the connection to the engine, which serves it from now on.

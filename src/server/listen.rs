@@ -193,14 +193,14 @@ impl Listener {
     pub(super) fn shut(&self) {
         let _ = socket2::SockRef::from(self).shutdown(Direction::Read);
     }
+}
 
-    /// Closes the listener, and removes the socket file if it was ours.
-    pub(super) fn close(self) {
-        let Listener {
-            socket, bound_path, ..
-        } = self;
-        drop(socket);
-        if let Some(path) = bound_path {
+/// Closing a listener removes the socket file if we bound it, so that a
+/// stop, or a start that fails after binding, leaves no stale file behind
+/// (one that systemd passed is systemd's).
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.bound_path {
             let _ = fs::remove_file(path);
         }
     }

@@ -11,8 +11,8 @@
 //! 1. the stop signal is set and its wake-ups run (the gate is closed),
 //!    whoever triggered it: from then on the door accepts nothing; the
 //!    side ports go on answering health checks (503, `drain`);
-//! 2. the door closes the listener, once no accept is under way: clients
-//!    still in the backlog are refused;
+//! 2. the door closes the listeners, once no accept is under way: clients
+//!    still in the backlogs are refused;
 //! 3. every registered connection is given a turn, as if an event had
 //!    come, so each answers what it has read and closes;
 //! 4. up to `--stop-grace` for every slot to come back, then the stragglers

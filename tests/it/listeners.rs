@@ -294,6 +294,13 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     server.signal("TERM");
     assert!(server.wait_exit(DEADLINE).success());
     assert!(!path.exists(), "the socket file outlived its server");
+
+    // A start that fails after binding the socket leaves no file either.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = taken.local_addr().expect("addr").to_string();
+    let (status, text) = refused(&["--port", "0", "--unix", &path_arg, "--metrics", &taken]);
+    assert_eq!(status, Some(1), "{text}");
+    assert!(!path.exists(), "a failed start left its socket file");
 }
 
 /// Socket activation with two sockets (`LISTEN_FDS=2`): a dual-stack TCP
