@@ -8,13 +8,15 @@ mod tools;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Serve(args) => cli::serve::run(&args),
+    let (parsed, matches) = match cli::parse() {
+        Ok(parsed) => parsed,
+        Err(status) => return status,
+    };
+    match parsed.command {
+        Command::Serve(args) => cli::serve::run(&args, &cli::serve_settings(&matches)),
         Command::Load(args) => cli::load::run(&args),
         Command::Client(args) => cli::client::run(&args),
     }
