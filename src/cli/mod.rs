@@ -8,8 +8,10 @@
 //! - [`client`]: connects standard input and output to a server.
 //! - [`settings`]: where `serve`'s settings came from (flag or
 //!   `LINEPOOL_*` variable), and refusals that name the variable.
+//! - [`dist`]: man pages and completions made from this definition.
 
 pub mod client;
+pub mod dist;
 pub mod load;
 pub mod serve;
 pub mod settings;
@@ -43,6 +45,11 @@ pub enum Command {
     Load(load::Args),
     /// Talk to a server: input lines go out, what it sends is printed.
     Client(client::Args),
+    /// Print a shell's completion script (`linepool completions bash`).
+    Completions(dist::CompletionsArgs),
+    /// Write the man pages and completions into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateDist(dist::GenerateArgs),
 }
 
 /// What `linepool serve --help` (and its man page) says after the flags.
@@ -50,7 +57,7 @@ const SERVE_ENVIRONMENT: &str = "\
 Every flag can also be given by its environment variable, named after it: \
 --max-connections by LINEPOOL_MAX_CONNECTIONS, --proxy-protocol by \
 LINEPOOL_PROXY_PROTOCOL=true. A flag on the command line wins over its \
-variable.";
+variable. The packaged systemd unit reads them from /etc/default/linepool.";
 
 /// Parses the command line (and, for `serve`, the `LINEPOOL_*`
 /// variables). A refusal is printed as clap prints it, naming the variable
