@@ -37,7 +37,7 @@ fi
 step "package $deb"
 echo "size: $(stat -c %s "$deb") bytes"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\|Installed-Size\):/\1:/p'
-dpkg-deb --contents "$deb" | awk '{print $1, $6}'
+dpkg-deb --contents "$deb" | awk '{printf "%s %8s %s\n", $1, $3, $6}'
 
 if dpkg-query -W -f '${Status}' linepool 2>/dev/null | grep -q installed; then
   step "purging the linepool already installed"
