@@ -3,12 +3,16 @@
 //!
 //! - [`serve`]: installs the logger and the signal handlers and runs the
 //!   library's server.
-//! - [`load`]: runs the load tool, draws its progress, prints its report and
-//!   turns the outcome into an exit status.
+//! - [`load`]: runs the load tool, draws its progress, prints its report,
+//!   writes its files and turns the outcome into an exit status;
+//!   [`compare`] sets reports side by side (`linepool load compare`);
+//!   [`output`] creates the files they write.
 //! - [`client`]: connects standard input and output to a server.
 
 pub mod client;
+pub mod compare;
 pub mod load;
+pub mod output;
 pub mod serve;
 
 use std::time::Duration;

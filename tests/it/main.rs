@@ -8,6 +8,7 @@ mod drain;
 mod engine;
 mod lines;
 mod load;
+mod load_files;
 mod metrics;
 mod overload;
 mod protocols;
