@@ -22,6 +22,9 @@ pub struct Args {
     /// Also write the runs' percentile spectra, overlaid, as one SVG file.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// The title of the page and the SVG chart.
+    #[arg(long, value_name = "TEXT")]
+    title: Option<String>,
 }
 
 /// Runs `linepool load compare`.
@@ -46,11 +49,16 @@ fn compare_files(args: &Args) -> Result<String, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let html = args.html.as_deref().map(Output::create).transpose()?;
     let svg = args.svg.as_deref().map(Output::create).transpose()?;
+    let title = args.title.as_deref();
     if let Some(out) = html {
-        out.write(&page::compare_page(&runs))?;
+        out.write(&page::compare_page(&runs, title))?;
     }
     if let Some(out) = svg {
-        out.write(&chart::standalone(&page::spectra(&runs)))?;
+        let mut spectra = page::spectra(&runs);
+        if let Some(title) = title {
+            spectra.title = format!("Latency by percentile: {title}");
+        }
+        out.write(&chart::standalone(&spectra))?;
     }
     Ok(compare::table(&runs))
 }

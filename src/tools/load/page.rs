@@ -258,11 +258,11 @@ pub fn run_page(report: &Report) -> String {
     out
 }
 
-/// The page comparing `runs`: the table, the spectra overlaid and the
-/// replies per second overlaid.
-pub fn compare_page(runs: &[Run]) -> String {
+/// The page comparing `runs`, under `title` if given: the table, the
+/// spectra overlaid and the replies per second overlaid.
+pub fn compare_page(runs: &[Run], title: Option<&str>) -> String {
     let mut out = String::new();
-    head(&mut out, "linepool load: runs compared");
+    head(&mut out, title.unwrap_or("linepool load: runs compared"));
     if let Some(first) = runs.first() {
         let _ = write!(
             out,
@@ -420,7 +420,7 @@ mod tests {
                 report: samples::report(4, None),
             },
         ];
-        let page = compare_page(&runs);
+        let page = compare_page(&runs, None);
         assert_self_contained(&page);
         let doc = parse(&page);
         assert_eq!(lines_named(&doc, "a.json").len(), 2);
