@@ -52,6 +52,21 @@ _linepool() {
             linepool__subcmd__help,serve)
                 cmd="linepool__subcmd__help__subcmd__serve"
                 ;;
+            linepool__subcmd__help__subcmd__load,compare)
+                cmd="linepool__subcmd__help__subcmd__load__subcmd__compare"
+                ;;
+            linepool__subcmd__load,compare)
+                cmd="linepool__subcmd__load__subcmd__compare"
+                ;;
+            linepool__subcmd__load,help)
+                cmd="linepool__subcmd__load__subcmd__help"
+                ;;
+            linepool__subcmd__load__subcmd__help,compare)
+                cmd="linepool__subcmd__load__subcmd__help__subcmd__compare"
+                ;;
+            linepool__subcmd__load__subcmd__help,help)
+                cmd="linepool__subcmd__load__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -201,8 +216,22 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__help__subcmd__load)
-            opts=""
+            opts="compare"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__help__subcmd__load__subcmd__compare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -229,7 +258,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__load)
-            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --help"
+            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --help compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,6 +328,82 @@ _linepool() {
                     COMPREPLY=($(compgen -W "ack framed" -- "${cur}"))
                     return 0
                     ;;
+                --hgrm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__load__subcmd__compare)
+            opts="-h --html --svg --title --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --svg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --title)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__load__subcmd__help)
+            opts="compare help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__load__subcmd__help__subcmd__compare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__load__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

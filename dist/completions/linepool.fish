@@ -62,22 +62,32 @@ debug\t''
 trace\t''"
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2, as HAProxy\'s send-proxy sends) first on every connection, within 5 s: the client address it names is the one logs, --admin-from and --max-per-ip see'
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l host -d 'Server host name or address' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l port -d 'Server port' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -s c -l connections -d 'Connections sending requests at once' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -s n -l requests -d 'Requests in all, split evenly over the connections [default: 1000 per connection unless --duration is given]' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -s d -l duration -d 'Run for this long instead (`10`, `10s`, `2m`)' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -s R -l rate -d 'Open loop: send this many requests per second in all, spread over the connections, whatever the server does; latency counts from when each request was due. Without it, each connection waits for its replies' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l pipeline -d 'Requests in flight on each connection (closed loop)' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l payload -d 'Length of each request line in bytes, newline not counted' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l idle -d 'Also hold this many idle connections open for the whole run' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l timeout -d 'How long a connect or a reply may take before it counts as a timeout (`5`, `500ms`)' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l threads -d 'Event-loop threads driving the connections' -r
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l protocol -d 'The server\'s protocol' -r -f -a "ack\t'Lines answered with `ACK: <line>`'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l host -d 'Server host name or address' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l port -d 'Server port' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s c -l connections -d 'Connections sending requests at once' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s n -l requests -d 'Requests in all, split evenly over the connections [default: 1000 per connection unless --duration is given]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s d -l duration -d 'Run for this long instead (`10`, `10s`, `2m`)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s R -l rate -d 'Open loop: send this many requests per second in all, spread over the connections, whatever the server does; latency counts from when each request was due. Without it, each connection waits for its replies' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l pipeline -d 'Requests in flight on each connection (closed loop)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l payload -d 'Length of each request line in bytes, newline not counted' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l idle -d 'Also hold this many idle connections open for the whole run' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l timeout -d 'How long a connect or a reply may take before it counts as a timeout (`5`, `500ms`)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l threads -d 'Event-loop threads driving the connections' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l protocol -d 'The server\'s protocol' -r -f -a "ack\t'Lines answered with `ACK: <line>`'
 framed\t'Length-prefixed messages echoed back'"
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l connect-per-request -d 'Open a fresh connection for every request: connect, one line, read the ACK, close'
-complete -c linepool -n "__fish_linepool_using_subcommand load" -l json -d 'Print the report as one JSON object'
-complete -c linepool -n "__fish_linepool_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l hgrm -d 'Also write the latency percentile spectrum to FILE, in the `.hgrm` text format (microseconds), as wrk2\'s --latency and HdrHistogram print it' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l html -d 'Also write the run as one self-contained HTML page with charts to FILE' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l connect-per-request -d 'Open a fresh connection for every request: connect, one line, read the ACK, close'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l json -d 'Print the report as one JSON object'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -f -a "compare" -d 'Set load reports (`--json` output) side by side: rates and percentiles with their ratios to the first'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from compare" -l html -d 'Also write a page overlaying the runs\' spectra and rates to FILE' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from compare" -l svg -d 'Also write the runs\' percentile spectra, overlaid, as one SVG file' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from compare" -l title -d 'The title of the page and the SVG chart' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from compare" -s h -l help -d 'Print help'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from help" -f -a "compare" -d 'Set load reports (`--json` output) side by side: rates and percentiles with their ratios to the first'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l host -d 'Server host name or address' -r
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l port -d 'Server port' -r
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l protocol -d 'The server\'s protocol' -r -f -a "ack\t'Every line gets `ACK: <line>` back'
@@ -94,3 +104,4 @@ complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_s
 complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "completions" -d 'Print a shell\'s completion script (`linepool completions bash`)'
 complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "generate-dist" -d 'Write the man pages and completions into a folder (for packaging)'
 complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and __fish_seen_subcommand_from load" -f -a "compare" -d 'Set load reports (`--json` output) side by side: rates and percentiles with their ratios to the first'

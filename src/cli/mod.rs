@@ -3,16 +3,20 @@
 //!
 //! - [`serve`]: installs the logger and the signal handlers and runs the
 //!   library's server.
-//! - [`load`]: runs the load tool, draws its progress, prints its report and
-//!   turns the outcome into an exit status.
+//! - [`load`]: runs the load tool, draws its progress, prints its report,
+//!   writes its files and turns the outcome into an exit status;
+//!   [`compare`] sets reports side by side (`linepool load compare`);
+//!   [`output`] creates the files they write.
 //! - [`client`]: connects standard input and output to a server.
 //! - [`settings`]: where `serve`'s settings came from (flag or
 //!   `LINEPOOL_*` variable), and refusals that name the variable.
 //! - [`dist`]: man pages and completions made from this definition.
 
 pub mod client;
+pub mod compare;
 pub mod dist;
 pub mod load;
+pub mod output;
 pub mod serve;
 pub mod settings;
 

@@ -9,6 +9,7 @@ mod engine;
 mod environment;
 mod lines;
 mod load;
+mod load_files;
 mod metrics;
 mod overload;
 mod protocols;
