@@ -2,7 +2,9 @@
 # Benchmarks linepool side by side with the tokio reference server
 # (bench/tokio-ref) and the naive std thread-per-connection server
 # (bench/std-ref), and writes the table, with the raw JSON, to
-# docs/benchmarks.md. Each scenario runs on a fresh server, BENCH_RUNS times
+# docs/benchmarks.md, and its charts (SVG) beside it: rate and CPU per
+# reply by scenario, and the latency spectra of the 50- and 1,000-connection
+# scenarios, servers overlaid. Each scenario runs on a fresh server, BENCH_RUNS times
 # (default 5) for BENCH_SECONDS each (default 5); the table shows medians.
 # Where the machine has two cores the server is pinned to CPU 0 and the load
 # tool to CPU 1. Each run also records the server's CPU time (utime + stime
@@ -103,7 +105,11 @@ scenario() {
   for run in $(seq "$RUNS"); do
     for name in $servers; do
       before=$(cpu_ticks "${pids[$name]}")
-      report=$("${LOAD_CPU[@]}" "$LINEPOOL" load --json --port "${ports[$name]}" -d "$SECS" "$@")
+      if ! report=$("${LOAD_CPU[@]}" "$LINEPOOL" load --json --port "${ports[$name]}" -d "$SECS" "$@"); then
+        echo "bench: $scenario_name: the load against $name failed; its log ends:" >&2
+        tail -n 5 "$work/$name.log" >&2
+        exit 1
+      fi
       after=$(cpu_ticks "${pids[$name]}")
       printf '{"scenario":"%s","server":"%s","run":%d,"cpu_secs":%s,"report":%s}\n' \
         "$scenario_name" "$name" "$run" "$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {print t / hz}')" \
@@ -132,6 +138,20 @@ for workers in 1 2 4; do
 done
 
 # The report carries over the hand-run figures kept in the current file.
-python3 scripts/bench_report.py "$raw" "$PINNING" "$SECS" "$RUNS" docs/benchmarks.md >"$work/report.md"
+charts=$(dirname "$OUT")
+python3 scripts/bench_report.py "$raw" "$PINNING" "$SECS" "$RUNS" docs/benchmarks.md \
+  "$charts" "$work/spectra" >"$work/report.md"
+for dir in "$work"/spectra/*/; do
+  name=$(basename "$dir")
+  # Run from the folder so that each line is named for its server alone;
+  # bench_report.py left the scenario's label in its file "title".
+  servers=()
+  for server in linepool tokio std; do
+    [ -f "$dir/$server" ] && servers+=("$server")
+  done
+  (cd "$dir" && "$LINEPOOL" load compare "${servers[@]}" --title "$(cat title)" \
+    --svg "$work/spectrum.svg" >/dev/null)
+  mv "$work/spectrum.svg" "$charts/bench-spectrum-$name.svg"
+done
 mv "$work/report.md" "$OUT"
-echo "bench: wrote $OUT" >&2
+echo "bench: wrote $OUT and its charts in $charts" >&2

@@ -2,15 +2,28 @@
 """Turns the raw JSON lines scripts/bench.sh collects into docs/benchmarks.md:
 medians per scenario and server, the linepool/tokio ratios (throughput, p99
 latency, server CPU per reply), peak memory, the 10,000-idle row and the
-worker sweep, followed by the raw data."""
+worker sweep, followed by the raw data. Beside the file it writes the bar
+charts of rate and CPU per reply (bench-rate.svg, bench-cpu.svg), and into
+SPECTRA_DIR, for each scenario whose spectra are drawn, each server's
+median-rate run (SPECTRA_DIR/SCENARIO/SERVER) and the scenario's label
+(SPECTRA_DIR/SCENARIO/title), which bench.sh hands to `linepool load
+compare --svg` for bench-spectrum-SCENARIO.svg."""
 
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 
-raw_path, pinning, seconds, runs, previous = sys.argv[1:6]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_charts  # noqa: E402
+
+raw_path, pinning, seconds, runs, previous, charts_dir, spectra_dir = sys.argv[1:8]
+
+# The scenarios whose percentile spectra are drawn, servers overlaid.
+SPECTRA = [("pingpong-50", "ping-pong, 50 connections"), ("connections-1000", "1,000 connections")]
+SERVERS = ("linepool", "tokio", "std")
 
 # Figures from scripts run by hand (slowloris, soak) sit between these
 # markers in docs/benchmarks.md and are carried over into the new file.
@@ -96,6 +109,18 @@ def git_rev():
         return "unknown"
 
 
+def median_run(key):
+    """The report of the run with the median rate (the lower middle one
+    when the count is even)."""
+    found = sorted(reports.get(key, []), key=lambda r: r["replies_per_sec"])
+    return found[(len(found) - 1) // 2] if found else None
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 out = []
 out.append("# Benchmarks\n")
 out.append("Written by `scripts/bench.sh`; do not edit by hand. "
@@ -128,6 +153,24 @@ for name, label in names:
                f"| {fmt(theirs)} | {fmt(their_p99, 1)} | {fmt(cpu_us((name, 'tokio')), 2)} "
                f"| **{fmt(ratio, 2)}** | {fmt(p99_ratio, 2)} | {fmt(cpu_ratio, 2)} "
                f"| {fmt(naive)} | {fmt(naive_p99, 1)} | {fmt(std_ratio, 2)} |")
+rate_groups = [(label, [rate((name, s)) for s in SERVERS]) for name, label in names]
+cpu_groups = [(label, [cpu_us((name, s)) for s in SERVERS]) for name, label in names]
+write(os.path.join(charts_dir, "bench-rate.svg"),
+      bench_charts.bars("Replies per second, by scenario", "replies per second (median)",
+                        SERVERS, rate_groups))
+write(os.path.join(charts_dir, "bench-cpu.svg"),
+      bench_charts.bars("Server CPU per reply, by scenario",
+                        "server CPU µs per reply (median; shorter is better)",
+                        SERVERS, cpu_groups, digits=2))
+for name, label in SPECTRA:
+    os.makedirs(os.path.join(spectra_dir, name), exist_ok=True)
+    write(os.path.join(spectra_dir, name, "title"), label)
+    for server in SERVERS:
+        run = median_run((name, server))
+        if run is not None:
+            write(os.path.join(spectra_dir, name, server), json.dumps(run))
+out.append("\n![Replies per second by scenario, linepool beside the references](bench-rate.svg)\n")
+out.append("![Server CPU per reply by scenario](bench-cpu.svg)\n")
 out.append("\nRatios are linepool / other, taken round by round (the servers run one "
            "after the other in each round) and then the median: a throughput ratio above "
            "1 means linepool answers more; a p99 or CPU ratio below 1 means linepool's tail "
@@ -140,6 +183,13 @@ out.append("\nRatios are linepool / other, taken round by round (the servers run
 
 busy50 = rate(("pingpong-50", "linepool"))
 idle_busy = rate(("idle-10000-busy-50", "linepool"))
+out.append("## Latency spectra\n")
+out.append("Each server's run with the median rate, its whole latency histogram drawn as "
+           "a percentile spectrum (`linepool load compare --svg`): the x axis counts nines "
+           "(90%, 99%, 99.9%…), the y axis is logarithmic. Closed-loop latency hides "
+           "coordinated omission: a stalled server also stalls its clients.\n")
+for name, label in SPECTRA:
+    out.append(f"![Latency by percentile, {label}](bench-spectrum-{name}.svg)\n")
 out.append("## Memory, and connections held\n")
 out.append("| scenario | server | peak RSS (MiB) | connections established | idle held | refused | errors |")
 out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -185,9 +235,20 @@ if kept:
     out.append("")
     out.append(kept)
 out.append("\n## Raw data\n")
-out.append("<details><summary>Every run's JSON report, as scripts/bench.sh collected it</summary>\n")
+out.append("<details><summary>Every run's JSON report, as scripts/bench.sh collected it "
+           "(without its per-second series and histogram, for length)</summary>\n")
 out.append("```json")
-out.extend(json.dumps(entry, separators=(",", ":")) for entry in lines)
+
+
+def trimmed(entry):
+    if "report" not in entry:
+        return entry
+    report = {k: v for k, v in entry["report"].items()
+              if k not in ("series", "latency_histogram")}
+    return dict(entry, report=report)
+
+
+out.extend(json.dumps(trimmed(entry), separators=(",", ":")) for entry in lines)
 out.append("```\n")
 out.append("</details>")
 print("\n".join(out))

@@ -1,10 +1,13 @@
-//! `linepool load`: the load tool's flags, its progress bar, Ctrl-C, and
-//! the exit status its report earns: 0 when every reply matched and at
-//! least one request was answered, 1 on any wrong reply, 2 when nothing
-//! was answered, 130 when interrupted.
+//! `linepool load`: the load tool's flags, its progress bar, Ctrl-C, the
+//! files it writes (`--hgrm`, `--html`), and the exit status its report
+//! earns: 0 when every reply matched and at least one request was
+//! answered, 1 on any wrong reply, 2 when nothing was answered (or a file
+//! could not be written), 130 when interrupted. `linepool load compare`
+//! is `cli/compare.rs`.
 
 use std::io::IsTerminal;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -13,9 +16,11 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EXIT_INTERRUPTED, at_least_one, duration};
-use crate::tools::load::report::Verdict;
+use super::output::{EXIT_BAD_FILE, Output};
+use super::{EXIT_INTERRUPTED, at_least_one, compare, duration};
+use crate::tools::load::report::{Report, Verdict};
 use crate::tools::load::{Limit, LoadConfig, LoadProtocol, Progress};
+use crate::tools::load::{hist, page};
 
 /// Requests per connection when a run names neither -n nor -d.
 const DEFAULT_REQUESTS_PER_CONNECTION: u64 = 1000;
@@ -34,7 +39,10 @@ pub enum ProtocolArg {
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("limit").args(["requests", "duration"])))]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
     /// Server host name or address.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -83,6 +91,45 @@ pub struct Args {
     /// The server's protocol.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Ack)]
     protocol: ProtocolArg,
+    /// Also write the latency percentile spectrum to FILE, in the `.hgrm`
+    /// text format (microseconds), as wrk2's --latency and HdrHistogram
+    /// print it.
+    #[arg(long, value_name = "FILE")]
+    hgrm: Option<PathBuf>,
+    /// Also write the run as one self-contained HTML page with charts to
+    /// FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+}
+
+/// What `linepool load` does besides a run.
+#[derive(clap::Subcommand)]
+enum LoadCommand {
+    /// Set load reports (`--json` output) side by side: rates and
+    /// percentiles with their ratios to the first.
+    Compare(compare::Args),
+}
+
+/// Creates the files `args` asks for: (`--hgrm`, `--html`).
+fn outputs(args: &Args) -> Result<(Option<Output>, Option<Output>), String> {
+    let hgrm = args.hgrm.as_deref().map(Output::create).transpose()?;
+    let html = args.html.as_deref().map(Output::create).transpose()?;
+    Ok((hgrm, html))
+}
+
+/// Writes the files asked for from `report`.
+fn write_outputs(
+    report: &Report,
+    hgrm: Option<Output>,
+    html: Option<Output>,
+) -> Result<(), String> {
+    if let Some(out) = hgrm {
+        out.write(&hist::hgrm(&report.histogram))?;
+    }
+    if let Some(out) = html {
+        out.write(&page::run_page(report))?;
+    }
+    Ok(())
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -107,8 +154,11 @@ static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `linepool load`.
 pub fn run(args: &Args) -> ExitCode {
-    let config = match config(args) {
-        Ok(config) => config,
+    if let Some(LoadCommand::Compare(compare)) = &args.command {
+        return compare::run(compare);
+    }
+    let (config, (hgrm, html)) = match config(args).and_then(|c| Ok((c, outputs(args)?))) {
+        Ok(ready) => ready,
         Err(e) => {
             eprintln!("linepool: {e}");
             return ExitCode::from(EXIT_NOTHING_ANSWERED);
@@ -148,6 +198,10 @@ pub fn run(args: &Args) -> ExitCode {
         println!("{}", report.to_json());
     } else {
         println!("{report}");
+    }
+    if let Err(e) = write_outputs(&report, hgrm, html) {
+        eprintln!("linepool: {e}");
+        return ExitCode::from(EXIT_BAD_FILE);
     }
     if report.interrupted {
         return ExitCode::from(EXIT_INTERRUPTED);

@@ -13,12 +13,13 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::counts::Counts;
 use super::payload::{busy, is_reply_to, split_reply, write_message};
-use super::report::{Counts, Outcome};
+use super::report::Outcome;
+use super::series::Recorder;
 use super::{Limit, LoadConfig, Progress, share};
 
 /// How often timeouts and the end of a timed run are checked.
@@ -70,7 +71,8 @@ struct Driver<'a> {
     stop_issuing: bool,
     reopen: Vec<usize>,
     counts: Counts,
-    latency: Histogram<u64>,
+    /// Reply latencies and counts, second by second.
+    series: Recorder,
     scratch: Vec<u8>,
     buf: Box<[u8]>,
 }
@@ -84,7 +86,6 @@ pub fn drive(
     stop: &AtomicBool,
 ) -> io::Result<Outcome> {
     let now = Instant::now();
-    let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).map_err(io::Error::other)?;
     // Open loop: each connection sends every `connections / rate` seconds,
     // connection k first at k / rate, so the total is spread evenly.
     let rate = config.rate.filter(|r| r.is_finite() && *r > 0.0);
@@ -122,7 +123,7 @@ pub fn drive(
         stop_issuing: false,
         reopen: Vec::new(),
         counts: Counts::default(),
-        latency,
+        series: Recorder::new(start),
         scratch: Vec::new(),
         buf: vec![0u8; 64 * 1024].into_boxed_slice(),
     };
@@ -158,6 +159,7 @@ pub fn drive(
             driver.on_event(event.token().0, readable, event.is_writable());
         }
         let now = Instant::now();
+        driver.series.advance(now, &driver.counts);
         if now >= next_tick {
             next_tick = now + TICK;
             if end.is_some_and(|end| now >= end) {
@@ -167,7 +169,7 @@ pub fn drive(
         }
     }
     Ok(Outcome {
-        latency: driver.latency,
+        slices: driver.series.finish(&driver.counts),
         counts: driver.counts,
     })
 }
@@ -372,6 +374,9 @@ impl Driver<'_> {
     /// Checks every complete reply in the input buffer.
     fn replies(&mut self, i: usize) {
         let now = Instant::now();
+        // Whatever was counted before this batch belongs to the intervals
+        // that ended before `now`.
+        self.series.advance(now, &self.counts);
         let protocol = self.config.protocol;
         let mut consumed = 0;
         let mut replies = 0;
@@ -409,7 +414,7 @@ impl Driver<'_> {
                 &mut self.scratch,
             ) {
                 let nanos = u64::try_from(now.duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
-                self.latency.saturating_record(nanos.max(1));
+                self.series.record(nanos);
                 self.counts.replies += 1;
                 replies += 1;
             } else {

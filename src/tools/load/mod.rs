@@ -9,9 +9,15 @@
 //! server that stalls shows in the percentiles instead of slowing the
 //! clients down (coordinated omission; wrk2's `-R`).
 
+pub mod chart;
+pub mod compare;
+mod counts;
 mod driver;
+pub mod hist;
+pub mod page;
 mod payload;
 pub mod report;
+mod series;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};

@@ -1,72 +1,29 @@
 //! What a load run reports, as text for people and as one JSON object for
-//! scripts. Both carry the same figures.
+//! scripts. Both carry the same figures; the JSON also carries the run
+//! second by second and its whole latency histogram, and reads back in
+//! (`linepool load compare`).
 
 use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use linepool::logfmt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::counts::{Counts, per_sec};
+pub use super::counts::{Errors, Latency};
+use super::hist;
+use super::series::{self, INTERVAL, Second, Slice};
 use super::{Limit, LoadConfig, LoadProtocol};
 
-/// Event counts, summed over every connection.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Counts {
-    /// TCP connections established.
-    pub established: u64,
-    /// Connections refused by the server's host (nothing listening, or a
-    /// full backlog answered with a reset).
-    pub refused: u64,
-    /// Connections answered with `ERR server busy`.
-    pub rejected: u64,
-    /// Connections reset or broken while in use.
-    pub reset: u64,
-    /// Replies that matched their request.
-    pub replies: u64,
-    /// Replies that did not match their request.
-    pub mismatch: u64,
-    /// Connects or replies that took longer than the timeout.
-    pub timeout: u64,
-    /// Connections the server closed with requests unanswered.
-    pub closed: u64,
-    /// Any other socket error.
-    pub other: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.established += o.established;
-        self.refused += o.refused;
-        self.rejected += o.rejected;
-        self.reset += o.reset;
-        self.replies += o.replies;
-        self.mismatch += o.mismatch;
-        self.timeout += o.timeout;
-        self.closed += o.closed;
-        self.other += o.other;
-    }
-}
-
-/// Latency percentiles in microseconds.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Latency {
-    /// Mean.
-    pub mean: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Slowest reply.
-    pub max: f64,
-}
+/// The version of the JSON report's shape. Fields are only ever added;
+/// this goes up when a reader of the old shape would be misled, and
+/// `linepool load compare` reads only reports of its own version.
+/// Reports without the field are version 1 (no series, no histogram).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The scenario that was run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Scenario {
     /// The server's address.
     pub addr: String,
@@ -90,10 +47,13 @@ pub struct Scenario {
     /// Event-loop threads.
     pub threads: usize,
     /// `ack` or `framed`.
-    pub protocol: &'static str,
+    pub protocol: String,
     /// `-R`: the requests per second asked for (open loop), or `null`.
     pub target_rate_per_sec: Option<f64>,
 }
+
+/// The `encoding` of the report's histogram.
+const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-compressed-base64";
 
 /// What a run says about the server, for the exit status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,29 +66,8 @@ pub enum Verdict {
     NothingAnswered(String),
 }
 
-/// Errors by kind; `total` is their sum.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Errors {
-    /// Replies that did not match their request.
-    pub mismatch: u64,
-    /// Connections refused.
-    pub refused: u64,
-    /// Connections answered with `ERR server busy`.
-    pub rejected: u64,
-    /// Connections reset or broken in use.
-    pub reset: u64,
-    /// Connects or replies slower than `--timeout`.
-    pub timeout: u64,
-    /// Connections the server closed with requests unanswered.
-    pub closed: u64,
-    /// Any other socket error.
-    pub other: u64,
-    /// The sum of the above.
-    pub total: u64,
-}
-
 /// Connection figures.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Connections {
     /// TCP connections established.
     pub established: u64,
@@ -144,9 +83,31 @@ pub struct Connections {
     pub idle_failed: usize,
 }
 
+/// The run second by second.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Series {
+    /// The length of each interval: 1.
+    pub interval_secs: f64,
+    /// One entry per interval, from the start of the run.
+    pub seconds: Vec<Second>,
+}
+
+/// A histogram in a form HdrHistogram's tools decode.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodedHistogram {
+    /// The unit of the recorded values: `ns`.
+    pub unit: String,
+    /// `hdrhistogram-v2-compressed-base64`.
+    pub encoding: String,
+    /// The histogram.
+    pub data: String,
+}
+
 /// The result of a load run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
+    /// The shape of this report: [`FORMAT_VERSION`].
+    pub format_version: u32,
     /// What was run.
     pub scenario: Scenario,
     /// `true` unless `-R` was given: each connection waits for replies
@@ -167,12 +128,20 @@ pub struct Report {
     pub latency_us: Latency,
     /// Errors by kind.
     pub errors: Errors,
+    /// The run second by second.
+    pub series: Series,
+    /// Every reply's latency, the whole run.
+    pub latency_histogram: EncodedHistogram,
+    /// The same histogram, in nanoseconds, to draw and print from.
+    #[serde(skip, default = "hist::new_latency")]
+    pub histogram: Histogram<u64>,
 }
 
 /// What one thread measured.
 pub struct Outcome {
-    /// Reply latencies in nanoseconds.
-    pub latency: Histogram<u64>,
+    /// Interval by interval: counts and reply latencies.
+    pub slices: Vec<Slice>,
+    /// The whole run's counts.
     pub counts: Counts,
 }
 
@@ -187,47 +156,15 @@ impl Report {
         interrupted: bool,
     ) -> Report {
         let mut counts = Counts::default();
-        let mut latency: Option<Histogram<u64>> = None;
+        let mut slices = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             counts.add(&outcome.counts);
-            match &mut latency {
-                Some(all) => {
-                    // Both histograms have the same bounds, so adding cannot fail.
-                    let _ = all.add(&outcome.latency);
-                }
-                None => latency = Some(outcome.latency),
-            }
+            slices.push(outcome.slices);
         }
-        let us = |nanos: u64| nanos as f64 / 1000.0;
-        let latency = latency
-            .filter(|h| !h.is_empty())
-            .map(|h| Latency {
-                mean: h.mean() / 1000.0,
-                p50: us(h.value_at_quantile(0.50)),
-                p90: us(h.value_at_quantile(0.90)),
-                p99: us(h.value_at_quantile(0.99)),
-                p999: us(h.value_at_quantile(0.999)),
-                max: us(h.max()),
-            })
-            .unwrap_or_default();
+        let (seconds, histogram) = series::merge(&slices, elapsed);
         let secs = elapsed.as_secs_f64();
-        let errors = Errors {
-            mismatch: counts.mismatch,
-            refused: counts.refused,
-            rejected: counts.rejected,
-            reset: counts.reset,
-            timeout: counts.timeout,
-            closed: counts.closed,
-            other: counts.other,
-            total: counts.mismatch
-                + counts.refused
-                + counts.rejected
-                + counts.reset
-                + counts.timeout
-                + counts.closed
-                + counts.other,
-        };
         Report {
+            format_version: FORMAT_VERSION,
             scenario: Scenario {
                 addr: config.addr.to_string(),
                 connections: config.connections,
@@ -252,7 +189,8 @@ impl Report {
                 protocol: match config.protocol {
                     LoadProtocol::Ack => "ack",
                     LoadProtocol::Framed => "framed",
-                },
+                }
+                .to_string(),
                 target_rate_per_sec: config.rate,
             },
             closed_loop: config.rate.is_none(),
@@ -267,14 +205,53 @@ impl Report {
             },
             replies: counts.replies,
             elapsed_secs: secs,
-            replies_per_sec: if secs > 0.0 {
-                counts.replies as f64 / secs
-            } else {
-                0.0
+            replies_per_sec: per_sec(counts.replies, secs),
+            latency_us: Latency::of(&histogram),
+            errors: Errors::of(&counts),
+            series: Series {
+                interval_secs: INTERVAL.as_secs_f64(),
+                seconds,
             },
-            latency_us: latency,
-            errors,
+            latency_histogram: EncodedHistogram {
+                unit: "ns".to_string(),
+                encoding: HISTOGRAM_ENCODING.to_string(),
+                data: hist::encode_v2(&histogram),
+            },
+            histogram,
         }
+    }
+
+    /// Reads a report back from its JSON: the histogram is decoded too.
+    /// Refuses, with a sentence saying why, text that is not a load report
+    /// or a report of another format version.
+    pub fn from_json(text: &str) -> Result<Report, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| "not a linepool load report (not JSON)")?;
+        let looks_like_one = ["scenario", "replies_per_sec", "latency_us", "errors"]
+            .iter()
+            .all(|field| value.get(field).is_some());
+        if !looks_like_one {
+            return Err("not a linepool load report".to_string());
+        }
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1);
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(format!(
+                "a load report of format {version}; this linepool reads format {FORMAT_VERSION} (run the load again with it)"
+            ));
+        }
+        let mut report: Report = serde_json::from_value(value)
+            .map_err(|e| format!("not a linepool load report ({e})"))?;
+        if report.latency_histogram.encoding != HISTOGRAM_ENCODING
+            || report.latency_histogram.unit != "ns"
+        {
+            return Err("a load report whose histogram is in an unknown form".to_string());
+        }
+        report.histogram = hist::decode_v2(&report.latency_histogram.data)
+            .map_err(|e| format!("a load report whose histogram is damaged ({e})"))?;
+        Ok(report)
     }
 
     /// Whether any reply failed to match its request.
@@ -387,5 +364,63 @@ impl fmt::Display for Report {
                 "note: open loop; requests went out on schedule, latency counts from when each was due"
             )
         }
+    }
+}
+
+/// Reports made up for the tests of what draws and reads them.
+#[cfg(test)]
+pub mod samples {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::{Outcome, Report};
+    use crate::tools::load::counts::Counts;
+    use crate::tools::load::series::Slice;
+    use crate::tools::load::{Limit, LoadConfig, LoadProtocol};
+
+    /// A run of `seconds` seconds over two threads: in second k each
+    /// thread answers 100 requests at (k + 1) * 100 µs plus one
+    /// 5 ms straggler, and from the second on, one connection is reset
+    /// per second. With `rate`, open loop.
+    pub fn report(seconds: usize, rate: Option<f64>) -> Report {
+        let config = LoadConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            connections: 4,
+            limit: Limit::Duration(Duration::from_secs(seconds as u64)),
+            pipeline: 1,
+            payload: 32,
+            connect_per_request: false,
+            idle: 0,
+            timeout: Duration::from_secs(5),
+            threads: 2,
+            rate,
+            protocol: LoadProtocol::Ack,
+        };
+        let thread = || {
+            let slices: Vec<Slice> = (0..seconds as u64)
+                .map(|k| Slice {
+                    counts: Counts {
+                        replies: 101,
+                        reset: u64::from(k > 0),
+                        ..Counts::default()
+                    },
+                    latency: vec![((k + 1) * 100_000, 100), (5_000_000, 1)],
+                })
+                .collect();
+            let mut counts = Counts::default();
+            for slice in &slices {
+                counts.add(&slice.counts);
+            }
+            counts.established = 2;
+            Outcome { slices, counts }
+        };
+        Report::new(
+            &config,
+            vec![thread(), thread()],
+            Duration::from_secs(seconds as u64),
+            0,
+            0,
+            false,
+        )
     }
 }
