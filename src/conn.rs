@@ -410,6 +410,15 @@ mod tests {
         assert_eq!(waiting, 3000);
         assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
         assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
+        // A limit beyond one scratch buffer is kept to the byte.
+        client.write_all(&[b'x'; 9000]).expect("write");
+        let mut all = [MaybeUninit::<u8>::uninit(); 9000];
+        let waiting = SockRef::from(&server)
+            .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+            .expect("peek");
+        assert_eq!(waiting, 9000);
+        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(5000));
+        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(4000));
     }
 
     #[test]
