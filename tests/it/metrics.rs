@@ -67,6 +67,9 @@ fn metrics_count_what_happened() {
         1.0
     );
     assert_eq!(before["linepool_workers"], 3.0);
+    // Idle, every worker waits for work (once each has started).
+    let idle = scrape_until(metrics, |m| m["linepool_workers_busy"] == 0.0);
+    assert_eq!(idle["linepool_workers_busy"], 0.0);
 
     let mut client = server.connect();
     for line in ["one", "two", "three"] {
