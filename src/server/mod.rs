@@ -44,7 +44,7 @@ use crate::gate::Gate;
 use crate::handler::Limits;
 use crate::logfmt;
 use crate::metrics;
-use crate::protocol::{self, Protocol};
+use crate::protocol::{self, ChatBus, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
@@ -68,6 +68,8 @@ pub struct Server {
     metrics: Option<TcpListener>,
     config: Config,
     protocol: Arc<dyn Protocol>,
+    /// The chat room's bus, with `--chat-bus`.
+    chat_bus: Option<Arc<ChatBus>>,
     shutdown: Shutdown,
     /// Fires at the stop's last step: the side ports and the watchdog end.
     last_step: Shutdown,
@@ -114,7 +116,7 @@ impl Server {
                 "max_line must be at least 11, the length of quit_server",
             ));
         }
-        let protocol = protocol::build(config.protocol, &config);
+        let protocol::Built { protocol, chat_bus } = protocol::build(config.protocol, &config)?;
         // The acceptor blocks in accept(); a passed socket may not.
         listener.set_nonblocking(false)?;
         if ACCEPTED_INHERIT_OPTIONS {
@@ -144,6 +146,7 @@ impl Server {
             metrics,
             config,
             protocol,
+            chat_bus,
             shutdown,
             last_step,
             conns,
@@ -182,6 +185,7 @@ impl Server {
             metrics,
             config,
             protocol,
+            chat_bus,
             shutdown,
             last_step,
             conns,
@@ -205,6 +209,7 @@ impl Server {
             engine: engine.clone(),
             stats: stats.clone(),
             stop_grace: config.stop_grace,
+            chat_bus: chat_bus.clone(),
             pool: Some(pool),
             threads: Threads::default(),
         };
@@ -242,6 +247,7 @@ impl Server {
                 workers: config.workers,
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
+                chat_bus: chat_bus.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
@@ -250,9 +256,18 @@ impl Server {
         }
         if let Some(every) = config.stats_interval {
             let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
+            let bus = chat_bus.clone();
             threads.spawn("linepool-stats", move || {
-                threads::report_stats(&stats, &engine, &shutdown, every)
+                threads::report_stats(&stats, &engine, bus.as_deref(), &shutdown, every)
             })?;
+        }
+        if let Some(bus) = &chat_bus {
+            info!("chat room {} shared on the bus", bus.room_name());
+            // The bus ends at the last step, after every session has ended
+            // and queued its `left`, which it then publishes.
+            for (name, run) in bus.threads(&last_step) {
+                threads.spawn(name, run)?;
+            }
         }
         let acceptor = Acceptor {
             listener,
@@ -322,6 +337,7 @@ pub struct Running {
     engine: Arc<Engine>,
     stats: Arc<Stats>,
     stop_grace: std::time::Duration,
+    chat_bus: Option<Arc<ChatBus>>,
     /// `None` once joined.
     pool: Option<ThreadPool>,
     threads: Threads,
@@ -396,7 +412,10 @@ impl Running {
             warn!("{} panicked", logfmt::count(panicked, "server thread"));
         }
         let summary = self.stats.summary();
-        info!("stopped {summary}");
+        match &self.chat_bus {
+            Some(bus) => info!("stopped {summary} {}", bus.figures()),
+            None => info!("stopped {summary}"),
+        }
         summary
     }
 }
