@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::chat_contract::{Room, ann_and_bob, instance};
-use crate::redis_server::{Redis, free_port};
-use crate::support::{BinServer, Client, TestServer, get, scrape_until};
+use crate::redis_server::{Redis, Silencer, free_port};
+use crate::support::{BinServer, Client, TestServer, get, run_bin, scrape_until};
 
 /// Joins `name` on `server`'s instance, checking the prompt.
 fn join(client: Client, name: &str) -> Client {
@@ -31,6 +31,34 @@ fn chat_binary(url: &str) -> BinServer {
         "--metrics",
         "127.0.0.1:0",
     ])
+}
+
+/// An instance on the bus at `url` that sends a heartbeat only every
+/// 10 s (its name claims live 100 s), once subscribed: what it does at
+/// once is not the heartbeat's doing.
+fn slow_instance(url: &str) -> TestServer {
+    let server = TestServer::with_metrics(|c| {
+        c.protocol = linepool::ProtocolName::Chat;
+        c.chat_bus = Some(linepool::config::ChatBus {
+            heartbeat: Duration::from_secs(10),
+            ..crate::chat_contract::test_bus(url, "lobby")
+        });
+    });
+    scrape_until(server.metrics(), |m| {
+        m.get("linepool_chat_bus_up") == Some(&1.0)
+    });
+    server
+}
+
+/// ann joins on `a`, then bob on `b`, each told of the other.
+fn ann_on_a_bob_on_b(a: &TestServer, b: &TestServer) -> (Client, Client) {
+    let mut ann = join(a.connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    members(b, 1.0);
+    let mut bob = join(b.connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    (ann, bob)
 }
 
 /// Asserts that `started` was less than `limit` ago.
@@ -151,17 +179,21 @@ fn killed_subscriptions_come_back() {
     room.wait_metric(0, "linepool_chat_bus_up", 1.0);
     room.wait_metric(1, "linepool_chat_bus_up", 1.0);
     ann.send_line("after the kill");
-    // Had the gap outlasted five heartbeats, ann would have been
+    // Had the gap outlasted the peers' patience, ann would have been
     // announced as left and joined again first.
+    expect_through_rejoin(&mut bob, "ann", "ann: after the kill\n");
+}
+
+/// Reads `member`'s lines until `expected`; before it, only `who` leaving
+/// and joining again may come.
+fn expect_through_rejoin(member: &mut Client, who: &str, expected: &str) {
     loop {
-        let line = bob.line();
-        if line == "ann: after the kill\n" {
-            break;
+        let line = member.line();
+        if line == expected {
+            return;
         }
-        assert!(
-            line == "* ann left\n" || line == "* ann joined\n",
-            "{line:?}"
-        );
+        let (left, joined) = (format!("* {who} left\n"), format!("* {who} joined\n"));
+        assert!(line == left || line == joined, "{line:?}");
     }
 }
 
@@ -243,28 +275,9 @@ fn a_killed_instance_members_leave() {
 #[test]
 fn a_stopping_instance_members_leave_at_once() {
     let redis = Redis::start();
-    let slow = |url: &str| {
-        TestServer::with_metrics(|c| {
-            c.protocol = linepool::ProtocolName::Chat;
-            c.chat_bus = Some(linepool::config::ChatBus {
-                heartbeat: Duration::from_secs(10),
-                ..crate::chat_contract::test_bus(url, "lobby")
-            });
-        })
-    };
-    let a = slow(&redis.url());
-    let b = slow(&redis.url());
-    let room_up = |s: &TestServer| {
-        scrape_until(s.metrics(), |m| m.get("linepool_chat_bus_up") == Some(&1.0));
-    };
-    room_up(&a);
-    room_up(&b);
-    let mut ann = join(a.connect(), "ann");
-    ann.expect("Welcome ann! 1 online.\n");
-    members(&b, 1.0);
-    let mut bob = join(b.connect(), "bob");
-    bob.expect("Welcome bob! 2 online.\n");
-    ann.expect("* bob joined\n");
+    let a = slow_instance(&redis.url());
+    let b = slow_instance(&redis.url());
+    let (_ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
     let stopped = Instant::now();
     a.stop();
     bob.expect("* ann left\n");
@@ -302,4 +315,106 @@ fn another_room_on_the_same_redis_does_not_mix() {
     zed.expect("yan: other only\n");
     let samples = scrape_until(other.metrics(), |_| true);
     assert_eq!(samples["linepool_chat_bus_received_total"], 0.0);
+}
+
+/// A subscription that stays connected but brings nothing (a proxy
+/// swallows what Redis sends it) is found out by the instance's own
+/// heartbeat not coming back, and made again.
+#[test]
+fn a_silent_subscription_is_made_again() {
+    let redis = Redis::start();
+    let proxy = Silencer::to(redis.port);
+    let a = instance(&proxy.url(), "lobby");
+    let b = instance(&redis.url(), "lobby");
+    for server in [&a, &b] {
+        scrape_until(server.metrics(), |m| {
+            m.get("linepool_chat_bus_up") == Some(&1.0)
+        });
+    }
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
+    assert_eq!(proxy.silence_subscriptions(), 1);
+    let silenced = Instant::now();
+    let samples = scrape_until(a.metrics(), |m| {
+        m.get("linepool_chat_bus_reconnects_total") == Some(&1.0)
+            && m.get("linepool_chat_bus_up") == Some(&1.0)
+    });
+    assert_eq!(samples["linepool_chat_bus_reconnects_total"], 1.0);
+    within(silenced, Duration::from_secs(5));
+    bob.send_line("can you hear me?");
+    // While ann's instance heard nothing, bob may have been given up and
+    // announced as joined again.
+    expect_through_rejoin(&mut ann, "bob", "bob: can you hear me?\n");
+}
+
+/// A name claimed in Redis by another instance (one that admitted it at
+/// the same instant, before the room could hear of it) is taken; a name
+/// is given back when its member leaves.
+#[test]
+fn a_name_claimed_in_redis_is_taken_and_given_back_on_leaving() {
+    let redis = Redis::start();
+    let server = slow_instance(&redis.url());
+    let key = |name: &str| format!("linepool:chat:lobby:name:{name}");
+    assert_eq!(
+        redis.command(&["SET", &key("ann"), "0123456789abcdef"]),
+        "+OK"
+    );
+    let mut ann = join(server.connect(), "ann");
+    ann.expect("Name ann is taken; you are guest-1\n");
+    ann.expect("Welcome guest-1! 1 online.\n");
+    let mut bob = join(server.connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    // bob's name is this instance's, for ten heartbeats unless renewed.
+    let ttl = redis.command(&["PTTL", &key("bob")]);
+    let ttl: u64 = ttl.trim_start_matches(':').parse().expect("a time to live");
+    assert!(ttl > 90_000 && ttl <= 100_000, "{ttl}");
+    drop(bob);
+    ann.expect("* bob left\n");
+    let until = Instant::now() + crate::support::DEADLINE;
+    while redis.command(&["EXISTS", &key("bob")]) != ":0" {
+        assert!(Instant::now() < until, "bob's name was not given back");
+        std::thread::yield_now();
+    }
+}
+
+/// A bus for another protocol, or a URL or room that cannot be used, is
+/// refused at the start with one line and status 2.
+#[test]
+fn bad_bus_flags_are_refused() {
+    for (args, says) in [
+        (
+            &["--chat-bus", "redis://127.0.0.1:6379"][..],
+            "--chat-bus is used only with --protocol chat",
+        ),
+        (
+            &["--protocol", "chat", "--chat-bus", "http://127.0.0.1:6379"],
+            "expected redis://HOST:PORT[/DB]",
+        ),
+        (
+            &[
+                "--protocol",
+                "chat",
+                "--chat-bus",
+                "redis://127.0.0.1:notaport",
+            ],
+            "not a Redis URL",
+        ),
+        (
+            &[
+                "--protocol",
+                "chat",
+                "--chat-bus",
+                "redis://127.0.0.1",
+                "--chat-room",
+                "",
+            ],
+            "a room name is needed",
+        ),
+    ] {
+        let mut all = vec!["serve", "--port", "0"];
+        all.extend_from_slice(args);
+        let (status, text) = run_bin(&all);
+        assert_eq!(status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+    }
 }

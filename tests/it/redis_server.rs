@@ -3,9 +3,11 @@
 //! tests send it. A test that needs one fails when `redis-server` cannot
 //! be started (scripts/check.sh installs it): it never skips.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,4 +100,97 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// A TCP proxy in front of a Redis that can make the subscriptions open
+/// now go silent: they stay connected, but nothing Redis sends them gets
+/// through. Connections made later pass as usual.
+pub struct Silencer {
+    pub port: u16,
+    state: Arc<Mutex<Conns>>,
+}
+
+#[derive(Default)]
+struct Conns {
+    /// Per connection: whether it subscribed, whether it is silenced.
+    flags: Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+}
+
+impl Silencer {
+    /// A proxy on a free port to Redis on `port`.
+    pub fn to(port: u16) -> Silencer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let state = Arc::new(Mutex::new(Conns::default()));
+        let proxy = Silencer {
+            port: listener.local_addr().expect("address").port(),
+            state: state.clone(),
+        };
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let subscribed = Arc::new(AtomicBool::new(false));
+                let silenced = Arc::new(AtomicBool::new(false));
+                state
+                    .lock()
+                    .expect("lock")
+                    .flags
+                    .push((subscribed.clone(), silenced.clone()));
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                thread::spawn(move || {
+                    pump(client, server, |bytes| {
+                        if bytes
+                            .windows(9)
+                            .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+                        {
+                            subscribed.store(true, Ordering::SeqCst);
+                        }
+                        true
+                    })
+                });
+                thread::spawn(move || pump(s2, c2, |_| !silenced.load(Ordering::SeqCst)));
+            }
+        });
+        proxy
+    }
+
+    /// `redis://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Silences every subscription open now; returns how many.
+    pub fn silence_subscriptions(&self) -> usize {
+        let conns = self.state.lock().expect("lock");
+        let mut n = 0;
+        for (subscribed, silenced) in &conns.flags {
+            if subscribed.load(Ordering::SeqCst) {
+                silenced.store(true, Ordering::SeqCst);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Copies `from` to `to` until either ends; `pass` sees each chunk and
+/// says whether it goes through (or is swallowed).
+fn pump(mut from: TcpStream, mut to: TcpStream, pass: impl Fn(&[u8]) -> bool) {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if pass(&chunk[..n]) && to.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
