@@ -9,6 +9,7 @@
 //! server that stalls shows in the percentiles instead of slowing the
 //! clients down (coordinated omission; wrk2's `-R`).
 
+pub mod chat;
 mod driver;
 mod payload;
 pub mod report;

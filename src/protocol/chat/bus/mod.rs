@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use redis::IntoConnectionInfo;
 
 use super::envelope::Body;
 use super::{Admission, Room};
@@ -98,7 +99,16 @@ impl Bus {
                 "chat bus {url}: expected redis://HOST:PORT[/DB]"
             )));
         }
-        let client = redis::Client::open(settings.url.as_str())
+        // Envelopes are small and go out as soon as they are queued: no
+        // Nagle delay on the publisher's connection.
+        let client = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map(|info| {
+                info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+            })
+            .and_then(redis::Client::open)
             .map_err(|e| invalid(format!("chat bus {url}: {e}")))?;
         if settings.room.is_empty() || settings.room.chars().any(char::is_whitespace) {
             return Err(invalid(
