@@ -418,3 +418,41 @@ fn bad_bus_flags_are_refused() {
         assert!(text.contains(says), "{args:?}: {text}");
     }
 }
+
+/// `linepool load --protocol chat` spreads its members over the instances
+/// of a room and finds every line delivered once to every other member.
+#[test]
+fn the_load_tool_checks_a_room_across_instances() {
+    let room = Room::bus(2);
+    let spread = format!("{},{}", room.servers[0].addr, room.servers[1].addr);
+    let (status, text) = run_bin(&[
+        "load",
+        "--protocol",
+        "chat",
+        "-c",
+        "6",
+        "-R",
+        "60",
+        "-d",
+        "1",
+        "--spread",
+        &spread,
+    ]);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("6 members over 2 addresses"), "{text}");
+    assert!(
+        text.contains(" lost 0  duplicated 0  reordered 0  echoed 0"),
+        "{text}"
+    );
+    let sent: u64 = text
+        .split("sent ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("lines sent");
+    assert!(sent >= 30, "{text}");
+    assert!(
+        text.contains(&format!("owed {}  delivered {}", sent * 5, sent * 5)),
+        "{text}"
+    );
+}
