@@ -149,57 +149,11 @@ pub fn run(load: &ChatLoad, stop: &AtomicBool) -> io::Result<ChatReport> {
 
 /// One thread: joins its members, waits for the others, speaks, listens.
 fn drive(load: &ChatLoad, ids: &[usize], start: &Start, stop: &AtomicBool) -> io::Result<Tally> {
-    let poll = Poll::new()?;
-    let n = load.members;
-    let mut tally = Tally {
-        members: Vec::with_capacity(ids.len()),
-        duplicated: 0,
-        reordered: 0,
-        echoed: 0,
-        latency: report::histogram(),
-        last_join: Instant::now(),
-    };
-    for (i, &id) in ids.iter().enumerate() {
-        let addr = load.targets[id % load.targets.len()];
-        let mut stream = connect(addr, load.timeout)?;
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        tally.members.push(Member {
-            id,
-            addr,
-            stream,
-            out: format!("m{id}\n").into_bytes(),
-            input: Vec::new(),
-            welcomed: false,
-            due: Instant::now(),
-            said_at: Vec::new(),
-            next: vec![0; n],
-            skipped: HashMap::new(),
-            away: Vec::new(),
-            reconnects: 0,
-        });
-    }
-    let mut loop_ = Loop {
-        poll,
-        events: Events::with_capacity(1024),
-        buf: vec![0u8; 64 * 1024],
-        timeout: load.timeout,
-    };
-    // Join, and wait until no more joins are announced.
-    let deadline = Instant::now() + load.timeout * 5;
-    loop {
-        loop_.pump(&mut tally, TICK)?;
-        if tally.members.iter().all(|m| m.welcomed) && tally.last_join.elapsed() >= SETTLE_QUIET {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(io::Error::other("members were not all welcomed in time"));
-        }
-    }
+    // Every thread meets the others at the start line even when it failed
+    // to join its members, so that none waits there for ever.
+    let joined = join(load, ids);
     start.joined.wait();
+    let (mut tally, mut loop_) = joined?;
     let (begin, _) = {
         let mut at = start.at.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -237,6 +191,49 @@ fn drive(load: &ChatLoad, ids: &[usize], start: &Start, stop: &AtomicBool) -> io
         loop_.pump(&mut tally, TICK)?;
     }
     Ok(tally)
+}
+
+/// Connects and names the members `ids`, and waits until every one is
+/// welcomed and the room has stopped announcing joins.
+fn join(load: &ChatLoad, ids: &[usize]) -> io::Result<(Tally, Loop)> {
+    let poll = Poll::new()?;
+    let n = load.members;
+    let mut tally = Tally {
+        members: Vec::with_capacity(ids.len()),
+        duplicated: 0,
+        reordered: 0,
+        echoed: 0,
+        latency: report::histogram(),
+        last_join: Instant::now(),
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        let addr = load.targets[id % load.targets.len()];
+        let mut stream = connect(addr, load.timeout)?;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        poll.registry().register(&mut stream, Token(i), interest)?;
+        tally.members.push(Member {
+            id,
+            addr,
+            stream,
+            out: format!("m{id}\n").into_bytes(),
+            input: Vec::new(),
+            welcomed: false,
+            due: Instant::now(),
+            said_at: Vec::new(),
+            next: vec![0; n],
+            skipped: HashMap::new(),
+            away: Vec::new(),
+            reconnects: 0,
+        });
+    }
+    let mut loop_ = Loop {
+        poll,
+        events: Events::with_capacity(1024),
+        buf: vec![0u8; 64 * 1024],
+        timeout: load.timeout,
+    };
+    loop_.welcome(&mut tally, load.timeout * 5)?;
+    Ok((tally, loop_))
 }
 
 /// Queues `m`'s next line: `<id> <number> <micros> xxx…`.
@@ -277,6 +274,25 @@ struct Loop {
 }
 
 impl Loop {
+    /// Waits until every member is welcomed and no join has been announced
+    /// for [`SETTLE_QUIET`], for `within` at most.
+    fn welcome(&mut self, tally: &mut Tally, within: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.pump(tally, TICK)?;
+            let welcomed = tally.members.iter().filter(|m| m.welcomed).count();
+            if welcomed == tally.members.len() && tally.last_join.elapsed() >= SETTLE_QUIET {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "{welcomed} of {} members welcomed in {within:?}",
+                    tally.members.len()
+                )));
+            }
+        }
+    }
+
     /// Waits up to `wait` for events, reads what came and checks it; a
     /// member whose connection ended connects again.
     fn pump(&mut self, tally: &mut Tally, wait: Duration) -> io::Result<()> {
