@@ -27,7 +27,8 @@ CLK_TCK=$(getconf CLK_TCK)
 work=$(mktemp -d)
 declare -a pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Every job of this script, also one started but not yet listed.
+  for pid in "${pids[@]}" $(jobs -p); do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -61,6 +62,8 @@ run_room() {
     bus=(--chat-bus "redis://127.0.0.1:$rport")
   fi
   for i in $(seq "$n"); do
+    # start_linepool reads the log at once: it must exist.
+    : >"$work/$kind-$i.log"
     start_linepool "$work/$kind-$i.log" --protocol chat --idle-timeout 0 "${bus[@]}"
     pids+=("$SERVER_PID")
     spread="$spread${spread:+,}127.0.0.1:$SERVER_PORT"

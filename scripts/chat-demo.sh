@@ -32,7 +32,8 @@ LINEPOOL=$(linepool_bin)
 work=$(mktemp -d)
 declare -a pids
 cleanup() {
-  for pid in "${pids[@]}" ${haproxy_pid:-} ${redis_pid:-}; do kill "$pid" 2>/dev/null || true; done
+  # Every job of this script, also one started but not yet listed.
+  for pid in "${pids[@]}" $(jobs -p) ${haproxy_pid:-} ${redis_pid:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
