@@ -30,6 +30,8 @@ fn chat_binary(url: &str) -> BinServer {
         "0.2",
         "--metrics",
         "127.0.0.1:0",
+        "--stats-interval",
+        "0.2",
     ])
 }
 
@@ -114,7 +116,8 @@ fn redis_absent_at_start_then_present() {
     within(started, Duration::from_secs(5));
 }
 
-/// Redis away at the start is one warning, however long it stays away.
+/// Redis away at the start is one warning, however long it stays away;
+/// the stats line and the stop summary say the bus is down.
 #[test]
 fn redis_absent_at_start_warns_once() {
     let url = format!("redis://127.0.0.1:{}", free_port());
@@ -129,6 +132,23 @@ fn redis_absent_at_start_warns_once() {
     assert_eq!(server.count_log("[WARN]"), 1, "{:#?}", server.seen);
     let mut ann = join(server.connect(), "ann");
     ann.expect("Welcome ann! 1 online.\n");
+    ann.send_line("anyone?");
+    let stats = server.wait_log("] stats lines=");
+    assert!(stats.contains(" bus_up=0 bus_published=0 "), "{stats}");
+    server.wait_until(|seen| {
+        seen.iter()
+            .any(|l| l.contains("] stats lines=2 ") && l.contains(" room_members=1"))
+    });
+    server.signal("TERM");
+    let stopped = server.wait_log("] stopped connections=");
+    assert!(
+        stopped.contains(" bus_up=0 bus_published=0 bus_received=0 bus_dropped="),
+        "{stopped}"
+    );
+    assert!(
+        stopped.ends_with(" bus_missed=0 bus_reconnects=0 room_members=0"),
+        "{stopped}"
+    );
 }
 
 /// Redis restarted mid-run: local chat goes on; the other instance's
