@@ -120,6 +120,79 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
+    /// `chat`: share the room with every instance on this Redis bus.
+    /// `None` keeps the room to this instance.
+    pub chat_bus: Option<ChatBus>,
+}
+
+/// Default chat room name on a bus.
+pub const DEFAULT_CHAT_ROOM: &str = "lobby";
+/// Default time between two heartbeats of an instance on the chat bus.
+pub const DEFAULT_CHAT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default longest wait between two attempts to reach Redis.
+pub const DEFAULT_CHAT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Default bound on envelopes waiting to be published.
+pub const DEFAULT_CHAT_QUEUE: usize = 10_000;
+
+/// Where and how a chat room is shared between instances.
+#[derive(Clone)]
+pub struct ChatBus {
+    /// `redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`.
+    pub url: String,
+    /// The room: instances on the same Redis share a room only if they
+    /// give the same name.
+    pub room: String,
+    /// How often an instance says it is alive. Its peers forget its
+    /// members after 5 heartbeats of silence (1 s at least), its name
+    /// claims expire after 10, and it reconnects a subscription that has
+    /// not brought back its own heartbeat 3 heartbeats (1 s at least)
+    /// after it went out.
+    pub heartbeat: Duration,
+    /// The longest wait between two attempts to reach Redis (jittered).
+    pub backoff_max: Duration,
+    /// Envelopes waiting to be published at most; more are dropped and
+    /// counted.
+    pub queue: usize,
+}
+
+impl ChatBus {
+    /// The bus at `url`, room `lobby`, with the default timings.
+    pub fn new(url: impl Into<String>) -> Self {
+        ChatBus {
+            url: url.into(),
+            room: DEFAULT_CHAT_ROOM.to_string(),
+            heartbeat: DEFAULT_CHAT_HEARTBEAT,
+            backoff_max: DEFAULT_CHAT_BACKOFF_MAX,
+            queue: DEFAULT_CHAT_QUEUE,
+        }
+    }
+}
+
+impl fmt::Debug for ChatBus {
+    /// The URL without its password, which has no place in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatBus")
+            .field("url", &redacted(&self.url))
+            .field("room", &self.room)
+            .field("heartbeat", &self.heartbeat)
+            .field("backoff_max", &self.backoff_max)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// `url` with any password between `:` and `@` replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 impl Default for Config {
@@ -147,6 +220,7 @@ impl Default for Config {
             agent: None,
             metrics: None,
             proxy_protocol: false,
+            chat_bus: None,
         }
     }
 }

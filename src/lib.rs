@@ -31,7 +31,9 @@
 //!   [`socket`] (a TCP or Unix client socket, and its [`Peer`]).
 //! - `conn`: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
-//!   `sum`); sessions reach connections through its own small port.
+//!   `sum`); sessions reach connections through its own small port. The
+//!   chat room's Redis bus (`--chat-bus`) is part of `chat`, with two
+//!   threads of its own that the server runs.
 //! - `handler`: one connection's protocol driver, in non-blocking turns.
 //! - `registry` (live entries by id, of any type) and `engine` (the poller,
 //!   the ready queue and the workers' rendezvous).

@@ -29,6 +29,7 @@ use prometheus_client::registry::Registry;
 use crate::config::ProtocolName;
 use crate::engine::Engine;
 use crate::logfmt;
+use crate::protocol::{ChatBus, ChatBusFigures};
 use crate::shutdown::{Health, Shutdown};
 use crate::stats::{ClientError, ListenerCount, Stats};
 
@@ -47,6 +48,7 @@ pub(crate) struct Sources {
     pub shutdown: Shutdown,
     /// Connections accepted per listener.
     pub listeners: Vec<Arc<ListenerCount>>,
+    pub chat_bus: Option<Arc<ChatBus>>,
 }
 
 impl fmt::Debug for Sources {
@@ -186,6 +188,9 @@ impl Collector for Figures {
             "1 while the server drains or stops, else 0.",
             u64::from(s.shutdown.health() != Health::Serving),
         )?;
+        if let Some(bus) = &s.chat_bus {
+            chat_bus(&mut encoder, &bus.figures())?;
+        }
         let mut histogram = encoder.encode_descriptor(
             "linepool_service_seconds",
             "Time from the read that brought a message to the write that answered it.",
@@ -199,6 +204,69 @@ impl Collector for Figures {
             None,
         )
     }
+}
+
+/// The chat bus's figures (`--chat-bus`).
+fn chat_bus(encoder: &mut DescriptorEncoder, f: &ChatBusFigures) -> fmt::Result {
+    gauge(
+        encoder,
+        "linepool_chat_bus_up",
+        "1 while the chat bus is subscribed and can publish, else 0.",
+        u64::from(f.up),
+    )?;
+    counter(
+        encoder,
+        "linepool_chat_bus_published",
+        "Envelopes published on the chat bus.",
+        f.published,
+    )?;
+    counter(
+        encoder,
+        "linepool_chat_bus_received",
+        "Envelopes of other instances received from the chat bus.",
+        f.received,
+    )?;
+    {
+        let mut family = encoder.encode_descriptor(
+            "linepool_chat_bus_dropped",
+            "Envelopes dropped, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in f.dropped {
+            ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+    }
+    counter(
+        encoder,
+        "linepool_chat_bus_missed",
+        "Envelopes of other instances that never came (gaps in their sequence).",
+        f.missed,
+    )?;
+    counter(
+        encoder,
+        "linepool_chat_bus_reconnects",
+        "Subscriptions to the chat bus made again after one was lost.",
+        f.reconnects,
+    )?;
+    gauge(
+        encoder,
+        "linepool_chat_room_members",
+        "Members of the chat room, on every instance, as this one sees it.",
+        f.members,
+    )?;
+    let mut histogram = encoder.encode_descriptor(
+        "linepool_chat_bus_delivery_seconds",
+        "Time from a line's arrival on another instance to its delivery here.",
+        None,
+        MetricType::Histogram,
+    )?;
+    histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        f.latency.sum,
+        f.latency.count,
+        &f.latency.buckets,
+        None,
+    )
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {

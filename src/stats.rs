@@ -300,14 +300,15 @@ const BOUNDS: [f64; 15] = [
 
 /// A lock-free cumulative histogram with fixed buckets.
 #[derive(Debug, Default)]
-struct Buckets {
+pub(crate) struct Buckets {
     counts: [AtomicU64; BOUNDS.len() + 1],
     sum_nanos: AtomicU64,
     count: AtomicU64,
 }
 
 impl Buckets {
-    fn record(&self, time: Duration, weight: u64) {
+    /// Counts `weight` times of `time`.
+    pub(crate) fn record(&self, time: Duration, weight: u64) {
         let secs = time.as_secs_f64();
         let i = BOUNDS
             .iter()
@@ -320,7 +321,8 @@ impl Buckets {
         self.count.fetch_add(weight, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> HistogramSnapshot {
+    /// The counts so far.
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let buckets = BOUNDS
             .iter()
             .copied()

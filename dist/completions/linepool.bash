@@ -258,7 +258,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__load)
-            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --help compare help"
+            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --spread --help compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,7 +325,7 @@ _linepool() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "ack framed" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "ack framed chat" -- "${cur}"))
                     return 0
                     ;;
                 --hgrm)
@@ -333,6 +333,10 @@ _linepool() {
                     return 0
                     ;;
                 --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spread)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -412,7 +416,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__serve)
-            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --log-level --listen --unix --unix-mode --admin-uid --help"
+            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --log-level --listen --unix --unix-mode --admin-uid --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,6 +511,22 @@ _linepool() {
                     return 0
                     ;;
                 --admin-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chat-bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chat-room)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chat-heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chat-backoff-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -64,6 +64,10 @@ complete -c linepool -n "__fish_linepool_using_subcommand serve" -l listen -d 'L
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix -d 'Also listen on a Unix domain socket at PATH (a stale socket file is replaced; one a running server holds is refused). Its clients may stop the server by user id (--admin-uid)' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix-mode -d 'The file mode of the --unix socket, in octal' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-uid -d 'User ids that may stop the server from the --unix socket (comma-separated) [default: the server\'s own and root]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-bus -d '`chat`: share the room with every instance on this Redis (`redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`). Redis away costs only the wider room: the local one goes on' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-room -d '`chat` with --chat-bus: the room\'s name; instances share a room only if they give the same name' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-heartbeat -d 'Time between two heartbeats on the chat bus (tests shorten it)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-backoff-max -d 'Longest wait between two attempts to reach the chat bus' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2, as HAProxy\'s send-proxy sends) first on every connection, within 5 s: the client address it names is the one logs, --admin-from and --max-per-ip see'
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l host -d 'Server host name or address' -r
@@ -78,9 +82,11 @@ complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_s
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l timeout -d 'How long a connect or a reply may take before it counts as a timeout (`5`, `500ms`)' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l threads -d 'Event-loop threads driving the connections' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l protocol -d 'The server\'s protocol' -r -f -a "ack\t'Lines answered with `ACK: <line>`'
-framed\t'Length-prefixed messages echoed back'"
+framed\t'Length-prefixed messages echoed back'
+chat\t'A chat room: each connection is a member that says lines (`-R` in all, 1 a second each by default) and checks what the others said'"
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l hgrm -d 'Also write the latency percentile spectrum to FILE, in the `.hgrm` text format (microseconds), as wrk2\'s --latency and HdrHistogram print it' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l html -d 'Also write the run as one self-contained HTML page with charts to FILE' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l spread -d '`chat`: spread the members over these addresses in turn (`127.0.0.1:8001,127.0.0.1:8002`: the instances of one room) instead of --host and --port' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l connect-per-request -d 'Open a fresh connection for every request: connect, one line, read the ACK, close'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l json -d 'Print the report as one JSON object'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s h -l help -d 'Print help (see more with \'--help\')'

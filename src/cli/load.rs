@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{EXIT_BAD_FILE, Output};
 use super::{EXIT_INTERRUPTED, at_least_one, compare, duration};
+use crate::tools::load::chat::{self, ChatLoad};
 use crate::tools::load::report::{Report, Verdict};
 use crate::tools::load::{Limit, LoadConfig, LoadProtocol, Progress};
 use crate::tools::load::{hist, page};
@@ -35,6 +36,9 @@ pub enum ProtocolArg {
     Ack,
     /// Length-prefixed messages echoed back.
     Framed,
+    /// A chat room: each connection is a member that says lines (`-R` in
+    /// all, 1 a second each by default) and checks what the others said.
+    Chat,
 }
 
 #[derive(clap::Args)]
@@ -100,6 +104,11 @@ pub struct Args {
     /// FILE.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// `chat`: spread the members over these addresses in turn
+    /// (`127.0.0.1:8001,127.0.0.1:8002`: the instances of one room) instead
+    /// of --host and --port.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    spread: Vec<std::net::SocketAddr>,
 }
 
 /// What `linepool load` does besides a run.
@@ -156,6 +165,9 @@ static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 pub fn run(args: &Args) -> ExitCode {
     if let Some(LoadCommand::Compare(compare)) = &args.command {
         return compare::run(compare);
+    }
+    if args.protocol == ProtocolArg::Chat {
+        return run_chat(args);
     }
     let (config, (hgrm, html)) = match config(args).and_then(|c| Ok((c, outputs(args)?))) {
         Ok(ready) => ready,
@@ -237,6 +249,8 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
         protocol: match args.protocol {
             ProtocolArg::Ack => LoadProtocol::Ack,
             ProtocolArg::Framed => LoadProtocol::Framed,
+            // Chat runs apart (`run_chat`) and never comes here.
+            ProtocolArg::Chat => LoadProtocol::Ack,
         },
         rate: args.rate,
     })
@@ -288,5 +302,54 @@ fn exit_status(verdict: &Verdict) -> (u8, Option<String>) {
             EXIT_NOTHING_ANSWERED,
             Some(format!("no request was answered: {why}")),
         ),
+    }
+}
+
+/// Runs `linepool load --protocol chat`: 0 when every line reached every
+/// other member exactly once and in order, 1 otherwise, 2 when the room
+/// could not be set up, 130 when interrupted.
+fn run_chat(args: &Args) -> ExitCode {
+    let targets = if args.spread.is_empty() {
+        match (args.host.as_str(), args.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.next().into_iter().collect(),
+            Err(e) => {
+                eprintln!("linepool: cannot resolve {}: {e}", args.host);
+                return ExitCode::from(EXIT_NOTHING_ANSWERED);
+            }
+        }
+    } else {
+        args.spread.clone()
+    };
+    let members = args.connections;
+    let load = ChatLoad {
+        targets,
+        members,
+        rate: args.rate.map_or(1.0, |total| total / members as f64),
+        duration: args.duration.unwrap_or(Duration::from_secs(10)),
+        payload: args.payload,
+        timeout: args.timeout,
+        threads: args.threads,
+    };
+    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+    match chat::run(&load, &STOP) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            if STOP.load(Ordering::SeqCst) {
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else if report.clean() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("linepool: some lines were lost, repeated, reordered or echoed");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("linepool: chat load failed: {e}");
+            ExitCode::from(EXIT_NOTHING_ANSWERED)
+        }
     }
 }

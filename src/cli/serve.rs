@@ -14,11 +14,11 @@ use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use super::settings::{self, Given};
-use super::{EXIT_INTERRUPTED, Protocol, activation, at_least_one, duration};
+use super::{EXIT_INTERRUPTED, EXIT_USAGE, Protocol, activation, at_least_one, duration};
 use linepool::access::AddrList;
 use linepool::config::{
-    DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SERVER_NAME,
-    DEFAULT_SERVER_NUMBER, default_workers,
+    ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
+    DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::logfmt;
 use linepool::{Config, Overload, Server, Shutdown};
@@ -177,6 +177,24 @@ pub struct Args {
     #[arg(env = "LINEPOOL_ADMIN_UID")]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     admin_uid: Vec<u32>,
+    /// `chat`: share the room with every instance on this Redis
+    /// (`redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`).
+    /// Redis away costs only the wider room: the local one goes on.
+    #[arg(long, value_name = "URL", env = "LINEPOOL_CHAT_BUS", value_parser = chat_bus_url)]
+    chat_bus: Option<String>,
+    /// `chat` with --chat-bus: the room's name; instances share a room only
+    /// if they give the same name.
+    #[arg(long, value_name = "NAME", env = "LINEPOOL_CHAT_ROOM",
+          default_value = DEFAULT_CHAT_ROOM, value_parser = room_name)]
+    chat_room: String,
+    /// Time between two heartbeats on the chat bus (tests shorten it).
+    #[arg(long, value_name = "DURATION", env = "LINEPOOL_CHAT_HEARTBEAT", hide = true,
+          default_value = "1", value_parser = positive_duration)]
+    chat_heartbeat: Duration,
+    /// Longest wait between two attempts to reach the chat bus.
+    #[arg(long, value_name = "DURATION", env = "LINEPOOL_CHAT_BACKOFF_MAX", hide = true,
+          default_value = "5", value_parser = positive_duration)]
+    chat_backoff_max: Duration,
 }
 
 /// The idle timeout's default as clap shows it, kept in step with the
@@ -211,7 +229,40 @@ impl Args {
             unix: self.unix.clone(),
             unix_mode: self.unix_mode,
             admin_uids: Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty()),
+            chat_bus: self.chat_bus.as_ref().map(|url| ChatBus {
+                room: self.chat_room.clone(),
+                heartbeat: self.chat_heartbeat,
+                backoff_max: self.chat_backoff_max,
+                ..ChatBus::new(url.clone())
+            }),
         }
+    }
+}
+
+/// Parses `--chat-bus`: a Redis URL the client library can read.
+fn chat_bus_url(text: &str) -> Result<String, String> {
+    if !text.starts_with("redis://") {
+        return Err("expected redis://HOST:PORT[/DB]".to_string());
+    }
+    match redis::Client::open(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(e) => Err(format!("not a Redis URL ({e})")),
+    }
+}
+
+/// Parses `--chat-room`: a name without spaces.
+fn room_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.chars().any(char::is_whitespace) {
+        return Err("a room name is needed, without spaces".to_string());
+    }
+    Ok(text.to_string())
+}
+
+/// Parses a duration that must be above zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be above zero".to_string()),
+        d => Ok(d),
     }
 }
 
@@ -227,6 +278,10 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     if let Err(e) = signals.thread_block() {
         eprintln!("linepool: cannot mask signals: {e}");
         return ExitCode::FAILURE;
+    }
+    if args.chat_bus.is_some() && args.protocol != Protocol::Chat {
+        eprintln!("linepool: --chat-bus is used only with --protocol chat");
+        return ExitCode::from(EXIT_USAGE);
     }
     init_logging(args.log_level.filter());
     debug!("{}", settings::log_line(given));

@@ -14,6 +14,7 @@ mod chat;
 mod framed;
 mod sum;
 
+use std::io;
 use std::sync::{Arc, Weak};
 
 use crate::config::{Config, ProtocolName};
@@ -21,15 +22,36 @@ use crate::conn::Conn;
 pub use crate::conn::Delivery;
 use crate::framing::Framing;
 pub use crate::socket::Peer;
+pub(crate) use chat::bus::{Bus as ChatBus, Figures as ChatBusFigures};
 
-/// The protocol `name`, set up for `config`.
-pub(crate) fn build(name: ProtocolName, config: &Config) -> Arc<dyn Protocol> {
-    match name {
-        ProtocolName::Ack => ack::build(config),
-        ProtocolName::Chat => chat::build(config),
-        ProtocolName::Framed => framed::build(config),
-        ProtocolName::Sum => sum::build(config),
+/// The protocol `name`, set up for `config`, and the chat bus it needs,
+/// if any. A chat bus for another protocol, or one that cannot be set up,
+/// is an error.
+pub(crate) fn build(name: ProtocolName, config: &Config) -> io::Result<Built> {
+    if config.chat_bus.is_some() && name != ProtocolName::Chat {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a chat bus needs the chat protocol",
+        ));
     }
+    let alone = |protocol| Built {
+        protocol,
+        chat_bus: None,
+    };
+    Ok(match name {
+        ProtocolName::Ack => alone(ack::build(config)),
+        ProtocolName::Chat => chat::build(config)?,
+        ProtocolName::Framed => alone(framed::build(config)),
+        ProtocolName::Sum => alone(sum::build(config)),
+    })
+}
+
+/// A protocol set up for a server, with the chat bus it needs, if any.
+pub(crate) struct Built {
+    /// The protocol.
+    pub protocol: Arc<dyn Protocol>,
+    /// The chat room's bus, whose threads the server runs.
+    pub chat_bus: Option<Arc<ChatBus>>,
 }
 
 /// The ACK line protocol, the default.

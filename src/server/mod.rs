@@ -45,7 +45,7 @@ use crate::gate::Gate;
 use crate::handler::Limits;
 use crate::logfmt;
 use crate::metrics;
-use crate::protocol::{self, Protocol};
+use crate::protocol::{self, ChatBus, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
@@ -66,6 +66,8 @@ pub struct Server {
     metrics: Option<TcpListener>,
     config: Config,
     protocol: Arc<dyn Protocol>,
+    /// The chat room's bus, with `--chat-bus`.
+    chat_bus: Option<Arc<ChatBus>>,
     shutdown: Shutdown,
     /// Fires at the stop's last step: the side ports and the watchdog end.
     last_step: Shutdown,
@@ -144,7 +146,7 @@ impl Server {
                 "max_line must be at least 11, the length of quit_server",
             ));
         }
-        let protocol = protocol::build(config.protocol, &config);
+        let protocol::Built { protocol, chat_bus } = protocol::build(config.protocol, &config)?;
         // The door accepts from the poller and must never block; a passed
         // socket may be either.
         for listener in &listeners {
@@ -176,6 +178,7 @@ impl Server {
             metrics,
             config,
             protocol,
+            chat_bus,
             shutdown,
             last_step,
             conns,
@@ -220,6 +223,7 @@ impl Server {
             metrics,
             config,
             protocol,
+            chat_bus,
             shutdown,
             last_step,
             conns,
@@ -292,6 +296,7 @@ impl Server {
             stats: stats.clone(),
             stop_grace: config.stop_grace,
             door: door.clone(),
+            chat_bus: chat_bus.clone(),
             pool: Some(pool),
             threads: Threads::default(),
         };
@@ -334,6 +339,7 @@ impl Server {
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
                 listeners: counts.clone(),
+                chat_bus: chat_bus.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
@@ -342,9 +348,18 @@ impl Server {
         }
         if let Some(every) = config.stats_interval {
             let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
+            let bus = chat_bus.clone();
             threads.spawn("linepool-stats", move || {
-                threads::report_stats(&stats, &engine, &shutdown, every)
+                threads::report_stats(&stats, &engine, bus.as_deref(), &shutdown, every)
             })?;
+        }
+        if let Some(bus) = &chat_bus {
+            info!("chat room {} shared on the bus", bus.room_name());
+            // The bus ends at the last step, after every session has ended
+            // and queued its `left`, which it then publishes.
+            for (name, run) in bus.threads(&last_step) {
+                threads.spawn(name, run)?;
+            }
         }
         // Last, as the acceptor thread once was started last: from here on
         // the leader accepts. Clients already in the backlog make the
@@ -397,6 +412,7 @@ pub struct Running {
     stats: Arc<Stats>,
     stop_grace: std::time::Duration,
     door: Arc<Acceptor>,
+    chat_bus: Option<Arc<ChatBus>>,
     /// `None` once joined.
     pool: Option<ThreadPool>,
     threads: Threads,
@@ -473,7 +489,10 @@ impl Running {
             warn!("{} panicked", logfmt::count(panicked, "server thread"));
         }
         let summary = self.stats.summary();
-        info!("stopped {summary}");
+        match &self.chat_bus {
+            Some(bus) => info!("stopped {summary} {}", bus.figures()),
+            None => info!("stopped {summary}"),
+        }
         summary
     }
 }

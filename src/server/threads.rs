@@ -11,6 +11,7 @@ use log::{info, warn};
 
 use super::listen::context;
 use crate::engine::Engine;
+use crate::protocol::ChatBus;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -57,7 +58,13 @@ fn joined(name: &str, handle: JoinHandle<()>) -> bool {
 }
 
 /// Logs one stats line every `every` until the server stops.
-pub(super) fn report_stats(stats: &Stats, engine: &Engine, shutdown: &Shutdown, every: Duration) {
+pub(super) fn report_stats(
+    stats: &Stats,
+    engine: &Engine,
+    chat_bus: Option<&ChatBus>,
+    shutdown: &Shutdown,
+    every: Duration,
+) {
     let mut last_lines = stats.summary().lines;
     let mut last_time = Instant::now();
     while !shutdown.wait_timeout(every) {
@@ -65,8 +72,9 @@ pub(super) fn report_stats(stats: &Stats, engine: &Engine, shutdown: &Shutdown, 
         let s = stats.interval();
         let per_sec =
             (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
+        let bus = chat_bus.map(|bus| format!(" {}", bus.figures()));
         info!(
-            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} open={} ready={} rejected={} connections={}",
+            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
             s.summary.lines,
             s.service_mean.as_secs_f64() * 1e6,
             s.service_p99.as_secs_f64() * 1e6,
@@ -74,6 +82,7 @@ pub(super) fn report_stats(stats: &Stats, engine: &Engine, shutdown: &Shutdown, 
             engine.ready(),
             s.summary.rejected,
             s.summary.connections,
+            bus.unwrap_or_default(),
         );
         last_lines = s.summary.lines;
         last_time = now;

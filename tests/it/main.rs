@@ -2,6 +2,8 @@
 //! socket clients that compare the exact bytes on the wire.
 
 mod access;
+mod chat_bus;
+mod chat_contract;
 mod cli;
 mod client;
 mod drain;
@@ -15,6 +17,7 @@ mod metrics;
 mod overload;
 mod protocols;
 mod proxy;
+mod redis_server;
 mod stop;
 mod support;
 mod systemd;

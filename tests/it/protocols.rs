@@ -1,7 +1,6 @@
 //! The companion protocols on the same engine: chat, framed echo and the
 //! number exchange, checked byte for byte over real sockets.
 
-use std::io::Write;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -177,48 +176,8 @@ fn chat_name_clashes_get_guest_names() {
     alice.expect("guest-1: which alice?\n");
 }
 
-/// A member that never reads does not hold up the room: the others keep
-/// chatting, and the stuck one is dropped and announced as left.
-#[test]
-fn chat_stuck_receiver_is_dropped_without_holding_up_the_room() {
-    let server = chat_server();
-    let mut stuck = join(&server, "stuck");
-    stuck.expect("Welcome stuck! 1 online.\n");
-    let mut listener = join(&server, "listener");
-    listener.expect("Welcome listener! 2 online.\n");
-    let mut sender = join(&server, "sender");
-    sender.expect("Welcome sender! 3 online.\n");
-    listener.expect("* sender joined\n");
-
-    // Far more than the stuck member's socket buffers and backlog hold.
-    let count = 60_000;
-    let line = "m".repeat(200);
-    let mut writer = sender.stream.try_clone().expect("clone");
-    let talk = thread::spawn(move || {
-        for i in 0..count {
-            writer
-                .write_all(format!("{i} {line}\n").as_bytes())
-                .expect("send");
-        }
-    });
-    let mut left = false;
-    let mut next = 0;
-    while next < count {
-        let got = listener.line();
-        if got == "* stuck left\n" {
-            left = true;
-            continue;
-        }
-        let line = "m".repeat(200);
-        assert_eq!(got, format!("sender: {next} {line}\n"));
-        next += 1;
-    }
-    talk.join().expect("sender panicked");
-    if !left {
-        listener.expect("* stuck left\n");
-    }
-    drop(stuck);
-}
+// The stuck member is in the chat contract (tests/it/chat_contract.rs),
+// run against the room of one instance and the bus room alike.
 
 /// `quit_server` from a chat client stops the server.
 #[test]

@@ -10,6 +10,7 @@
 //! clients down (coordinated omission; wrk2's `-R`).
 
 pub mod chart;
+pub mod chat;
 pub mod compare;
 mod counts;
 mod driver;

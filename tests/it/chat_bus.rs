@@ -1,0 +1,478 @@
+//! The chat bus when things go wrong: Redis away at the start, restarted,
+//! subscriptions killed, garbage on the channel, an instance killed or
+//! stopped, another room on the same Redis.
+
+use std::time::{Duration, Instant};
+
+use crate::chat_contract::{Room, ann_and_bob, instance};
+use crate::redis_server::{Redis, Silencer, free_port};
+use crate::support::{BinServer, Client, TestServer, get, run_bin, scrape_until};
+
+/// Joins `name` on `server`'s instance, checking the prompt.
+fn join(client: Client, name: &str) -> Client {
+    let mut client = client;
+    client.expect("Enter your name:\n");
+    client.send_line(name);
+    client
+}
+
+/// The binary as a chat instance on the bus at `url`, with the tests'
+/// short timings and metrics.
+fn chat_binary(url: &str) -> BinServer {
+    BinServer::start(&[
+        "--protocol",
+        "chat",
+        "--chat-bus",
+        url,
+        "--chat-heartbeat",
+        "0.1",
+        "--chat-backoff-max",
+        "0.2",
+        "--metrics",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0.2",
+    ])
+}
+
+/// An instance on the bus at `url` that sends a heartbeat only every
+/// 10 s (its name claims live 100 s), once subscribed: what it does at
+/// once is not the heartbeat's doing.
+fn slow_instance(url: &str) -> TestServer {
+    let server = TestServer::with_metrics(|c| {
+        c.protocol = linepool::ProtocolName::Chat;
+        c.chat_bus = Some(linepool::config::ChatBus {
+            heartbeat: Duration::from_secs(10),
+            ..crate::chat_contract::test_bus(url, "lobby")
+        });
+    });
+    scrape_until(server.metrics(), |m| {
+        m.get("linepool_chat_bus_up") == Some(&1.0)
+    });
+    server
+}
+
+/// ann joins on `a`, then bob on `b`, each told of the other.
+fn ann_on_a_bob_on_b(a: &TestServer, b: &TestServer) -> (Client, Client) {
+    let mut ann = join(a.connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    members(b, 1.0);
+    let mut bob = join(b.connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    (ann, bob)
+}
+
+/// Asserts that `started` was less than `limit` ago.
+fn within(started: Instant, limit: Duration) {
+    let took = started.elapsed();
+    assert!(took < limit, "took {took:?}, more than {limit:?}");
+}
+
+/// Waits until `server` sees `n` members in the room.
+fn members(server: &TestServer, n: f64) {
+    let samples = scrape_until(server.metrics(), |m| {
+        m.get("linepool_chat_room_members") == Some(&n)
+    });
+    assert_eq!(samples["linepool_chat_room_members"], n);
+}
+
+/// Redis away at the start: each instance serves its own room, `/healthz`
+/// says 200, lines for the others are dropped and counted; once Redis is
+/// there the instances make one room.
+#[test]
+fn redis_absent_at_start_then_present() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = instance(&url, "lobby");
+    let b = instance(&url, "lobby");
+    let mut ann = join(a.connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    let mut cid = join(a.connect(), "cid");
+    cid.expect("Welcome cid! 2 online.\n");
+    ann.expect("* cid joined\n");
+    let mut bob = join(b.connect(), "bob");
+    bob.expect("Welcome bob! 1 online.\n");
+    ann.send_line("alone?");
+    cid.expect("ann: alone?\n");
+    assert_eq!(
+        get(a.metrics(), "/healthz"),
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+    let samples = scrape_until(a.metrics(), |m| {
+        m.get("linepool_chat_bus_dropped_total{reason=\"redis_down\"}") >= Some(&3.0)
+    });
+    assert_eq!(samples["linepool_chat_bus_up"], 0.0);
+
+    let started = Instant::now();
+    let _redis = Redis::on(port);
+    bob.expect("* ann joined\n");
+    bob.expect("* cid joined\n");
+    ann.expect("* bob joined\n");
+    cid.expect("* bob joined\n");
+    ann.send_line("together");
+    bob.expect("ann: together\n");
+    cid.expect("ann: together\n");
+    within(started, Duration::from_secs(5));
+}
+
+/// Redis away at the start is one warning, however long it stays away;
+/// the stats line and the stop summary say the bus is down.
+#[test]
+fn redis_absent_at_start_warns_once() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let mut server = chat_binary(&url);
+    server.wait_log("chat bus cannot reach redis, serving the local room until it can");
+    server.wait_until(|seen| {
+        seen.iter()
+            .filter(|l| l.contains("chat bus still away"))
+            .count()
+            >= 5
+    });
+    assert_eq!(server.count_log("[WARN]"), 1, "{:#?}", server.seen);
+    let mut ann = join(server.connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    ann.send_line("anyone?");
+    let stats = server.wait_log("] stats lines=");
+    assert!(stats.contains(" bus_up=0 bus_published=0 "), "{stats}");
+    server.wait_until(|seen| {
+        seen.iter()
+            .any(|l| l.contains("] stats lines=2 ") && l.contains(" room_members=1"))
+    });
+    server.signal("TERM");
+    let stopped = server.wait_log("] stopped connections=");
+    assert!(
+        stopped.contains(" bus_up=0 bus_published=0 bus_received=0 bus_dropped="),
+        "{stopped}"
+    );
+    assert!(
+        stopped.ends_with(" bus_missed=0 bus_reconnects=0 room_members=0"),
+        "{stopped}"
+    );
+}
+
+/// Redis restarted mid-run: local chat goes on; the other instance's
+/// members are announced as left while it cannot be heard, and as joined
+/// again once Redis is back, and lines cross again within 5 s.
+#[test]
+fn redis_restarted() {
+    let mut room = Room::bus(2);
+    let (mut ann, mut bob) = ann_and_bob(&room);
+    let mut cid = room.join(0, "cid");
+    cid.expect("Welcome cid! 3 online.\n");
+    bob.expect("* cid joined\n");
+    ann.expect("* cid joined\n");
+
+    let redis = room.redis.as_mut().expect("redis");
+    redis.down();
+    bob.expect("* ann left\n");
+    bob.expect("* cid left\n");
+    ann.expect("* bob left\n");
+    cid.expect("* bob left\n");
+    ann.send_line("still here");
+    cid.expect("ann: still here\n");
+
+    let started = Instant::now();
+    redis.up();
+    bob.expect("* ann joined\n");
+    bob.expect("* cid joined\n");
+    ann.expect("* bob joined\n");
+    cid.expect("* bob joined\n");
+    ann.send_line("back");
+    bob.expect("ann: back\n");
+    cid.expect("ann: back\n");
+    within(started, Duration::from_secs(5));
+    room.wait_metric(0, "linepool_chat_bus_reconnects_total", 1.0);
+}
+
+/// `CLIENT KILL TYPE pubsub` ends every subscription: each instance
+/// subscribes again, and lines cross again.
+#[test]
+fn killed_subscriptions_come_back() {
+    let room = Room::bus(2);
+    let (mut ann, mut bob) = ann_and_bob(&room);
+    let redis = room.redis.as_ref().expect("redis");
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(killed, ":2");
+    room.wait_metric(0, "linepool_chat_bus_reconnects_total", 1.0);
+    room.wait_metric(1, "linepool_chat_bus_reconnects_total", 1.0);
+    room.wait_metric(0, "linepool_chat_bus_up", 1.0);
+    room.wait_metric(1, "linepool_chat_bus_up", 1.0);
+    ann.send_line("after the kill");
+    // Had the gap outlasted the peers' patience, ann would have been
+    // announced as left and joined again first.
+    expect_through_rejoin(&mut bob, "ann", "ann: after the kill\n");
+}
+
+/// Reads `member`'s lines until `expected`; before it, only `who` leaving
+/// and joining again may come.
+fn expect_through_rejoin(member: &mut Client, who: &str, expected: &str) {
+    loop {
+        let line = member.line();
+        if line == expected {
+            return;
+        }
+        let (left, joined) = (format!("* {who} left\n"), format!("* {who} joined\n"));
+        assert!(line == left || line == joined, "{line:?}");
+    }
+}
+
+/// Payloads on the room's channel that are not envelopes of this version,
+/// or that would write lines of their own, are dropped and counted.
+#[test]
+fn garbage_on_the_channel_is_dropped_and_counted() {
+    let room = Room::bus(2);
+    let (mut ann, mut bob) = ann_and_bob(&room);
+    let redis = room.redis.as_ref().expect("redis");
+    let channel = "linepool:chat:lobby";
+    for payload in [
+        "not an envelope",
+        "{\"v\":1}",
+        "{\"v\":1,\"id\":\"x\",\"seq\":1,\"at\":0,\"kind\":\"said\",\"name\":\"eve\",\"line\":\"a\\nmallory: b\"}",
+        "\u{1}\u{2}",
+    ] {
+        assert_eq!(redis.command(&["PUBLISH", channel, payload]), ":2");
+    }
+    assert_eq!(
+        redis.command(&[
+            "PUBLISH",
+            channel,
+            "{\"v\":9,\"id\":\"x\",\"seq\":1,\"at\":0,\"kind\":\"bye\"}"
+        ]),
+        ":2"
+    );
+    ann.send_line("still fine");
+    bob.expect("ann: still fine\n");
+    for i in 0..2 {
+        let samples = scrape_until(room.servers[i].metrics(), |m| {
+            m.get("linepool_chat_bus_dropped_total{reason=\"garbage\"}") == Some(&4.0)
+        });
+        assert_eq!(
+            samples["linepool_chat_bus_dropped_total{reason=\"garbage\"}"],
+            4.0
+        );
+        assert_eq!(
+            samples["linepool_chat_bus_dropped_total{reason=\"version\"}"],
+            1.0
+        );
+    }
+}
+
+/// An instance killed with SIGKILL: its members are announced as left on
+/// the others within 15 s (here, with 0.1 s heartbeats, within 0.5 s or
+/// so), and the others lose nothing.
+#[test]
+fn a_killed_instance_members_leave() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let mut doomed = chat_binary(&url);
+    let mut other = chat_binary(&url);
+    doomed.wait_log("chat bus subscribed");
+    other.wait_log("chat bus subscribed");
+    let mut ann = join(doomed.connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    let seen = scrape_until(other.metrics(), |m| {
+        m.get("linepool_chat_room_members") == Some(&1.0)
+    });
+    assert_eq!(seen["linepool_chat_room_members"], 1.0);
+    let mut bob = join(other.connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    let mut cid = join(other.connect(), "cid");
+    cid.expect("Welcome cid! 3 online.\n");
+    bob.expect("* cid joined\n");
+    let killed = Instant::now();
+    doomed.signal("KILL");
+    bob.expect("* ann left\n");
+    cid.expect("* ann left\n");
+    within(killed, Duration::from_secs(15));
+    bob.send_line("who is left?");
+    cid.expect("bob: who is left?\n");
+}
+
+/// An instance that stops announces its members as left at once, long
+/// before its peers would have given it up.
+#[test]
+fn a_stopping_instance_members_leave_at_once() {
+    let redis = Redis::start();
+    let a = slow_instance(&redis.url());
+    let b = slow_instance(&redis.url());
+    let (_ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
+    let stopped = Instant::now();
+    a.stop();
+    bob.expect("* ann left\n");
+    within(stopped, Duration::from_secs(2));
+}
+
+/// Another room on the same Redis is another room: nothing crosses.
+#[test]
+fn another_room_on_the_same_redis_does_not_mix() {
+    let redis = Redis::start();
+    let lobby = [
+        instance(&redis.url(), "lobby"),
+        instance(&redis.url(), "lobby"),
+    ];
+    let other = instance(&redis.url(), "other");
+    for server in lobby.iter().chain([&other]) {
+        scrape_until(server.metrics(), |m| {
+            m.get("linepool_chat_bus_up") == Some(&1.0)
+        });
+    }
+    let mut ann = join(lobby[0].connect(), "ann");
+    ann.expect("Welcome ann! 1 online.\n");
+    let mut zed = join(other.connect(), "ann");
+    zed.expect("Welcome ann! 1 online.\n");
+    members(&lobby[1], 1.0);
+    let mut bob = join(lobby[1].connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    ann.send_line("lobby only");
+    bob.expect("ann: lobby only\n");
+    let mut yan = join(other.connect(), "yan");
+    yan.expect("Welcome yan! 2 online.\n");
+    zed.expect("* yan joined\n");
+    yan.send_line("other only");
+    zed.expect("yan: other only\n");
+    let samples = scrape_until(other.metrics(), |_| true);
+    assert_eq!(samples["linepool_chat_bus_received_total"], 0.0);
+}
+
+/// A subscription that stays connected but brings nothing (a proxy
+/// swallows what Redis sends it) is found out by the instance's own
+/// heartbeat not coming back, and made again.
+#[test]
+fn a_silent_subscription_is_made_again() {
+    let redis = Redis::start();
+    let proxy = Silencer::to(redis.port);
+    let a = instance(&proxy.url(), "lobby");
+    let b = instance(&redis.url(), "lobby");
+    for server in [&a, &b] {
+        scrape_until(server.metrics(), |m| {
+            m.get("linepool_chat_bus_up") == Some(&1.0)
+        });
+    }
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
+    assert_eq!(proxy.silence_subscriptions(), 1);
+    let silenced = Instant::now();
+    let samples = scrape_until(a.metrics(), |m| {
+        m.get("linepool_chat_bus_reconnects_total") == Some(&1.0)
+            && m.get("linepool_chat_bus_up") == Some(&1.0)
+    });
+    assert_eq!(samples["linepool_chat_bus_reconnects_total"], 1.0);
+    within(silenced, Duration::from_secs(5));
+    bob.send_line("can you hear me?");
+    // While ann's instance heard nothing, bob may have been given up and
+    // announced as joined again.
+    expect_through_rejoin(&mut ann, "bob", "bob: can you hear me?\n");
+}
+
+/// A name claimed in Redis by another instance (one that admitted it at
+/// the same instant, before the room could hear of it) is taken; a name
+/// is given back when its member leaves.
+#[test]
+fn a_name_claimed_in_redis_is_taken_and_given_back_on_leaving() {
+    let redis = Redis::start();
+    let server = slow_instance(&redis.url());
+    let key = |name: &str| format!("linepool:chat:lobby:name:{name}");
+    assert_eq!(
+        redis.command(&["SET", &key("ann"), "0123456789abcdef"]),
+        "+OK"
+    );
+    let mut ann = join(server.connect(), "ann");
+    ann.expect("Name ann is taken; you are guest-1\n");
+    ann.expect("Welcome guest-1! 1 online.\n");
+    let mut bob = join(server.connect(), "bob");
+    bob.expect("Welcome bob! 2 online.\n");
+    ann.expect("* bob joined\n");
+    // bob's name is this instance's, for ten heartbeats unless renewed.
+    let ttl = redis.command(&["PTTL", &key("bob")]);
+    let ttl: u64 = ttl.trim_start_matches(':').parse().expect("a time to live");
+    assert!(ttl > 90_000 && ttl <= 100_000, "{ttl}");
+    drop(bob);
+    ann.expect("* bob left\n");
+    let until = Instant::now() + crate::support::DEADLINE;
+    while redis.command(&["EXISTS", &key("bob")]) != ":0" {
+        assert!(Instant::now() < until, "bob's name was not given back");
+        std::thread::yield_now();
+    }
+}
+
+/// A bus for another protocol, or a URL or room that cannot be used, is
+/// refused at the start with one line and status 2.
+#[test]
+fn bad_bus_flags_are_refused() {
+    for (args, says) in [
+        (
+            &["--chat-bus", "redis://127.0.0.1:6379"][..],
+            "--chat-bus is used only with --protocol chat",
+        ),
+        (
+            &["--protocol", "chat", "--chat-bus", "http://127.0.0.1:6379"],
+            "expected redis://HOST:PORT[/DB]",
+        ),
+        (
+            &[
+                "--protocol",
+                "chat",
+                "--chat-bus",
+                "redis://127.0.0.1:notaport",
+            ],
+            "not a Redis URL",
+        ),
+        (
+            &[
+                "--protocol",
+                "chat",
+                "--chat-bus",
+                "redis://127.0.0.1",
+                "--chat-room",
+                "",
+            ],
+            "a room name is needed",
+        ),
+    ] {
+        let mut all = vec!["serve", "--port", "0"];
+        all.extend_from_slice(args);
+        let (status, text) = run_bin(&all);
+        assert_eq!(status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+    }
+}
+
+/// `linepool load --protocol chat` spreads its members over the instances
+/// of a room and finds every line delivered once to every other member.
+#[test]
+fn the_load_tool_checks_a_room_across_instances() {
+    let room = Room::bus(2);
+    let spread = format!("{},{}", room.servers[0].addr, room.servers[1].addr);
+    let (status, text) = run_bin(&[
+        "load",
+        "--protocol",
+        "chat",
+        "-c",
+        "6",
+        "-R",
+        "60",
+        "-d",
+        "1",
+        "--spread",
+        &spread,
+    ]);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("6 members over 2 addresses"), "{text}");
+    assert!(
+        text.contains(" lost 0  duplicated 0  reordered 0  echoed 0"),
+        "{text}"
+    );
+    let sent: u64 = text
+        .split("sent ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("lines sent");
+    assert!(sent >= 30, "{text}");
+    assert!(
+        text.contains(&format!("owed {}  delivered {}", sent * 5, sent * 5)),
+        "{text}"
+    );
+}
