@@ -332,3 +332,38 @@ fn chat_delivery_resumes_when_the_member_reads() {
     }
     slow.expect("* talker left\n");
 }
+
+/// An idle server sleeps in the poller: a second with nothing to do costs
+/// it next to no CPU time.
+#[test]
+fn an_idle_server_sleeps() {
+    let server = support::BinServer::start(&["--workers", "2"]);
+    let mut client = Client::connect(server.addr);
+    client.send_line("awake");
+    client.expect("ACK: awake\n");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid)).expect("stat");
+        // The fields after the command's closing parenthesis; utime and
+        // stime are the 12th and 13th of them.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .expect("comm")
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("ticks"))
+            .collect();
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis((fields[0] + fields[1]) * 1000 / per_second)
+    };
+    let before = cpu();
+    // The one fixed wait here: what is measured is an absence of work.
+    thread::sleep(Duration::from_secs(1));
+    let spent = cpu() - before;
+    assert!(
+        spent < Duration::from_millis(200),
+        "{spent:?} of CPU in 1 s idle"
+    );
+}
