@@ -127,8 +127,10 @@ fn concurrent_quit_server_names_its_cause_once() {
     assert!(cause < stop, "{:#?}", server.seen);
 }
 
-/// With thousands of idle clients connected, `run` returns within 100 ms
-/// of the trigger.
+/// With thousands of idle clients connected, `run` returns within half a
+/// second of the trigger: a stop that waited for each client in turn (its
+/// linger, its idle time) would take seconds. The bound leaves room for a
+/// busy 2-core machine, where 100 ms was missed about once in 30 runs.
 #[test]
 fn stop_with_thousands_of_idle_clients_is_fast() {
     let count = support::allow_descriptors(2 * 2000 + 100).min(4000) / 2 - 50;
@@ -145,7 +147,7 @@ fn stop_with_thousands_of_idle_clients_is_fast() {
     server.wait_stopped(DEADLINE);
     let took = start.elapsed();
     assert!(
-        took < EXIT_WITHIN,
+        took < Duration::from_millis(500),
         "stop with {count} clients took {took:?}"
     );
     for mut c in clients {
