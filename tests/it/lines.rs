@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::{Client, TestServer};
 
@@ -98,6 +99,44 @@ fn shutdown_with_bytes_behind_it_loses_no_reply() {
         expected.len()
     );
     sender.join().expect("sender panicked").expect("send");
+}
+
+/// A client that goes on sending after its `shutdown` is read off for a
+/// bounded number of bytes (256 KiB), then cut off at once: it cannot keep
+/// its connection open for the linger's whole time (half a second, and up
+/// to one watchdog scan more).
+#[test]
+fn sending_on_after_shutdown_is_cut_off() {
+    let server = TestServer::default();
+    let mut client = server.connect();
+    let mut writer = client.stream.try_clone().expect("clone");
+    // The bytes come right behind the `shutdown`, so the server sees the
+    // client still sending when it starts closing.
+    let sender = thread::spawn(move || {
+        let chunk = [b'x'; 64 * 1024];
+        let mut written = 0usize;
+        let start = Instant::now();
+        if writer.write_all(b"last\nshutdown\n").is_err() {
+            return (written, start.elapsed());
+        }
+        // 64 MiB at most: far beyond the bound and the socket buffers.
+        while written < 64 << 20 {
+            match writer.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        (written, start.elapsed())
+    });
+    client.expect("ACK: last\n");
+    let (written, took) = sender.join().expect("sender panicked");
+    // The bound, plus what the socket buffers on both sides held when the
+    // server closed.
+    assert!(
+        written < 16 << 20,
+        "the server read {written} bytes after shutdown"
+    );
+    assert!(took < Duration::from_millis(250), "cut off after {took:?}");
 }
 
 /// A command must be the whole line: anything else is echoed.
