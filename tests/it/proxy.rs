@@ -192,3 +192,23 @@ fn logs_name_the_proxied_client() {
     let line = server.wait_log("invalid PROXY protocol header");
     assert!(line.contains("WARN"), "{line}");
 }
+
+/// A stop ends a connection still waiting for its header at once, not at
+/// the end of the stop's grace: there is nothing to answer on it.
+#[test]
+fn a_stop_ends_a_connection_waiting_for_its_header() {
+    let server = behind_a_proxy(|c| c.stop_grace = Duration::from_secs(5));
+    let mut waiting = server.connect();
+    // A client that sent its header and a line: once it is answered, the
+    // server has taken the other connection in too.
+    let mut other = server.connect();
+    other.send(v1("127.0.0.1", 4000));
+    other.send_line("hello");
+    other.expect("ACK: hello\n");
+    let start = Instant::now();
+    server.shutdown.trigger();
+    server.wait_stopped(DEADLINE);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "the stop took {took:?}");
+    waiting.expect_closed();
+}
