@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::access::AddrList;
+use crate::tls::Settings as TlsSettings;
 
 /// Default bound on connections open at once, served or idle.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -105,6 +106,11 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
+    /// Speak TLS on every connection, with these certificates.
+    pub tls: Option<TlsSettings>,
+    /// Certificate names that may stop the server besides `admin_from`
+    /// (needs `tls` with a client CA); both must allow.
+    pub admin_cert: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -128,6 +134,8 @@ impl Default for Config {
             agent: None,
             metrics: None,
             proxy_protocol: false,
+            tls: None,
+            admin_cert: None,
         }
     }
 }

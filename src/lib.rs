@@ -27,7 +27,9 @@
 //!   header), [`access`] (who may stop the server, connections per
 //!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
 //!   stop signal and its wake-ups), [`config`], [`logfmt`] (how values
-//!   appear in logs), `stats` (counters, the stats line, the summary).
+//!   appear in logs), [`tls`] (certificates, their reload, one
+//!   connection's TLS session, why a handshake failed), `stats` (counters,
+//!   the stats line, the summary).
 //! - `conn`: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
 //!   `sum`); sessions reach connections through its own small port.
@@ -64,6 +66,7 @@ pub mod server;
 pub mod shutdown;
 mod stats;
 mod sync;
+pub mod tls;
 mod watchdog;
 
 use std::io;

@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve the line protocol: every line gets `ACK: <line>` back.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Drive load against a running server, checking every reply.
     Load(load::Args),
     /// Talk to a server: input lines go out, what it sends is printed.

@@ -1,8 +1,9 @@
 //! `linepool serve`: the server's flags, the logger, and the thread that
-//! turns signals into a drain or a stop.
+//! turns signals into a drain, a stop or a reload of the certificates.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use linepool::config::{
     DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::logfmt;
+use linepool::tls::{self, Certs, ClientAuth, Settings as TlsSettings, TlsVersion};
 use linepool::{Config, Overload, Server, Shutdown};
 
 /// What happens at `--max-connections`.
@@ -130,6 +132,70 @@ pub struct Args {
     /// names is the one logs, --admin-from and --max-per-ip see.
     #[arg(long)]
     proxy_protocol: bool,
+    /// Speak TLS on every connection with this certificate chain (PEM,
+    /// the server's certificate first); needs --tls-key. SIGHUP re-reads it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "LINEPOOL_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against these CA certificates (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_CLIENT_CA"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// Whether a client must present a certificate [default: required
+    /// with --tls-client-ca].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "tls_client_ca",
+        env = "LINEPOOL_TLS_CLIENT_AUTH"
+    )]
+    tls_client_auth: Option<ClientAuth>,
+    /// The lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "1.2",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_MIN_VERSION"
+    )]
+    tls_min_version: TlsVersion,
+    /// How long a client has to finish its TLS handshake (`10s`).
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = positive_duration,
+          env = "LINEPOOL_TLS_HANDSHAKE_TIMEOUT")]
+    tls_handshake_timeout: Duration,
+    /// Certificate names that may stop the server (`quit_server`, `sum`'s
+    /// out-of-range rule), comma-separated: a verified client
+    /// certificate's DNS or URI subject alternative name, or lacking
+    /// those its common name. --admin-from must allow too.
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        requires = "tls_client_ca",
+        env = "LINEPOOL_ADMIN_CERT"
+    )]
+    admin_cert: Option<Vec<String>>,
+    /// Check the flags and the certificate files, then exit: 0 if good, 2
+    /// if not (for ExecStartPre=).
+    #[arg(long)]
+    check: bool,
     /// How much to log.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -163,12 +229,54 @@ impl Args {
             agent: self.agent,
             metrics: self.metrics,
             proxy_protocol: self.proxy_protocol,
+            tls: self.tls(),
+            admin_cert: self.admin_cert.clone(),
         }
     }
+
+    fn tls(&self) -> Option<TlsSettings> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        Some(TlsSettings {
+            client_ca: self.tls_client_ca.clone(),
+            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Required),
+            min_version: self.tls_min_version,
+            handshake_timeout: self.tls_handshake_timeout,
+            ..TlsSettings::new(cert, key)
+        })
+    }
+}
+
+/// Exit status for flags or files refused at the start, as clap's own.
+const EXIT_USAGE: u8 = 2;
+
+/// Parses a duration that must not be zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be more than 0".to_string()),
+        d => Ok(d),
+    }
+}
+
+/// Checks what clap cannot: that the certificate files are there, parse and
+/// go together. One line on error.
+fn check(args: &Args) -> Result<(), String> {
+    if let Some(settings) = args.tls() {
+        tls::check(&settings)?;
+    }
+    Ok(())
 }
 
 /// Runs `linepool serve`.
 pub fn run(args: &Args) -> ExitCode {
+    // Bad files are refused before anything starts, as bad flags are.
+    if let Err(e) = check(args) {
+        eprintln!("linepool: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     // Every thread started from here on (the signal watcher, the acceptor,
     // which is this one, and the workers) inherits a mask that blocks the
     // stop signals: only the watcher takes them, with sigwait, so a signal
@@ -202,6 +310,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let shutdown = server.shutdown_handle();
+    let certs = server.tls();
     shutdown.on_trigger(|| {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     });
@@ -210,7 +319,7 @@ pub fn run(args: &Args) -> ExitCode {
         let shutdown = shutdown.clone();
         thread::Builder::new()
             .name("linepool-signals".to_string())
-            .spawn(move || watch_signals(signals, &shutdown, drain))
+            .spawn(move || watch_signals(signals, &shutdown, drain, certs.as_deref()))
     };
     if let Err(e) = watcher {
         eprintln!("linepool: cannot watch for signals: {e}");
@@ -245,14 +354,21 @@ fn room_for_commands(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Takes the stop signals for the whole process. SIGTERM with a drain time
-/// drains first; any other, or a signal while draining, stops at once; a
-/// signal while stopping exits at once with status 130.
-fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
+/// Takes the signals for the whole process. SIGHUP reloads the
+/// certificates and never stops. SIGTERM with a drain time drains first;
+/// SIGINT or SIGTERM otherwise, or while draining, stops at once; one while
+/// stopping exits at once with status 130.
+fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration, certs: Option<&Certs>) {
     loop {
         let Ok(signal) = signals.wait() else {
             return;
         };
+        if signal == Signal::SIGHUP {
+            if !shutdown.is_triggered() {
+                reload(certs);
+            }
+            continue;
+        }
         if shutdown.is_triggered() {
             eprintln!("linepool: interrupted again, exiting now");
             std::process::exit(EXIT_INTERRUPTED.into());
@@ -276,7 +392,26 @@ fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
     }
 }
 
-/// The signals that stop the server.
+/// SIGHUP: re-reads the certificates, telling systemd (`Type=notify-reload`)
+/// that a reload runs and when it is over. A failed reload keeps the old
+/// certificates and logs why (in `Certs::reload`).
+fn reload(certs: Option<&Certs>) {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    let _ = sd_notify::notify(&reloading);
+    match certs {
+        Some(certs) => {
+            info!("signal received, reloading signal=SIGHUP");
+            let _ = certs.reload();
+        }
+        None => info!("signal received, nothing to reload signal=SIGHUP"),
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// The signals the signal thread takes.
 fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

@@ -1,4 +1,5 @@
-//! The serving loop of a turn: the PROXY header, the session's start, then
+//! The serving loop of a turn: the PROXY header, the TLS handshake, the
+//! session's start, then
 //! reading and answering until the socket has nothing more, the budget is
 //! spent or the replies back up.
 
@@ -9,7 +10,7 @@ use std::time::Instant;
 use log::debug;
 
 use super::end::End;
-use super::rules::{self, Rules};
+use super::rules::{self, Admin, Rules};
 use super::{ClientHandler, MAX_PENDING, Phase, TURN_MESSAGES, TURN_READS, Turn};
 use crate::access::{self, TOO_MANY_FROM_ADDRESS};
 use crate::framing::Reader;
@@ -26,7 +27,9 @@ impl ClientHandler {
         if let Some(idle) = self.conn.activity.timed_out() {
             return Err(End::Idle(idle));
         }
-        let header = match self.header.read_from(&*self.conn) {
+        // The header comes before the ClientHello: it is read off the
+        // socket itself.
+        let header = match self.header.read_from(self.conn.raw()) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(false),
             Err(HeaderError::Ended) => {
@@ -39,8 +42,13 @@ impl ClientHandler {
         if let Some(client) = header.client {
             self.client = client;
         }
-        // What followed the header is the protocol's.
-        self.after_header = header.rest;
+        // What followed the header is the transport's: TLS's, or the
+        // protocol's.
+        if self.conn.is_tls() {
+            self.conn.preload_tls(&header.rest).map_err(End::Io)?;
+        } else {
+            self.after_header = header.rest;
+        }
         match access::admit(self.per_address.as_ref(), self.client.ip()) {
             Ok(slot) => {
                 if let Some(slot) = slot {
@@ -53,6 +61,40 @@ impl ClientHandler {
                 return Err(End::TooManyFromAddress);
             }
         }
+        self.phase = if self.conn.is_tls() {
+            Phase::Handshake
+        } else {
+            Phase::Fresh
+        };
+        Ok(true)
+    }
+
+    /// Drives the TLS handshake. Returns whether it is done; `false` means
+    /// wait for the client, parked in the poller like an idle connection
+    /// (no worker waits on a handshake), until the watchdog's deadline.
+    pub(super) fn handshake(&mut self) -> Result<bool, End> {
+        self.conn.activity.set_awaiting_handshake(true);
+        if let Some(idle) = self.conn.activity.timed_out() {
+            return Err(End::Idle(idle));
+        }
+        match self.conn.handshake() {
+            Ok(false) => return Ok(false),
+            Ok(true) => {}
+            Err((failure, detail)) => return Err(End::Tls(failure, detail)),
+        }
+        self.conn.activity.set_awaiting_handshake(false);
+        if let Some((names, version)) = self.conn.tls_peer() {
+            self.cert = names.first().cloned();
+            self.admin_cert_ok = match &self.admin_certs {
+                None => true,
+                Some(allowed) => names.iter().any(|n| allowed.contains(n)),
+            };
+            debug!(
+                "tls handshake done peer={} version={version} cert={}",
+                self.peer(),
+                self.cert_name()
+            );
+        }
         self.phase = Phase::Fresh;
         Ok(true)
     }
@@ -64,10 +106,23 @@ impl ClientHandler {
         if !self.after_header.is_empty() {
             self.reader.preload(&std::mem::take(&mut self.after_header));
         }
-        self.admin = self.admin_from.contains(self.peer().ip());
-        debug!("client connected peer={}", self.peer());
+        let address_ok = self.admin_from.contains(self.peer().ip());
+        self.admin = Admin {
+            allowed: address_ok && self.admin_cert_ok,
+            refused_for: if address_ok { "certificate" } else { "address" },
+        };
+        match &self.cert {
+            Some(_) => debug!(
+                "client connected peer={} cert={}",
+                self.peer(),
+                self.cert_name()
+            ),
+            None => debug!("client connected peer={}", self.peer()),
+        }
         let port: Weak<dyn Port> = Arc::downgrade(&self.conn) as Weak<dyn Port>;
-        let mut session = self.protocol.open(Link::new(port, self.client, self.admin));
+        let mut session = self
+            .protocol
+            .open(Link::new(port, self.client, self.admin.allowed));
         let action = session.start(out);
         self.session = Some(session);
         // A greeting is not a message answered.
@@ -78,6 +133,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         rules::act(action, &rules, &mut greetings, out)
     }
@@ -160,6 +216,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         let Some(session) = self.session.as_mut() else {
             return Err(End::Closed);
@@ -225,6 +282,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;

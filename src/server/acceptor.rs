@@ -24,6 +24,7 @@ use crate::logfmt;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::tls::{self, Certs};
 
 /// The first and the longest pause after an accept error such as running
 /// out of file descriptors.
@@ -45,6 +46,10 @@ pub(super) struct Acceptor {
     pub(super) admin_from: Arc<AddrList>,
     /// Connections per client address, with `--max-per-ip`.
     pub(super) per_address: Option<Arc<PerAddress>>,
+    /// The certificates, on a TLS port.
+    pub(super) tls: Option<Arc<Certs>>,
+    /// Certificate names that may stop the server (`--admin-cert`).
+    pub(super) admin_certs: Option<Arc<Vec<String>>>,
     pub(super) next_id: u64,
 }
 
@@ -141,13 +146,19 @@ impl Acceptor {
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
         let guards = Box::new((permit, self.stats.connection()));
-        let conn = Arc::new(Conn::new(
-            id,
-            Arc::new(stream),
-            peer,
-            self.stats.clone(),
-            guards,
-        ));
+        let mut conn = Conn::new(id, Arc::new(stream), peer, self.stats.clone(), guards);
+        if let Some(certs) = &self.tls {
+            // The configuration current now, for the connection's life: a
+            // reload changes nothing for it.
+            match tls::Session::new(certs.current()) {
+                Ok(session) => conn = conn.with_tls(session),
+                Err(e) => {
+                    warn!("cannot start tls peer={peer} error={e}");
+                    return;
+                }
+            }
+        }
+        let conn = Arc::new(conn);
         if let Some(slot) = slot {
             conn.hold_address_slot(slot);
         }
@@ -155,7 +166,8 @@ impl Acceptor {
             .with_limits(self.limits)
             .with_protocol(self.protocol.clone())
             .with_stats(self.stats.clone())
-            .with_admin_from(self.admin_from.clone());
+            .with_admin_from(self.admin_from.clone())
+            .with_admin_certs(self.admin_certs.clone());
         if self.proxy_protocol {
             handler = handler.with_proxy_protocol(self.per_address.clone());
         }
@@ -195,11 +207,15 @@ impl Acceptor {
             why.reason()
         );
         // In the client's framing: a framed client would read a bare
-        // line's first bytes as a length.
-        let mut line = Vec::with_capacity(text.len() + 4);
-        self.protocol.framing().say(text, &mut line);
-        // A fresh socket's send buffer is empty: the line goes out whole.
-        let _ = (&stream).write_all(&line);
+        // line's first bytes as a length. A TLS client could read it only
+        // after a handshake, which the acceptor does not wait for: it is
+        // closed without a word.
+        if self.tls.is_none() {
+            let mut line = Vec::with_capacity(text.len() + 4);
+            self.protocol.framing().say(text, &mut line);
+            // A fresh socket's send buffer is empty: the line goes out whole.
+            let _ = (&stream).write_all(&line);
+        }
         let _ = stream.shutdown(Direction::Write);
         // Read what the client already sent so that closing does not
         // reset the connection and destroy the line in flight; bounded,

@@ -48,6 +48,7 @@ use crate::protocol::{self, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
+use crate::tls::Certs;
 use crate::watchdog;
 
 /// Stack size of each worker thread. A worker's deepest path is a turn of
@@ -73,6 +74,8 @@ pub struct Server {
     last_step: Shutdown,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
+    /// The certificates, with TLS.
+    tls: Option<Arc<Certs>>,
 }
 
 impl Server {
@@ -114,6 +117,20 @@ impl Server {
                 "max_line must be at least 11, the length of quit_server",
             ));
         }
+        if config.admin_cert.is_some() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--admin-cert needs --tls-client-ca: names come from verified client certificates",
+            ));
+        }
+        let tls = match &config.tls {
+            Some(settings) => Some(
+                Certs::load(settings)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let protocol = protocol::build(config.protocol, &config);
         // The acceptor blocks in accept(); a passed socket may not.
         listener.set_nonblocking(false)?;
@@ -148,7 +165,13 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         })
+    }
+
+    /// The certificates, with TLS: [`Certs::reload`] re-reads them.
+    pub fn tls(&self) -> Option<Arc<Certs>> {
+        self.tls.clone()
     }
 
     /// The address the server listens on, with the real port.
@@ -186,6 +209,7 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         } = self;
         let gate = Gate::new(config.max_connections);
         {
@@ -220,8 +244,14 @@ impl Server {
         {
             let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
             let idle = config.idle_timeout;
+            let handshake = config
+                .tls
+                .as_ref()
+                .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
+                    t.handshake_timeout
+                });
             threads.spawn("linepool-watchdog", move || {
-                watchdog::run(&conns, &stats, &until, idle)
+                watchdog::run(&conns, &stats, &until, idle, handshake)
             })?;
         }
         if let Some(listener) = agent {
@@ -242,6 +272,7 @@ impl Server {
                 workers: config.workers,
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
+                tls: tls.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
@@ -266,6 +297,8 @@ impl Server {
             stats,
             admin_from: Arc::new(config.admin_from.clone()),
             per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            tls,
+            admin_certs: config.admin_cert.clone().map(Arc::new),
             next_id: 0,
         };
         threads.spawn(ACCEPTOR, move || {
