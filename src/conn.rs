@@ -390,6 +390,10 @@ impl Read for &Conn {
             return (&*self.stream).read(buf);
         };
         let result = session.read(&self.stream, buf);
+        if session.ended() {
+            // A short read no longer means that everything was read.
+            self.set_read_closed();
+        }
         // Reading may have given TLS something to send (an alert, a key
         // update): it goes out now, as far as the socket takes it.
         if outbox.tls.as_ref().is_some_and(|t| t.waiting() > 0) {

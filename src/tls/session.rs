@@ -34,6 +34,9 @@ pub(crate) struct Session {
     /// The first byte the client sent, to tell a plaintext client.
     first_byte: Option<u8>,
     close_notify: bool,
+    /// The client's stream ended (close_notify or FIN) behind plaintext
+    /// not yet taken: the next read says so.
+    ended: bool,
 }
 
 /// What one write through TLS did.
@@ -52,6 +55,7 @@ impl Session {
             in_flight: 0,
             first_byte: None,
             close_notify: false,
+            ended: false,
         })
     }
 
@@ -131,20 +135,20 @@ impl Session {
         while n < buf.len() {
             match self.tls.reader().read(&mut buf[n..]) {
                 // The client's close_notify.
-                Ok(0) => return Ok(n),
+                Ok(0) => return Ok(self.end_after(n)),
                 Ok(k) => {
                     n += k;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // A bare FIN: an ordinary end, not an error.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.end_after(n)),
                 Err(e) => return Err(e),
             }
             // Decrypted plaintext is all taken: only now read more, so
             // `rustls`' plaintext buffer never passes its limit.
             match self.read_tls(stream) {
-                Ok(0) => return Ok(n),
+                Ok(0) => return Ok(self.end_after(n)),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -155,6 +159,19 @@ impl Session {
             }
         }
         Ok(n)
+    }
+
+    /// The stream ended after `n` bytes of this read: remembered when there
+    /// are some, so that the caller, which takes a short read for "nothing
+    /// more now", reads once more and sees the end.
+    fn end_after(&mut self, n: usize) -> usize {
+        self.ended |= n > 0;
+        n
+    }
+
+    /// Whether the client's stream has ended behind what was read.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
     }
 
     fn read_tls(&mut self, stream: &TcpStream) -> io::Result<usize> {

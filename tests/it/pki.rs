@@ -249,6 +249,17 @@ impl TlsClient {
         assert!(rest.is_empty(), "got {:?}", String::from_utf8_lossy(&rest));
     }
 
+    /// Sends `bytes` and close_notify in one flight, leaving the socket
+    /// open (no FIN).
+    pub fn send_and_close_notify(&mut self, bytes: &[u8]) {
+        let stream = self.stream();
+        stream.conn.writer().write_all(bytes).expect("buffer");
+        stream.conn.send_close_notify();
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut stream.sock).expect("send");
+        }
+    }
+
     /// The socket underneath.
     pub fn socket(&mut self) -> &TcpStream {
         &self.stream().sock

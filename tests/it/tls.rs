@@ -106,6 +106,21 @@ fn a_bare_fin_is_a_normal_end() {
     );
 }
 
+/// A last line that comes with the client's close_notify, the socket left
+/// open, is answered, and the server ends in order: the end of the TLS
+/// stream is seen even though the read that brought it was short.
+#[test]
+fn a_close_notify_behind_the_last_line_ends_the_connection() {
+    let pki = Pki::new("notify");
+    let server = tls_server(&pki, |_| {});
+    let mut client = pki.connect(server.addr);
+    client.send_line("first");
+    client.expect("ACK: first\n");
+    client.send_and_close_notify(b"last\n");
+    let rest = client.rest().expect("an orderly close with close_notify");
+    assert_eq!(String::from_utf8_lossy(&rest), "ACK: last\n");
+}
+
 /// A plaintext client on a TLS port is closed without a word (no alert
 /// it could not read), and counted; the port goes on serving TLS.
 #[test]
@@ -313,7 +328,9 @@ fn a_client_sending_without_reading_costs_bounded_memory() {
         tls.complete_io(&mut sock).expect("handshake");
     }
     sock.set_nonblocking(true).expect("nonblocking");
-    let line = format!("{}\n", "z".repeat(1000));
+    // A full read buffer of these makes a batch of replies a little over
+    // what rustls takes at once (64 KiB): the rest must wait, not vanish.
+    let line = format!("{}\n", "z".repeat(600));
     let reply_len = line.len() + "ACK: ".len();
     // Send, never read, until nothing more goes for a while.
     let mut sent = 0usize;
@@ -410,6 +427,9 @@ fn sighup_swaps_the_certificate_for_new_connections_only() {
     );
     let expiry = samples["linepool_tls_certificate_expiry_timestamp_seconds"];
     assert!(expiry > 1.9e9, "expiry {expiry}");
+    // Logged after the error: every line before it has been seen.
+    let after_port = after.socket().local_addr().expect("addr").port();
+    server.wait_log(&format!("tls handshake done peer=127.0.0.1:{after_port}"));
     assert_eq!(server.count_log("tls reload failed"), 1);
     old.send_line("still");
     old.expect("ACK: still\n");
