@@ -83,6 +83,8 @@ pub struct Args {
     /// The server's protocol.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Ack)]
     protocol: ProtocolArg,
+    #[command(flatten)]
+    tls: super::TlsClientArgs,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -185,6 +187,7 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
             ProtocolArg::Framed => LoadProtocol::Framed,
         },
         rate: args.rate,
+        tls: args.tls.connector(&args.host)?,
     })
 }
 

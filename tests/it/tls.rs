@@ -485,3 +485,91 @@ fn check_validates_the_certificate_files() {
     assert_eq!(status.code(), Some(2));
     assert!(out.contains("does not go with --tls-cert"), "{out}");
 }
+
+/// Runs the binary with `args` and `input` on stdin; returns its exit code
+/// and its stdout.
+fn run_with_input(args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// `linepool client --tls` and `linepool load --tls` verify the server
+/// against --tls-ca (a server the system's roots do not know is refused)
+/// and present a client certificate with --tls-cert and --tls-key.
+#[test]
+fn the_client_and_the_load_tool_speak_tls() {
+    let pki = Pki::new("tools");
+    let ca = pki.ca_pem.clone();
+    let server = tls_server(&pki, |c| {
+        if let Some(tls) = c.tls.as_mut() {
+            tls.client_ca = Some(ca);
+            tls.client_auth = ClientAuth::Optional;
+        }
+        c.admin_cert = Some(vec!["admin.example".into()]);
+    });
+    let port = server.addr.port().to_string();
+    let ca = pki.ca_pem.display().to_string();
+    let base = [
+        "--port",
+        &port,
+        "--tls",
+        "--tls-ca",
+        &ca,
+        "--tls-server-name",
+        "localhost",
+    ];
+    let client: Vec<&str> = ["client"].iter().chain(&base).copied().collect();
+    assert_eq!(
+        run_with_input(&client, "one\ntwo\n"),
+        (Some(0), "ACK: one\nACK: two\n".to_string())
+    );
+    let untrusted = ["client", "--port", &port, "--tls"];
+    assert_eq!(run_with_input(&untrusted, "one\n").0, Some(1));
+
+    let load: Vec<&str> = ["load", "-c", "3", "-n", "300"]
+        .iter()
+        .chain(&base)
+        .copied()
+        .collect();
+    let (status, out) = run_with_input(&load, "");
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("replies      300 in"), "{out}");
+    let per_request: Vec<&str> = load
+        .iter()
+        .chain(&["--connect-per-request"])
+        .copied()
+        .collect();
+    let (status, out) = run_with_input(&per_request, "");
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("replies      300 in"), "{out}");
+    let pipelined: Vec<&str> = load.iter().chain(&["--pipeline", "32"]).copied().collect();
+    assert_eq!(run_with_input(&pipelined, "").0, Some(0));
+
+    // With the admin's certificate, quit_server stops the server.
+    let (cert, key) = pki.client_cert("admin", "admin.example", false);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let admin: Vec<&str> = client
+        .iter()
+        .chain(&["--tls-cert", &cert, "--tls-key", &key])
+        .copied()
+        .collect();
+    assert_eq!(
+        run_with_input(&admin, "quit_server\n"),
+        (Some(0), String::new())
+    );
+    server.wait_stopped(DEADLINE);
+}

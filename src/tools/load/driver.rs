@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::payload::{busy, is_reply_to, split_reply, write_message};
 use super::report::{Counts, Outcome};
 use super::{Limit, LoadConfig, Progress, share};
+use crate::tools::tls::Stream;
 
 /// How often timeouts and the end of a timed run are checked.
 const TICK: Duration = Duration::from_millis(10);
@@ -39,7 +39,7 @@ enum Phase {
 
 struct Conn {
     id: u64,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     phase: Phase,
     /// Requests started on this connection slot, over all its sockets.
     issued: u64,
@@ -216,7 +216,7 @@ impl Driver<'_> {
         conn.written = 0;
         conn.input.clear();
         conn.in_flight.clear();
-        match TcpStream::connect(self.config.addr) {
+        match Stream::connect(self.config.addr, self.config.tls.as_ref()) {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = self
@@ -327,6 +327,12 @@ impl Driver<'_> {
         }
         conn.out.clear();
         conn.written = 0;
+        // What TLS still holds goes out now or at the next writable event.
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.fail(i, &e),
+        }
     }
 
     fn read(&mut self, i: usize) {
