@@ -18,3 +18,4 @@ mod support;
 mod systemd;
 mod timeouts;
 mod tls;
+mod tls_certs;

@@ -1,7 +1,8 @@
 //! Certificates made at test time (no private key is committed): a CA, a
 //! server certificate for `localhost` and 127.0.0.1 signed by it, client
-//! certificates by name, written as PEM files to a fresh directory; and a
-//! rustls client over a real socket with a deadline on every read.
+//! certificates by name, written as PEM files to a fresh directory; a
+//! rustls client over a real socket with a deadline on every read; and a
+//! TLS server to test against.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +18,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::support::DEADLINE;
+use linepool::Config;
+
+use crate::support::{DEADLINE, TestServer, scrape_until};
 
 /// A CA and the files of a server certificate it signed, in a directory
 /// removed on drop.
@@ -264,4 +267,21 @@ impl TlsClient {
     pub fn socket(&mut self) -> &TcpStream {
         &self.stream().sock
     }
+}
+
+/// A server speaking TLS with `pki`'s certificate, with metrics, and the
+/// defaults changed by `configure`.
+pub fn tls_server(pki: &Pki, configure: impl FnOnce(&mut Config)) -> TestServer {
+    let settings = pki.settings();
+    TestServer::with_metrics(|c| {
+        c.tls = Some(settings);
+        configure(c);
+    })
+}
+
+/// Waits until the server has counted `n` handshake failures for `reason`.
+pub fn failures_counted(server: &TestServer, reason: &str, n: f64) {
+    let key = format!("linepool_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+    let samples = scrape_until(server.metrics(), |s| s.get(&key) == Some(&n));
+    assert_eq!(samples.get(&key), Some(&n), "{key}");
 }

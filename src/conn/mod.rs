@@ -12,7 +12,8 @@
 //! (`crate::tls`) kept beside the outbox under the same lock, since reading
 //! (ciphertext in, handshake and alerts out) and writing (replies, other
 //! connections' deliveries) both change it. With TLS the lock is held
-//! across the socket's system calls, which never wait.
+//! across the socket's system calls, which never wait. The TLS half of it
+//! is in `transport`.
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -27,7 +28,9 @@ use crate::access::AddressSlot;
 use crate::activity::Activity;
 use crate::sched::Schedule;
 use crate::stats::Stats;
-use crate::tls::{self, Failure};
+use crate::tls;
+
+mod transport;
 
 /// The most a closing connection reads off from a client that is still
 /// sending, so that closing does not turn into a reset that destroys our
@@ -118,75 +121,6 @@ impl Conn {
             address_slot: Mutex::new(None),
             tls: false,
         }
-    }
-
-    /// Speaks TLS on the connection, in `session`.
-    pub(crate) fn with_tls(mut self, session: tls::Session) -> Self {
-        self.outbox.get_mut().tls = Some(Box::new(session));
-        self.tls = true;
-        self
-    }
-
-    /// Whether the connection speaks TLS.
-    pub(crate) fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// Drives the TLS handshake as far as it goes now: `Ok(true)` once it
-    /// is done (at once without TLS), `Ok(false)` while it waits for the
-    /// client. What the handshake has to send is written, and replies held
-    /// back until it ended go out.
-    pub(crate) fn handshake(&self) -> Result<bool, (Failure, String)> {
-        let mut outbox = self.outbox.lock();
-        let Some(session) = outbox.tls.as_mut() else {
-            return Ok(true);
-        };
-        let result = session.handshake(&self.stream);
-        if let Err((failure, _)) = &result
-            && (*failure == Failure::PlaintextOnTlsPort || session.plaintext_client())
-        {
-            // A plaintext client would read the alert as noise.
-            outbox.tls = None;
-        }
-        let written = self.write_outbox(&mut outbox);
-        let _ = self.after_write(&mut outbox, written);
-        result
-    }
-
-    /// Gives the TLS session what came before it (the bytes after a PROXY
-    /// protocol header).
-    pub(crate) fn preload_tls(&self, bytes: &[u8]) -> io::Result<()> {
-        match self.outbox.lock().tls.as_mut() {
-            Some(session) => session.preload(bytes),
-            None => Ok(()),
-        }
-    }
-
-    /// The names of the client's verified certificate, and the TLS
-    /// version, on a TLS connection.
-    pub(crate) fn tls_peer(&self) -> Option<(Vec<String>, &'static str)> {
-        let outbox = self.outbox.lock();
-        let session = outbox.tls.as_ref()?;
-        Some((session.peer_names(), session.version()))
-    }
-
-    /// Sends TLS's `close_notify` (once) after the replies, as an orderly
-    /// close does; returns how many bytes still wait. Nothing without TLS.
-    pub(crate) fn close_notify(&self) -> io::Result<usize> {
-        let mut outbox = self.outbox.lock();
-        if outbox.queued() > 0 || outbox.kicked {
-            let result = self.write_outbox(&mut outbox);
-            return self.after_write(&mut outbox, result);
-        }
-        let result = match outbox.tls.as_mut() {
-            Some(session) => session.close_notify(&self.stream).map(|progressed| {
-                if progressed {
-                    self.activity.write_progress();
-                }
-            }),
-            None => Ok(()),
-        };
-        self.after_write(&mut outbox, result)
     }
 
     /// The connection's id, unique for the server's life (its poller token).
@@ -401,23 +335,6 @@ impl Read for &Conn {
             let _ = self.after_write(&mut outbox, written);
         }
         result
-    }
-}
-
-impl Conn {
-    /// Reads the socket itself, past any TLS: the PROXY protocol header
-    /// comes before the ClientHello.
-    pub(crate) fn raw(&self) -> RawRead<'_> {
-        RawRead(&self.stream)
-    }
-}
-
-/// The socket's bytes as they come (see [`Conn::raw`]).
-pub(crate) struct RawRead<'a>(&'a TcpStream);
-
-impl Read for RawRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
     }
 }
 
