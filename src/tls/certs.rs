@@ -212,3 +212,42 @@ pub(crate) fn names(cert: &CertificateDer<'_>) -> Vec<String> {
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    fn cert(sans: Vec<SanType>, cn: &str) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = sans;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().clone()
+    }
+
+    #[test]
+    fn names_are_the_dns_and_uri_alternative_names_else_the_common_name() {
+        let uri = SanType::URI("spiffe://ops/admin".try_into().expect("uri"));
+        let dns = SanType::DnsName("admin.example".try_into().expect("dns"));
+        let ip = SanType::IpAddress("192.0.2.1".parse().expect("ip"));
+        assert_eq!(
+            names(&cert(vec![dns, uri, ip.clone()], "ignored")),
+            ["admin.example", "spiffe://ops/admin"]
+        );
+        assert_eq!(names(&cert(vec![], "ops tool")), ["ops tool"]);
+        // An IP address alone is not a name: the common name stands.
+        assert_eq!(names(&cert(vec![ip], "by cn")), ["by cn"]);
+    }
+
+    #[test]
+    fn a_missing_file_is_one_line_naming_the_flag_and_the_file() {
+        let settings = Settings::new("/nonexistent/cert.pem", "/nonexistent/key.pem");
+        let error = check(&settings).expect_err("missing files");
+        assert!(
+            error.starts_with("cannot read --tls-cert /nonexistent/cert.pem: "),
+            "{error}"
+        );
+        assert!(!error.contains('\n'));
+    }
+}

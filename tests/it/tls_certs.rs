@@ -111,6 +111,33 @@ fn admin_cert_and_admin_from_must_both_allow() {
     server.wait_stopped(DEADLINE);
 }
 
+/// `sum`'s stop rule follows --admin-cert too: a number out of range from
+/// a certificate not on the list is an error line, from one on the list it
+/// stops the server.
+#[test]
+fn sums_stop_rule_needs_the_admin_certificate() {
+    let pki = Pki::new("sum-admin");
+    let admin = pki.client_cert("admin", "admin.example", false);
+    let user = pki.client_cert("user", "user.example", false);
+    let ca = pki.ca_pem.clone();
+    let server = tls_server(&pki, |c| {
+        if let Some(tls) = c.tls.as_mut() {
+            tls.client_ca = Some(ca);
+        }
+        c.protocol = linepool::ProtocolName::Sum;
+        c.admin_cert = Some(vec!["admin.example".into()]);
+    });
+    let mut client = TlsClient::connect(server.addr, pki.client_config(Some(&user))).expect("tls");
+    client.send_line("x;0");
+    client.expect("ERR number out of range (1..=100)\n");
+    client.send_line("x;5");
+    client.expect("Server of linepool;50\n");
+    let mut client = TlsClient::connect(server.addr, pki.client_config(Some(&admin))).expect("tls");
+    client.send_line("x;0");
+    client.expect_closed();
+    server.wait_stopped(DEADLINE);
+}
+
 /// SIGHUP re-reads the certificate: a new connection sees the new one, an
 /// open connection goes on with the old and is answered; a broken file
 /// keeps the old one, logs one error, and the server serves on. SIGHUP
