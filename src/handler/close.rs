@@ -1,8 +1,7 @@
 //! The close that loses no reply: the session is told, the last replies
 //! go out, then TLS's `close_notify` on a TLS connection, then our end of
-//! stream, then what the client still sends is
-//! read off (bounded), so that closing does not turn into a reset that
-//! destroys replies in flight.
+//! stream, then what the client still sends is read off (bounded), so that
+//! closing does not turn into a reset that destroys replies in flight.
 
 use super::end::End;
 use super::{ClientHandler, Phase, Turn};

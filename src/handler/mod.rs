@@ -15,9 +15,9 @@
 //!
 //! The parts: this file holds the handler, its budgets and the life of a
 //! connection ([`Phase`]); `serve` the serving loop (the PROXY header, the
-//! TLS handshake, the session's start, reading and answering); `rules` what the core does
-//! with a message and a session's answer (the shared commands, who may
-//! stop the server); `close` the close that loses no reply; `end` why a
+//! TLS handshake, the session's start, reading and answering); `rules`
+//! what the core does with a message and a session's answer (the shared
+//! commands, who may stop the server); `close` the close that loses no reply; `end` why a
 //! connection ended and how that is logged and counted; `standalone` the
 //! driver with a poller of its own behind [`ClientHandler::run`].
 

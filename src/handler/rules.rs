@@ -113,8 +113,9 @@ pub(super) fn act(
 
 /// Messages that keep the connection going count as answered; commands do
 /// not. A stop from an address outside `--admin-from`, or without a
-/// certificate `--admin-cert` names, is refused, and the connection goes on. An allowed stop is logged before it starts, so the
-/// log names its cause before the stop's first line.
+/// certificate `--admin-cert` names, is refused, and the connection goes
+/// on. An allowed stop is logged before it starts, so the log names its
+/// cause before the stop's first line.
 fn act_as(
     action: Action,
     by: Stop,

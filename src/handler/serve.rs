@@ -1,7 +1,6 @@
 //! The serving loop of a turn: the PROXY header, the TLS handshake, the
-//! session's start, then
-//! reading and answering until the socket has nothing more, the budget is
-//! spent or the replies back up.
+//! session's start, then reading and answering until the socket has
+//! nothing more, the budget is spent or the replies back up.
 
 use std::io;
 use std::sync::{Arc, Weak};
