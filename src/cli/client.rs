@@ -5,7 +5,7 @@ use std::io::BufReader;
 use std::net::TcpStream;
 use std::process::ExitCode;
 
-use super::Protocol;
+use super::{EXIT_USAGE, Protocol};
 use crate::tools::client::Mode;
 
 #[derive(clap::Args)]
@@ -29,9 +29,6 @@ pub struct Args {
 
 /// The name `sum` sends when none is given.
 const DEFAULT_NAME: &str = "Client of linepool";
-
-/// The status for a usage error, as clap's own.
-const EXIT_USAGE: u8 = 2;
 
 /// Runs `linepool client`.
 pub fn run(args: &Args) -> ExitCode {

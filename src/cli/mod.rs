@@ -6,16 +6,22 @@
 //! - [`load`]: runs the load tool, draws its progress, prints its report and
 //!   turns the outcome into an exit status.
 //! - [`client`]: connects standard input and output to a server.
+//! - [`settings`]: where `serve`'s settings came from (flag or
+//!   `LINEPOOL_*` variable), and refusals that name the variable.
+//! - [`dist`]: man pages and completions made from this definition.
 
 pub mod client;
+pub mod dist;
 pub mod load;
 pub mod serve;
+pub mod settings;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit status after an interrupt, as shells report a death by SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -34,12 +40,68 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve the line protocol: every line gets `ACK: <line>` back.
+    #[command(after_long_help = SERVE_ENVIRONMENT)]
     Serve(Box<serve::Args>),
     /// Drive load against a running server, checking every reply.
     Load(load::Args),
     /// Talk to a server: input lines go out, what it sends is printed.
     Client(client::Args),
+    /// Print a shell's completion script (`linepool completions bash`).
+    Completions(dist::CompletionsArgs),
+    /// Write the man pages and completions into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateDist(dist::GenerateArgs),
 }
+
+/// What `linepool serve --help` (and its man page) says after the flags.
+const SERVE_ENVIRONMENT: &str = "\
+Every flag can also be given by its environment variable, named after it: \
+--max-connections by LINEPOOL_MAX_CONNECTIONS, --proxy-protocol by \
+LINEPOOL_PROXY_PROTOCOL=true. A flag on the command line wins over its \
+variable. The packaged systemd unit reads them from /etc/default/linepool.";
+
+/// Parses the command line (and, for `serve`, the `LINEPOOL_*`
+/// variables). A refusal is printed as clap prints it, naming the variable
+/// when the refused value came from one, and ends the process with clap's
+/// status (2 for a usage error, 0 for `--help` and `--version`).
+pub fn parse() -> Result<(Cli, ArgMatches), ExitCode> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // Built, so that its flags can be shown as clap shows them in errors.
+    let mut command = Cli::command();
+    command.build();
+    let refused = |error: clap::Error| {
+        match settings::naming_variable(&error, &command, &argv) {
+            Some(text) => eprint!("{text}"),
+            // clap's own message, styled as clap styles it.
+            None => {
+                let _ = error.print();
+            }
+        }
+        // clap's own statuses; they always fit a byte.
+        ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE))
+    };
+    let matches = command
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(refused)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(refused)?;
+    Ok((cli, matches))
+}
+
+/// The settings `linepool serve` was given by flag or variable.
+pub fn serve_settings(matches: &ArgMatches) -> Vec<settings::Given> {
+    let command = Cli::command();
+    match (
+        command.find_subcommand("serve"),
+        matches.subcommand_matches("serve"),
+    ) {
+        (Some(serve), Some(given)) => settings::given(serve, given),
+        _ => Vec::new(),
+    }
+}
+
+/// Exit status for a usage error, as clap's own.
+pub const EXIT_USAGE: u8 = 2;
 
 /// The protocols a server speaks: the library's list.
 pub use linepool::config::ProtocolName as Protocol;

@@ -9,10 +9,11 @@ use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use log::{LevelFilter, info, warn};
+use log::{LevelFilter, debug, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
+use super::settings::{self, Given};
 use super::{EXIT_INTERRUPTED, Protocol, at_least_one, duration};
 use linepool::access::AddrList;
 use linepool::config::{
@@ -59,77 +60,96 @@ impl LogLevel {
 #[derive(clap::Args)]
 pub struct Args {
     /// Host name or address to listen on.
+    #[arg(env = "LINEPOOL_HOST")]
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on; 0 takes any free port.
+    #[arg(env = "LINEPOOL_PORT")]
     #[arg(long, default_value_t = 8000)]
     port: u16,
     /// Threads that run protocol code [default: the number of CPUs].
+    #[arg(env = "LINEPOOL_WORKERS")]
     #[arg(long, value_parser = at_least_one)]
     workers: Option<usize>,
     /// Connections open at once, served or idle.
+    #[arg(env = "LINEPOOL_MAX_CONNECTIONS")]
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = at_least_one)]
     max_connections: usize,
     /// What happens at --max-connections.
+    #[arg(env = "LINEPOOL_OVERLOAD")]
     #[arg(long, value_enum, default_value_t = OverloadArg::Block)]
     overload: OverloadArg,
     /// Close a client that sends no complete line, or reads no reply, for
     /// this long (`300`, `5m`, `500ms`); 0 never does.
+    #[arg(env = "LINEPOOL_IDLE_TIMEOUT")]
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_IDLE_SECS_TEXT,
           value_parser = duration)]
     idle_timeout: Duration,
     /// Longest accepted line in bytes, not counting the line ending (at
     /// least 11, the length of `quit_server`).
+    #[arg(env = "LINEPOOL_MAX_LINE")]
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
           value_parser = room_for_commands)]
     max_line: usize,
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(env = "LINEPOOL_BACKLOG")]
     #[arg(long, default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     backlog: u32,
     /// Log a stats line this often (`10s`, `0.5`): lines answered, service
     /// time, open and ready connections, rejected and total connections;
     /// 0 never does.
+    #[arg(env = "LINEPOOL_STATS_INTERVAL")]
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration)]
     stats_interval: Duration,
     /// The protocol spoken.
+    #[arg(env = "LINEPOOL_PROTOCOL")]
     #[arg(long, value_enum, default_value_t = Protocol::Ack)]
     protocol: Protocol,
     /// `sum`: the server name given in replies.
+    #[arg(env = "LINEPOOL_SERVER_NAME")]
     #[arg(long, default_value = DEFAULT_SERVER_NAME)]
     server_name: String,
     /// `sum`: the number the server answers with.
+    #[arg(env = "LINEPOOL_SERVER_NUMBER")]
     #[arg(long, default_value_t = DEFAULT_SERVER_NUMBER, allow_negative_numbers = true)]
     server_number: i64,
     /// Client addresses that may stop the server with `quit_server` (and
     /// `sum`'s out-of-range rule): comma-separated networks, `any` or
     /// `none`.
+    #[arg(env = "LINEPOOL_ADMIN_FROM")]
     #[arg(long, value_name = "LIST", default_value = "127.0.0.0/8,::1/128")]
     admin_from: AddrList,
     /// Connections open at once from one client address; 0: no limit.
+    #[arg(env = "LINEPOOL_MAX_PER_IP")]
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_per_ip: usize,
     /// How long a stop waits for clients that do not read their last
     /// replies before cutting them off (`1`, `500ms`).
+    #[arg(env = "LINEPOOL_STOP_GRACE")]
     #[arg(long, value_name = "DURATION", default_value = "1", value_parser = duration)]
     stop_grace: Duration,
     /// On SIGTERM, first drain for this long (`30s`): keep serving and
     /// accepting while the agent says `drain`, then stop. SIGINT, a second
     /// signal and `quit_server` stop at once; 0 stops at once on SIGTERM too.
+    #[arg(env = "LINEPOOL_DRAIN")]
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration)]
     drain: Duration,
     /// Answer HAProxy agent checks here (`127.0.0.1:9001`): `ready`, or
     /// `drain` while draining or stopping.
+    #[arg(env = "LINEPOOL_AGENT")]
     #[arg(long, value_name = "ADDR:PORT")]
     agent: Option<SocketAddr>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics and health at
     /// /healthz (`127.0.0.1:9100`; keep it off the public network).
+    #[arg(env = "LINEPOOL_METRICS")]
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
     /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy
     /// sends) first on every connection, within 5 s: the client address it
     /// names is the one logs, --admin-from and --max-per-ip see.
+    #[arg(env = "LINEPOOL_PROXY_PROTOCOL")]
     #[arg(long)]
     proxy_protocol: bool,
     /// Speak TLS on every connection with this certificate chain (PEM,
@@ -197,6 +217,7 @@ pub struct Args {
     #[arg(long)]
     check: bool,
     /// How much to log.
+    #[arg(env = "LINEPOOL_LOG_LEVEL")]
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     log_level: LogLevel,
 }
@@ -266,8 +287,9 @@ fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `linepool serve`.
-pub fn run(args: &Args) -> ExitCode {
+/// Runs `linepool serve`; `given` says which settings came from a flag or
+/// a variable, for the debug log.
+pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     // Bad files are refused before anything starts, as bad flags are.
     if let Err(e) = check(args) {
         eprintln!("linepool: {e}");
@@ -288,6 +310,7 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(args.log_level.filter());
+    debug!("{}", settings::log_line(given));
     // Socket activation: systemd passes the listening socket (LISTEN_FDS,
     // LISTEN_PID), which then outlives restarts, so none refuses a client.
     // Read before any thread starts: it clears those variables.

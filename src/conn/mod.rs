@@ -436,6 +436,9 @@ mod tests {
         let all = reader.join().expect("reader");
         assert!(all.ends_with(b"xxtail\n"));
         assert_eq!(conn.pending(), 0);
+        // A drained outbox gives its memory back: an idle connection
+        // holds no buffer.
+        assert_eq!(conn.outbox.lock().pending.capacity(), 0);
     }
 
     #[test]

@@ -386,3 +386,41 @@ fn the_log_names_what_stopped_the_server_once() {
     server.wait_log("stopped connections=");
     assert_eq!(causes(&server.seen), [0, 0, 1]);
 }
+
+/// `linepool completions SHELL` prints the very script the package ships,
+/// and bash accepts it: after sourcing it, `linepool` completes.
+#[test]
+fn completions_are_printed_and_load() {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/completions");
+    for (shell, file) in [
+        ("bash", "linepool.bash"),
+        ("zsh", "_linepool"),
+        ("fish", "linepool.fish"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+            .args(["completions", shell])
+            .output()
+            .expect("run linepool completions");
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let shipped = std::fs::read(dist.join(file)).expect("shipped completions");
+        assert!(
+            output.stdout == shipped,
+            "{shell}: not dist/completions/{file}"
+        );
+    }
+    let script = dist.join("linepool.bash");
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p linepool",
+            script.display()
+        ))
+        .output()
+        .expect("run bash");
+    let said = String::from_utf8_lossy(&loaded.stdout);
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(
+        said.contains("_linepool") && said.ends_with(" linepool\n"),
+        "{said}"
+    );
+}

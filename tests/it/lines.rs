@@ -65,6 +65,41 @@ fn shutdown_closes_only_that_client() {
     other.expect("ACK: after\n");
 }
 
+/// A client whose `shutdown` comes with more bytes behind it, well over a
+/// socket buffer's worth but under the linger's bound, gets every reply
+/// before the close: the server reads those bytes off instead of closing
+/// on them, which would reset the connection and destroy the replies
+/// still in its send buffer.
+#[test]
+fn shutdown_with_bytes_behind_it_loses_no_reply() {
+    let server = TestServer::default();
+    // A small window keeps replies waiting in the server's send buffer.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut client = Client::from_stream(socket.into());
+    let count = 20_000;
+    let lines: String = (0..count).map(|i| format!("{i}\n")).collect();
+    // More than the server's read buffer takes in with `shutdown`.
+    let behind = "x".repeat(200 * 1024);
+    let input = format!("{lines}shutdown\n{behind}");
+    let mut writer = client.stream.try_clone().expect("clone");
+    let sender = thread::spawn(move || {
+        writer.write_all(input.as_bytes())?;
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    let expected: String = (0..count).map(|i| format!("ACK: {i}\n")).collect();
+    let text = String::from_utf8_lossy(&client.rest()).into_owned();
+    assert!(
+        text == expected,
+        "{} of {} bytes of replies",
+        text.len(),
+        expected.len()
+    );
+    sender.join().expect("sender panicked").expect("send");
+}
+
 /// A command must be the whole line: anything else is echoed.
 #[test]
 fn commands_match_whole_lines_only() {

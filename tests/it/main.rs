@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod drain;
 mod engine;
+mod environment;
 mod lines;
 mod load;
 mod metrics;

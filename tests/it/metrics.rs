@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::thread;
 
 use crate::support::{
     BinServer, DEADLINE, agent_says, connect_from, get, http_get, scrape, scrape_until,
@@ -16,6 +17,38 @@ fn server_with_metrics(extra: &[&str]) -> (BinServer, SocketAddr) {
     let mut server = BinServer::start(&args);
     let addr = server.metrics();
     (server, addr)
+}
+
+/// Replies that wait in a backed-up connection's outbox count as sent when
+/// the socket takes them, byte for byte.
+#[test]
+fn replies_sent_from_a_backlog_are_counted() {
+    let (server, metrics) = server_with_metrics(&[]);
+    let mut client = server.connect();
+    let line = format!("{}\n", "x".repeat(999));
+    let reply = "ACK: ".len() + line.len();
+    let count = 8_000;
+    let mut writer = client.stream.try_clone().expect("clone");
+    let input = line.repeat(count);
+    let sender = thread::spawn(move || {
+        writer.write_all(input.as_bytes())?;
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    // Nothing is read until the server's figures show replies waiting
+    // beyond what the socket took: they are in the outbox.
+    let backed_up = scrape_until(metrics, |m| {
+        let answered = m[r#"linepool_messages_total{protocol="ack"}"#] as usize;
+        answered * reply > m["linepool_sent_bytes_total"] as usize + 64 * 1024
+    });
+    let answered = backed_up[r#"linepool_messages_total{protocol="ack"}"#] as usize;
+    assert!(answered * reply > backed_up["linepool_sent_bytes_total"] as usize + 64 * 1024);
+    let replies = client.rest();
+    sender.join().expect("sender panicked").expect("send");
+    assert_eq!(replies.len(), count * reply);
+    let after = scrape_until(metrics, |m| {
+        m["linepool_sent_bytes_total"] == (count * reply) as f64
+    });
+    assert_eq!(after["linepool_sent_bytes_total"], (count * reply) as f64);
 }
 
 /// Counts move with traffic, in the units and labels documented, and the

@@ -501,8 +501,15 @@ pub fn scrape_until(
 
 /// Runs the binary to completion with `args`; returns status and stderr.
 pub fn run_bin(args: &[&str]) -> (ExitStatus, String) {
+    run_bin_env(args, &[])
+}
+
+/// Runs the binary to completion with `args` and the environment variables
+/// `vars` set; returns status and stderr (then stdout).
+pub fn run_bin_env(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run linepool");
