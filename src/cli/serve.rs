@@ -278,6 +278,20 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `message` with each flag that came from its variable named by the
+/// variable instead (`--tls-cert` as `LINEPOOL_TLS_CERT`), as clap's own
+/// refusals name it.
+fn name_variables(message: &str, given: &[Given]) -> String {
+    let mut message = message.to_string();
+    for setting in given {
+        if let settings::Origin::Env(variable) = &setting.origin {
+            let flag = format!("--{} ", setting.name.replace('_', "-"));
+            message = message.replace(&flag, &format!("{variable} "));
+        }
+    }
+    message
+}
+
 /// Checks what clap cannot: that the certificate files are there, parse and
 /// go together. One line on error.
 fn check(args: &Args) -> Result<(), String> {
@@ -292,7 +306,7 @@ fn check(args: &Args) -> Result<(), String> {
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     // Bad files are refused before anything starts, as bad flags are.
     if let Err(e) = check(args) {
-        eprintln!("linepool: {e}");
+        eprintln!("linepool: {}", name_variables(&e, given));
         return ExitCode::from(EXIT_USAGE);
     }
     if args.check {
@@ -468,6 +482,18 @@ fn init_logging(level: LevelFilter) {
 mod tests {
     use super::*;
     use linepool::config::DEFAULT_IDLE_SECS;
+
+    #[test]
+    fn a_refused_file_names_the_variable_it_came_from() {
+        let given = [Given {
+            name: "tls_key".to_string(),
+            origin: settings::Origin::Env("LINEPOOL_TLS_KEY".to_string()),
+        }];
+        assert_eq!(
+            name_variables("--tls-key k does not go with --tls-cert c: x", &given),
+            "LINEPOOL_TLS_KEY k does not go with --tls-cert c: x"
+        );
+    }
 
     #[test]
     fn the_idle_default_is_the_librarys() {
