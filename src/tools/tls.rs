@@ -63,7 +63,7 @@ impl Connector {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cannot set up TLS: {e}"))?
             .with_root_certificates(roots);
-        let config = match &files.identity {
+        let mut config = match &files.identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let chain = CertificateDer::pem_file_iter(cert)
@@ -76,6 +76,9 @@ impl Connector {
                     .map_err(|e| format!("--tls-key does not go with --tls-cert: {e}"))?
             }
         };
+        // No session resumption: with `load --connect-per-request` every
+        // connection is a full handshake, which is what it measures.
+        config.resumption = rustls::client::Resumption::disabled();
         let name = ServerName::try_from(name.to_string())
             .map_err(|_| format!("'{name}' is not a server name for TLS"))?;
         Ok(Connector {
