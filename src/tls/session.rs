@@ -37,6 +37,9 @@ pub(crate) struct Session {
     /// The client's stream ended (close_notify or FIN) behind plaintext
     /// not yet taken: the next read says so.
     ended: bool,
+    /// The last socket read returned less than it asked for: the socket
+    /// was empty then, and the poller reports what comes after.
+    drained: bool,
 }
 
 /// What one write through TLS did.
@@ -56,6 +59,7 @@ impl Session {
             first_byte: None,
             close_notify: false,
             ended: false,
+            drained: false,
         })
     }
 
@@ -145,6 +149,12 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.end_after(n)),
                 Err(e) => return Err(e),
             }
+            // A short socket read already emptied the socket: the read
+            // that would only say "not yet" is skipped, as on a plain
+            // connection.
+            if n > 0 && self.drained {
+                return Ok(n);
+            }
             // Decrypted plaintext is all taken: only now read more, so
             // `rustls`' plaintext buffer never passes its limit.
             match self.read_tls(stream) {
@@ -178,6 +188,7 @@ impl Session {
         let mut source = FirstByte {
             stream,
             first: &mut self.first_byte,
+            drained: &mut self.drained,
         };
         self.tls.read_tls(&mut source)
     }
@@ -255,10 +266,12 @@ impl Session {
     }
 }
 
-/// The socket, remembering the first byte the client ever sent.
+/// The socket, remembering the first byte the client ever sent and
+/// whether the last read emptied it.
 struct FirstByte<'a> {
     stream: &'a TcpStream,
     first: &'a mut Option<u8>,
+    drained: &'a mut bool,
 }
 
 impl Read for FirstByte<'_> {
@@ -267,6 +280,7 @@ impl Read for FirstByte<'_> {
         if n > 0 && self.first.is_none() {
             *self.first = Some(buf[0]);
         }
+        *self.drained = n < buf.len();
         Ok(n)
     }
 }

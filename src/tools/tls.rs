@@ -100,8 +100,8 @@ impl Connector {
 pub enum Stream {
     /// The socket itself.
     Plain(TcpStream),
-    /// TLS over the socket.
-    Tls(Box<ClientConnection>, TcpStream),
+    /// TLS over the socket, and whether the last socket read emptied it.
+    Tls(Box<ClientConnection>, TcpStream, bool),
 }
 
 impl Stream {
@@ -110,7 +110,7 @@ impl Stream {
         let socket = TcpStream::connect(addr)?;
         Ok(match tls {
             None => Stream::Plain(socket),
-            Some(connector) => Stream::Tls(Box::new(connector.session()?), socket),
+            Some(connector) => Stream::Tls(Box::new(connector.session()?), socket, false),
         })
     }
 }
@@ -121,7 +121,7 @@ impl Deref for Stream {
     /// The socket, for its options and errors.
     fn deref(&self) -> &TcpStream {
         match self {
-            Stream::Plain(socket) | Stream::Tls(_, socket) => socket,
+            Stream::Plain(socket) | Stream::Tls(_, socket, _) => socket,
         }
     }
 }
@@ -149,9 +149,9 @@ fn send_what_fits(tls: &mut ClientConnection, socket: &mut TcpStream) -> io::Res
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let (tls, socket) = match self {
+        let (tls, socket, drained) = match self {
             Stream::Plain(socket) => return socket.read(buf),
-            Stream::Tls(tls, socket) => (tls, socket),
+            Stream::Tls(tls, socket, drained) => (tls, socket, drained),
         };
         let mut n = 0;
         while n < buf.len() {
@@ -166,7 +166,13 @@ impl Read for Stream {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(n),
                 Err(e) => return Err(e),
             }
-            match tls.read_tls(socket) {
+            // A short socket read emptied the socket: the read that would
+            // only say "not yet" is skipped.
+            if n > 0 && *drained {
+                return Ok(n);
+            }
+            let mut source = Drains { socket, drained };
+            match tls.read_tls(&mut source) {
                 Ok(0) => return Ok(n),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => return Ok(n),
@@ -185,7 +191,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let (tls, socket) = match self {
             Stream::Plain(socket) => return socket.write(buf),
-            Stream::Tls(tls, socket) => (tls, socket),
+            Stream::Tls(tls, socket, _) => (tls, socket),
         };
         // What was encrypted before goes first; while it cannot, nothing
         // more is taken, so TLS holds one batch at most.
@@ -201,15 +207,29 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(_) => Ok(()),
-            Stream::Tls(tls, socket) => send_tls(tls, socket),
+            Stream::Tls(tls, socket, _) => send_tls(tls, socket),
         }
+    }
+}
+
+/// The socket, remembering whether the last read emptied it.
+struct Drains<'a> {
+    socket: &'a mut TcpStream,
+    drained: &'a mut bool,
+}
+
+impl Read for Drains<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        *self.drained = n < buf.len();
+        Ok(n)
     }
 }
 
 impl Stream {
     fn socket_mut(&mut self) -> &mut TcpStream {
         match self {
-            Stream::Plain(socket) | Stream::Tls(_, socket) => socket,
+            Stream::Plain(socket) | Stream::Tls(_, socket, _) => socket,
         }
     }
 }
