@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use crate::logfmt::{self, RateLimit};
+use crate::tls::Failure;
 
 /// Live counters. Workers add to them once per batch of lines, not once per
 /// line, so that the hot path does not fight over shared cache lines.
@@ -24,6 +25,8 @@ pub struct Stats {
     sent: AtomicU64,
     idle_closes: [AtomicU64; 2],
     client_errors: [AtomicU64; 4],
+    /// Failed TLS handshakes, in the order of [`Failure::ALL`].
+    tls_failures: [AtomicU64; Failure::ALL.len()],
     service: ServiceTimes,
     /// Service times since the start, for the metrics endpoint.
     service_total: Buckets,
@@ -124,6 +127,11 @@ impl Stats {
         self.client_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one failed TLS handshake.
+    pub fn tls_failure(&self, why: Failure) {
+        self.tls_failures[why.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Logs a warning about a client through `log`, unless ten were logged
     /// in the last second already; those held back are counted and said in
     /// one line once the second is over.
@@ -160,6 +168,7 @@ impl Stats {
             sent: load(&self.sent),
             idle_closes: [load(&self.idle_closes[0]), load(&self.idle_closes[1])],
             client_errors: ClientError::ALL.map(|k| load(&self.client_errors[k as usize])),
+            tls_failures: Failure::ALL.map(|f| load(&self.tls_failures[f.index()])),
             service: self.service_total.snapshot(),
         }
     }
@@ -276,6 +285,8 @@ pub struct Totals {
     pub idle_closes: [u64; 2],
     /// Client errors, in the order of [`ClientError::ALL`].
     pub client_errors: [u64; 4],
+    /// Failed TLS handshakes, in the order of [`Failure::ALL`].
+    pub tls_failures: [u64; Failure::ALL.len()],
     /// Service times, when measured.
     pub service: HistogramSnapshot,
 }

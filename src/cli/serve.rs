@@ -1,5 +1,5 @@
 //! `linepool serve`: the server's flags, the logger, and the thread that
-//! turns signals into a drain or a stop.
+//! turns signals into a drain, a stop or a reload of the certificates.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use linepool::config::{
     DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::logfmt;
+use linepool::tls::{self, Certs, ClientAuth, Settings as TlsSettings, TlsVersion};
 use linepool::{Config, Overload, Server, Shutdown};
 
 /// What happens at `--max-connections`.
@@ -151,6 +152,70 @@ pub struct Args {
     #[arg(env = "LINEPOOL_PROXY_PROTOCOL")]
     #[arg(long)]
     proxy_protocol: bool,
+    /// Speak TLS on every TCP connection with this certificate chain (PEM,
+    /// the server's certificate first); needs --tls-key. SIGHUP re-reads it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "LINEPOOL_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against these CA certificates (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_CLIENT_CA"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// Whether a client must present a certificate [default: required
+    /// with --tls-client-ca].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "tls_client_ca",
+        env = "LINEPOOL_TLS_CLIENT_AUTH"
+    )]
+    tls_client_auth: Option<ClientAuth>,
+    /// The lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "1.2",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_MIN_VERSION"
+    )]
+    tls_min_version: TlsVersion,
+    /// How long a client has to finish its TLS handshake (`10s`).
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = positive_duration,
+          env = "LINEPOOL_TLS_HANDSHAKE_TIMEOUT")]
+    tls_handshake_timeout: Duration,
+    /// Certificate names that may stop the server (`quit_server`, `sum`'s
+    /// out-of-range rule), comma-separated: a verified client
+    /// certificate's DNS or URI subject alternative name, or lacking
+    /// those its common name. --admin-from must allow too.
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        requires = "tls_client_ca",
+        env = "LINEPOOL_ADMIN_CERT"
+    )]
+    admin_cert: Option<Vec<String>>,
+    /// Check the flags and the certificate files, then exit: 0 if good, 2
+    /// if not (for ExecStartPre=).
+    #[arg(long)]
+    check: bool,
     /// How much to log.
     #[arg(env = "LINEPOOL_LOG_LEVEL")]
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
@@ -164,7 +229,8 @@ pub struct Args {
     listen: Vec<SocketAddr>,
     /// Also listen on a Unix domain socket at PATH (a stale socket file is
     /// replaced; one a running server holds is refused). Its clients may
-    /// stop the server by user id (--admin-uid).
+    /// stop the server by user id (--admin-uid). Plaintext only: refused
+    /// with --tls-cert.
     #[arg(env = "LINEPOOL_UNIX")]
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
@@ -235,8 +301,52 @@ impl Args {
                 backoff_max: self.chat_backoff_max,
                 ..ChatBus::new(url.clone())
             }),
+            tls: self.tls(),
+            admin_cert: self.admin_cert.clone(),
         }
     }
+
+    fn tls(&self) -> Option<TlsSettings> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        Some(TlsSettings {
+            client_ca: self.tls_client_ca.clone(),
+            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Required),
+            min_version: self.tls_min_version,
+            handshake_timeout: self.tls_handshake_timeout,
+            ..TlsSettings::new(cert, key)
+        })
+    }
+}
+
+/// `message` with each flag that came from its variable named by the
+/// variable instead (`--tls-cert` as `LINEPOOL_TLS_CERT`), as clap's own
+/// refusals name it.
+fn name_variables(message: &str, given: &[Given]) -> String {
+    let mut message = message.to_string();
+    for setting in given {
+        if let settings::Origin::Env(variable) = &setting.origin {
+            let flag = format!("--{} ", setting.name.replace('_', "-"));
+            message = message.replace(&flag, &format!("{variable} "));
+        }
+    }
+    message
+}
+
+/// Checks what clap cannot: that the certificate files are there, parse and
+/// go together, and that TLS is not asked of a Unix socket. One line on
+/// error.
+fn check(args: &Args) -> Result<(), String> {
+    if args.unix.is_some() && args.tls_cert.is_some() {
+        // Its clients are local tools, told apart by user id (`--admin-uid`).
+        return Err(
+            "--unix cannot be used with --tls-cert: TLS is for TCP listeners, a Unix socket stays plaintext"
+                .to_string(),
+        );
+    }
+    if let Some(settings) = args.tls() {
+        tls::check(&settings)?;
+    }
+    Ok(())
 }
 
 /// Parses `--chat-bus`: a Redis URL the client library can read.
@@ -269,6 +379,15 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 /// Runs `linepool serve`; `given` says which settings came from a flag or
 /// a variable, for the debug log.
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
+    // Bad files are refused before anything starts, as bad flags are.
+    if let Err(e) = check(args) {
+        eprintln!("linepool: {}", name_variables(&e, given));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     // Every thread started from here on (the signal watcher, the workers,
     // and this one, which waits for the stop) inherits a mask that blocks the
     // stop signals: only the watcher takes them, with sigwait, so a signal
@@ -314,6 +433,7 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         }
     };
     let shutdown = server.shutdown_handle();
+    let certs = server.tls();
     shutdown.on_trigger(|| {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     });
@@ -322,7 +442,7 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         let shutdown = shutdown.clone();
         thread::Builder::new()
             .name("linepool-signals".to_string())
-            .spawn(move || watch_signals(signals, &shutdown, drain))
+            .spawn(move || watch_signals(signals, &shutdown, drain, certs.as_deref()))
     };
     if let Err(e) = watcher {
         eprintln!("linepool: cannot watch for signals: {e}");
@@ -366,14 +486,21 @@ fn room_for_commands(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Takes the stop signals for the whole process. SIGTERM with a drain time
-/// drains first; any other, or a signal while draining, stops at once; a
-/// signal while stopping exits at once with status 130.
-fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
+/// Takes the signals for the whole process. SIGHUP reloads the
+/// certificates and never stops. SIGTERM with a drain time drains first;
+/// SIGINT or SIGTERM otherwise, or while draining, stops at once; one while
+/// stopping exits at once with status 130.
+fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration, certs: Option<&Certs>) {
     loop {
         let Ok(signal) = signals.wait() else {
             return;
         };
+        if signal == Signal::SIGHUP {
+            if !shutdown.is_triggered() {
+                reload(certs);
+            }
+            continue;
+        }
         if shutdown.is_triggered() {
             eprintln!("linepool: interrupted again, exiting now");
             std::process::exit(EXIT_INTERRUPTED.into());
@@ -397,7 +524,26 @@ fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
     }
 }
 
-/// The signals that stop the server.
+/// SIGHUP: re-reads the certificates, telling systemd (`Type=notify-reload`)
+/// that a reload runs and when it is over. A failed reload keeps the old
+/// certificates and logs why (in `Certs::reload`).
+fn reload(certs: Option<&Certs>) {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    let _ = sd_notify::notify(&reloading);
+    match certs {
+        Some(certs) => {
+            info!("signal received, reloading signal=SIGHUP");
+            let _ = certs.reload();
+        }
+        None => info!("signal received, nothing to reload signal=SIGHUP"),
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// The signals the signal thread takes.
 fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -431,6 +577,18 @@ fn init_logging(level: LevelFilter) {
 mod tests {
     use super::*;
     use linepool::config::DEFAULT_IDLE_SECS;
+
+    #[test]
+    fn a_refused_file_names_the_variable_it_came_from() {
+        let given = [Given {
+            name: "tls_key".to_string(),
+            origin: settings::Origin::Env("LINEPOOL_TLS_KEY".to_string()),
+        }];
+        assert_eq!(
+            name_variables("--tls-key k does not go with --tls-cert c: x", &given),
+            "LINEPOOL_TLS_KEY k does not go with --tls-cert c: x"
+        );
+    }
 
     #[test]
     fn the_idle_default_is_the_librarys() {

@@ -49,6 +49,7 @@ use crate::protocol::{self, ChatBus, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
+use crate::tls::Certs;
 use crate::watchdog;
 
 /// Stack size of each worker thread. A worker's deepest path is a turn of
@@ -73,6 +74,8 @@ pub struct Server {
     last_step: Shutdown,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
+    /// The certificates, with TLS.
+    tls: Option<Arc<Certs>>,
 }
 
 impl Server {
@@ -146,6 +149,29 @@ impl Server {
                 "max_line must be at least 11, the length of quit_server",
             ));
         }
+        if config.admin_cert.is_some() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--admin-cert needs --tls-client-ca: names come from verified client certificates",
+            ));
+        }
+        // A Unix socket is for local tools, which speak plaintext and are
+        // told apart by user id: TLS is for TCP listeners, and a server that
+        // would speak it on some listeners only is refused.
+        if config.tls.is_some() && listeners.iter().any(Listener::is_unix) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--tls-cert cannot serve a Unix socket: TLS is for TCP listeners only",
+            ));
+        }
+        let tls = match &config.tls {
+            Some(settings) => Some(
+                Certs::load(settings)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let protocol::Built { protocol, chat_bus } = protocol::build(config.protocol, &config)?;
         // The door accepts from the poller and must never block; a passed
         // socket may be either.
@@ -183,7 +209,13 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         })
+    }
+
+    /// The certificates, with TLS: [`Certs::reload`] re-reads them.
+    pub fn tls(&self) -> Option<Arc<Certs>> {
+        self.tls.clone()
     }
 
     /// The address the server listens on, with the real port: the first
@@ -228,6 +260,7 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         } = self;
         // In block mode a full gate calls the door back when a slot comes
         // free. The hook holds the engine weakly: the engine holds the door,
@@ -269,6 +302,8 @@ impl Server {
             admin_from: Arc::new(config.admin_from.clone()),
             admin_uids,
             per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            tls: tls.clone(),
+            admin_certs: config.admin_cert.clone().map(Arc::new),
             counts: counts.clone(),
             state: DoorState::new(listeners),
         });
@@ -316,8 +351,14 @@ impl Server {
         {
             let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
             let idle = config.idle_timeout;
+            let handshake = config
+                .tls
+                .as_ref()
+                .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
+                    t.handshake_timeout
+                });
             threads.spawn("linepool-watchdog", move || {
-                watchdog::run(&conns, &stats, &until, idle)
+                watchdog::run(&conns, &stats, &until, idle, handshake)
             })?;
         }
         if let Some(listener) = agent {
@@ -340,6 +381,7 @@ impl Server {
                 shutdown: shutdown.clone(),
                 listeners: counts.clone(),
                 chat_bus: chat_bus.clone(),
+                tls: tls.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
