@@ -21,6 +21,8 @@ pub mod load;
 pub mod output;
 pub mod serve;
 pub mod settings;
+mod signals;
+mod values;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! `linepool serve`: the server's flags, the logger, and the thread that
-//! turns signals into a drain, a stop or a reload of the certificates.
+//! `linepool serve`: the server's flags, the checks clap cannot make, the
+//! logger, and the start; the signal thread is in `signals`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -9,20 +9,21 @@ use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use log::{LevelFilter, debug, info, warn};
-use nix::sys::signal::{SigSet, Signal};
+use log::{LevelFilter, debug, warn};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use super::settings::{self, Given};
-use super::{EXIT_INTERRUPTED, EXIT_USAGE, Protocol, activation, at_least_one, duration};
+use super::signals::{stop_signals, watch_signals};
+use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
+use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration};
 use linepool::access::AddrList;
 use linepool::config::{
     ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
     DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::logfmt;
-use linepool::tls::{self, Certs, ClientAuth, Settings as TlsSettings, TlsVersion};
-use linepool::{Config, Overload, Server, Shutdown};
+use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
+use linepool::{Config, Overload, Server};
 
 /// What happens at `--max-connections`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -349,33 +350,6 @@ fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `--chat-bus`: a Redis URL the client library can read.
-fn chat_bus_url(text: &str) -> Result<String, String> {
-    if !text.starts_with("redis://") {
-        return Err("expected redis://HOST:PORT[/DB]".to_string());
-    }
-    match redis::Client::open(text) {
-        Ok(_) => Ok(text.to_string()),
-        Err(e) => Err(format!("not a Redis URL ({e})")),
-    }
-}
-
-/// Parses `--chat-room`: a name without spaces.
-fn room_name(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.chars().any(char::is_whitespace) {
-        return Err("a room name is needed, without spaces".to_string());
-    }
-    Ok(text.to_string())
-}
-
-/// Parses a duration that must be above zero.
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
-        d if d.is_zero() => Err("must be above zero".to_string()),
-        d => Ok(d),
-    }
-}
-
 /// Runs `linepool serve`; `given` says which settings came from a flag or
 /// a variable, for the debug log.
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
@@ -462,94 +436,6 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     }
     running.wait();
     ExitCode::SUCCESS
-}
-
-/// Parses `--unix-mode`: an octal file mode (`0660`, `660`, `0o600`).
-fn file_mode(text: &str) -> Result<u32, String> {
-    let digits = text.strip_prefix("0o").unwrap_or(text);
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("'{text}' is not an octal file mode such as 0660")),
-    }
-}
-
-/// Parses `--max-line`: every line limit must leave room for the longest
-/// command, or `quit_server` itself would be too long to be obeyed.
-fn room_for_commands(text: &str) -> Result<usize, String> {
-    let longest = b"quit_server".len();
-    match text.parse::<usize>() {
-        Ok(n) if n >= longest => Ok(n),
-        Ok(_) => Err(format!(
-            "must be at least {longest}, the length of quit_server"
-        )),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
-    }
-}
-
-/// Takes the signals for the whole process. SIGHUP reloads the
-/// certificates and never stops. SIGTERM with a drain time drains first;
-/// SIGINT or SIGTERM otherwise, or while draining, stops at once; one while
-/// stopping exits at once with status 130.
-fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration, certs: Option<&Certs>) {
-    loop {
-        let Ok(signal) = signals.wait() else {
-            return;
-        };
-        if signal == Signal::SIGHUP {
-            if !shutdown.is_triggered() {
-                reload(certs);
-            }
-            continue;
-        }
-        if shutdown.is_triggered() {
-            eprintln!("linepool: interrupted again, exiting now");
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
-            info!(
-                "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
-                drain.as_millis()
-            );
-            let shutdown = shutdown.clone();
-            thread::spawn(move || {
-                if !shutdown.wait_timeout(drain) {
-                    info!("drain over, stopping");
-                    shutdown.trigger();
-                }
-            });
-        } else {
-            info!("signal received, stopping signal={signal} (send again to exit at once)");
-            shutdown.trigger();
-        }
-    }
-}
-
-/// SIGHUP: re-reads the certificates, telling systemd (`Type=notify-reload`)
-/// that a reload runs and when it is over. A failed reload keeps the old
-/// certificates and logs why (in `Certs::reload`).
-fn reload(certs: Option<&Certs>) {
-    let mut reloading = vec![sd_notify::NotifyState::Reloading];
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        reloading.push(now);
-    }
-    let _ = sd_notify::notify(&reloading);
-    match certs {
-        Some(certs) => {
-            info!("signal received, reloading signal=SIGHUP");
-            let _ = certs.reload();
-        }
-        None => info!("signal received, nothing to reload signal=SIGHUP"),
-    }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-}
-
-/// The signals the signal thread takes.
-fn stop_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set
 }
 
 /// Logs to stderr, keeping stdout free for program output, with RFC 3339
