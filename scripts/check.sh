@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check a change must pass before it lands: formatting, lints with
-# warnings as errors, the whole test suite and the loom model checks. CI runs
-# exactly this.
+# warnings as errors, the whole test suite, the loom model checks and the TLS
+# checks with outside clients (openssl, Python's ssl; installed when
+# missing). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,7 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 bash scripts/loom.sh
+if ! command -v openssl >/dev/null; then
+  apt-get update -qq && apt-get install -y openssl
+fi
+bash scripts/tls-check.sh

@@ -40,3 +40,10 @@ listening_port() {
   done
   return 1
 }
+
+# linepool_debug_bin: builds linepool in debug mode (what `cargo test` has
+# just built, so nothing new under CI) and prints its path.
+linepool_debug_bin() {
+  cargo build --quiet
+  echo "$(target_dir)/debug/linepool"
+}

@@ -3,14 +3,31 @@
 blank-line keepers against a server on 127.0.0.1, then times fresh clients
 from connect to their `ACK: ping`. With --idle-cost it first measures the
 server's CPU time while it only holds the sockets. Prints one report;
-exits 1 if a fresh client failed or a held connection was closed."""
+exits 1 if a fresh client failed or a held connection was closed.
+
+With --tls-ca the server speaks TLS: the silent sockets send half a
+ClientHello and stop, the keepers finish their handshake and go quiet,
+and the fresh clients shake hands before their `ping`."""
 
 import argparse
 import os
 import resource
 import socket
+import ssl
 import statistics
 import time
+
+
+def half_client_hello(context):
+    """The first half of a real ClientHello, as a stalled client sends it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    return hello[: len(hello) // 2]
 
 
 def main():
@@ -24,7 +41,10 @@ def main():
     parser.add_argument("--pid", type=int, help="the server's pid, for --idle-cost")
     parser.add_argument("--idle-cost", type=float, default=0, metavar="SECS",
                         help="measure the server's CPU over SECS while it only holds the sockets")
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="the server speaks TLS, with a certificate this CA signed")
     args = parser.parse_args()
+    context = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -32,9 +52,15 @@ def main():
 
     silent = [socket.create_connection(addr) for _ in range(args.silent)]
     keepers = [socket.create_connection(addr) for _ in range(args.keepers)]
+    if context:
+        half = half_client_hello(context)
+        for s in silent:
+            s.sendall(half)
+        keepers = [context.wrap_socket(k, server_hostname="localhost") for k in keepers]
     for s in silent + keepers:
         s.setblocking(False)
-    print(f"holding {len(silent)} silent sockets and {len(keepers)} keepers", flush=True)
+    what = "half-ClientHello sockets and handshaken quiet" if context else "silent sockets and"
+    print(f"holding {len(silent)} {what} {len(keepers)} keepers", flush=True)
 
     if args.idle_cost > 0 and args.pid:
         # User plus system time, fields 14 and 15 of /proc/PID/stat.
@@ -57,7 +83,7 @@ def main():
         # Keep every keeper at one blank line a second, spread over the
         # gaps between fresh clients; read their replies so nothing backs up.
         due = int((time.monotonic() - start) * len(keepers))
-        while next_keeper < due:
+        while next_keeper < due and not context:
             k = keepers[next_keeper % len(keepers)]
             k.send(b"\n")
             try:
@@ -67,7 +93,8 @@ def main():
             next_keeper += 1
         t0 = time.monotonic()
         try:
-            with socket.create_connection(addr, timeout=5) as fresh:
+            with socket.create_connection(addr, timeout=5) as raw:
+                fresh = context.wrap_socket(raw, server_hostname="localhost") if context else raw
                 fresh.sendall(b"ping\n")
                 got = b""
                 while not got.endswith(b"\n"):
@@ -91,7 +118,7 @@ def main():
             while s.recv(65536):
                 pass
             closed += 1
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except OSError:
             closed += 1

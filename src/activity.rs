@@ -39,6 +39,10 @@ pub(crate) const LINGER: Duration = Duration::from_millis(500);
 /// How long a connection has to send its PROXY protocol header.
 pub(crate) const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long a connection has to finish its TLS handshake unless the
+/// server says otherwise (`--tls-handshake-timeout`).
+pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Why the watchdog closed a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Idle {
@@ -51,12 +55,15 @@ pub(crate) enum Idle {
     Linger,
     /// No complete PROXY protocol header within [`HEADER_DEADLINE`].
     Header,
+    /// No finished TLS handshake within the handshake deadline.
+    Handshake,
 }
 
 const WAITING_WRITE: u8 = 1;
 const PAUSED: u8 = 2;
 const LINGERING: u8 = 4;
 const AWAITING_HEADER: u8 = 8;
+const AWAITING_HANDSHAKE: u8 = 16;
 
 /// One connection's progress, written by its worker and read by the
 /// watchdog.
@@ -105,6 +112,12 @@ impl Activity {
         self.set_flag(AWAITING_HEADER, waiting);
     }
 
+    /// Whether the connection is still in its TLS handshake, which must
+    /// end within the handshake deadline.
+    pub(crate) fn set_awaiting_handshake(&self, waiting: bool) {
+        self.set_flag(AWAITING_HANDSHAKE, waiting);
+    }
+
     fn set_flag(&self, flag: u8, on: bool) {
         // Several threads set flags: the connection's worker (paused,
         // lingering, awaiting the header) and whichever thread writes to
@@ -136,6 +149,7 @@ impl Activity {
             2 => Some(Idle::Write),
             3 => Some(Idle::Linger),
             4 => Some(Idle::Header),
+            5 => Some(Idle::Handshake),
             _ => None,
         }
     }
@@ -146,6 +160,7 @@ impl Activity {
             Idle::Write => 2,
             Idle::Linger => 3,
             Idle::Header => 4,
+            Idle::Handshake => 5,
         };
         self.timed_out.store(code, Ordering::Release);
     }
@@ -154,13 +169,27 @@ impl Activity {
     /// and then marks it so. `idle` is the idle timeout (`None`: only a
     /// linger ends).
     pub(crate) fn check(&self, now: Instant, idle: Option<Duration>) -> Option<Idle> {
+        self.check_with(now, idle, HANDSHAKE_DEADLINE)
+    }
+
+    /// [`check`](Activity::check), with `handshake` the time a TLS
+    /// handshake may take.
+    pub(crate) fn check_with(
+        &self,
+        now: Instant,
+        idle: Option<Duration>,
+        handshake: Duration,
+    ) -> Option<Idle> {
         if self.timed_out().is_some() {
             return None;
         }
         let flags = self.flags.load(Ordering::Relaxed);
         let read = self.read.load(Ordering::Relaxed);
         let write = self.write.load(Ordering::Relaxed);
-        let found = self.watch.lock().look(now, idle, flags, read, write);
+        let found = self
+            .watch
+            .lock()
+            .look(now, (idle, handshake), flags, read, write);
         if let Some(why) = found {
             self.mark(why);
         }
@@ -186,13 +215,14 @@ struct Watch {
     write_since: Option<Instant>,
     linger_since: Option<Instant>,
     header_since: Option<Instant>,
+    handshake_since: Option<Instant>,
 }
 
 impl Watch {
     fn look(
         &mut self,
         now: Instant,
-        idle: Option<Duration>,
+        (idle, handshake): (Option<Duration>, Duration),
         flags: u8,
         read: u64,
         write: u64,
@@ -204,6 +234,10 @@ impl Watch {
         if flags & AWAITING_HEADER != 0 {
             let since = *self.header_since.get_or_insert(now);
             return (now.duration_since(since) >= HEADER_DEADLINE).then_some(Idle::Header);
+        }
+        if flags & AWAITING_HANDSHAKE != 0 {
+            let since = *self.handshake_since.get_or_insert(now);
+            return (now.duration_since(since) >= handshake).then_some(Idle::Handshake);
         }
         // The first look starts both clocks.
         if !self.started || self.read != read || flags & PAUSED != 0 {
@@ -321,6 +355,21 @@ mod tests {
         assert_eq!(a.check(t + HEADER_DEADLINE / 2, None), None);
         assert_eq!(a.check(t + HEADER_DEADLINE, None), Some(Idle::Header));
         assert_eq!(a.timed_out(), Some(Idle::Header));
+    }
+
+    #[test]
+    fn a_stalled_handshake_times_out_at_its_own_deadline() {
+        let a = Activity::default();
+        a.set_awaiting_handshake(true);
+        let t = Instant::now();
+        let deadline = Duration::from_secs(3);
+        assert_eq!(a.check_with(t, None, deadline), None);
+        assert_eq!(a.check_with(t + deadline / 2, None, deadline), None);
+        assert_eq!(
+            a.check_with(t + deadline, None, deadline),
+            Some(Idle::Handshake)
+        );
+        assert_eq!(a.timed_out(), Some(Idle::Handshake));
     }
 
     #[test]

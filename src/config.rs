@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::access::AddrList;
+use crate::tls::Settings as TlsSettings;
 
 /// Default bound on connections open at once, served or idle.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -120,6 +121,11 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
+    /// Speak TLS on every connection, with these certificates.
+    pub tls: Option<TlsSettings>,
+    /// Certificate names that may stop the server besides `admin_from`
+    /// (needs `tls` with a client CA); both must allow.
+    pub admin_cert: Option<Vec<String>>,
     /// `chat`: share the room with every instance on this Redis bus.
     /// `None` keeps the room to this instance.
     pub chat_bus: Option<ChatBus>,
@@ -221,6 +227,8 @@ impl Default for Config {
             metrics: None,
             proxy_protocol: false,
             chat_bus: None,
+            tls: None,
+            admin_cert: None,
         }
     }
 }

@@ -27,8 +27,10 @@
 //!   header), [`access`] (who may stop the server, connections per
 //!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
 //!   stop signal and its wake-ups), [`config`], [`logfmt`] (how values
-//!   appear in logs), `stats` (counters, the stats line, the summary),
-//!   [`socket`] (a TCP or Unix client socket, and its [`Peer`]).
+//!   appear in logs), [`tls`] (certificates, their reload, one
+//!   connection's TLS session, why a handshake failed), `stats` (counters,
+//!   the stats line, the summary), [`socket`] (a TCP or Unix client socket,
+//!   and its [`Peer`]).
 //! - `conn`: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
 //!   `sum`); sessions reach connections through its own small port. The
@@ -68,6 +70,7 @@ pub mod shutdown;
 pub mod socket;
 mod stats;
 mod sync;
+pub mod tls;
 mod watchdog;
 
 use std::io;

@@ -100,6 +100,19 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
+/// An optional `name=value` field of a log line, with the space before
+/// it: nothing when the value is absent.
+pub(crate) struct Field<'a>(pub &'static str, pub Option<&'a str>);
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(value) => write!(f, " {}={value}", self.0),
+            None => Ok(()),
+        }
+    }
+}
+
 /// An error as a log value.
 pub fn error(e: &dyn fmt::Display) -> String {
     Quoted(&e.to_string()).to_string()

@@ -32,6 +32,7 @@ use crate::logfmt;
 use crate::protocol::{ChatBus, ChatBusFigures};
 use crate::shutdown::{Health, Shutdown};
 use crate::stats::{ClientError, ListenerCount, Stats};
+use crate::tls::{Certs, Failure};
 
 /// How long one scrape may take to send its request or read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,6 +50,8 @@ pub(crate) struct Sources {
     /// Connections accepted per listener.
     pub listeners: Vec<Arc<ListenerCount>>,
     pub chat_bus: Option<Arc<ChatBus>>,
+    /// The certificates, with TLS.
+    pub tls: Option<Arc<Certs>>,
 }
 
 impl fmt::Debug for Sources {
@@ -170,6 +173,9 @@ impl Collector for Figures {
                 ConstCounter::new(n).encode(family.encode_family(&[("kind", kind.name())])?)?;
             }
         }
+        if let Some(certs) = &s.tls {
+            tls_figures(&mut encoder, certs, &t.tls_failures)?;
+        }
         gauge(
             &mut encoder,
             "linepool_workers",
@@ -267,6 +273,45 @@ fn chat_bus(encoder: &mut DescriptorEncoder, f: &ChatBusFigures) -> fmt::Result 
         &f.latency.buckets,
         None,
     )
+}
+
+/// The TLS figures: handshake failures by reason, reloads by result, and
+/// when the certificate presented now expires.
+fn tls_figures(
+    encoder: &mut DescriptorEncoder,
+    certs: &Certs,
+    failures: &[u64],
+) -> Result<(), fmt::Error> {
+    {
+        let mut family = encoder.encode_descriptor(
+            "linepool_tls_handshake_failures",
+            "TLS handshakes that failed, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (failure, &n) in Failure::ALL.iter().zip(failures) {
+            ConstCounter::new(n).encode(family.encode_family(&[("reason", failure.name())])?)?;
+        }
+    }
+    {
+        let (ok, failed) = certs.reloads();
+        let mut family = encoder.encode_descriptor(
+            "linepool_tls_reloads",
+            "Certificate reloads (SIGHUP), by result.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("success", ok), ("failure", failed)] {
+            ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
+        }
+    }
+    let metric = ConstGauge::new(certs.expiry());
+    metric.encode(encoder.encode_descriptor(
+        "linepool_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate presented now expires, in seconds since the epoch.",
+        None,
+        metric.metric_type(),
+    )?)
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {

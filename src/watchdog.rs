@@ -5,7 +5,7 @@
 //! `Activity` whether it is idle; it shuts an idle connection's reading
 //! side down, which wakes it in the poller, and its worker sees the mark
 //! and closes it. The same scan ends the short linger of a closing
-//! connection and the wait for a PROXY header. Ten thousand idle
+//! connection, the wait for a PROXY header and the TLS handshake deadline. Ten thousand idle
 //! connections cost one pass over the registry per tick.
 
 use std::net::Shutdown as Direction;
@@ -20,8 +20,17 @@ use crate::stats::Stats;
 /// last step (connections that close during the stop still linger and
 /// wait for PROXY headers by the clock); also says how many client
 /// warnings were held back.
-pub(crate) fn run(registry: &Connections, stats: &Stats, until: &Shutdown, idle: Option<Duration>) {
-    let tick = activity::tick(idle);
+/// `handshake` is the time a TLS handshake may take.
+pub(crate) fn run(
+    registry: &Connections,
+    stats: &Stats,
+    until: &Shutdown,
+    idle: Option<Duration>,
+    handshake: Duration,
+) {
+    // A handshake deadline shorter than the idle timeout is looked at often
+    // enough to be kept within a quarter of itself.
+    let tick = activity::tick(idle).min(activity::tick(Some(handshake)));
     while !until.wait_timeout(tick) {
         stats.flush_client_warnings();
         let now = Instant::now();
@@ -29,7 +38,7 @@ pub(crate) fn run(registry: &Connections, stats: &Stats, until: &Shutdown, idle:
         let found = registry.copy_out(|served| {
             let conn = &served.conn;
             conn.activity
-                .check(now, idle)
+                .check_with(now, idle, handshake)
                 .map(|_| conn.stream().clone())
         });
         for stream in found {

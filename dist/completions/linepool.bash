@@ -88,7 +88,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__client)
-            opts="-h --host --port --protocol --name --help"
+            opts="-h --host --port --protocol --name --tls --tls-ca --tls-cert --tls-key --tls-server-name --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,6 +107,22 @@ _linepool() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -258,7 +274,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__load)
-            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --spread --help compare help"
+            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --spread --tls --tls-ca --tls-cert --tls-key --tls-server-name --help compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -340,6 +356,22 @@ _linepool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -416,7 +448,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__serve)
-            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --log-level --listen --unix --unix-mode --admin-uid --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
+            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --tls-cert --tls-key --tls-client-ca --tls-client-auth --tls-min-version --tls-handshake-timeout --admin-cert --check --log-level --listen --unix --unix-mode --admin-uid --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -491,6 +523,34 @@ _linepool() {
                     return 0
                     ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-client-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-client-auth)
+                    COMPREPLY=($(compgen -W "required optional" -- "${cur}"))
+                    return 0
+                    ;;
+                --tls-min-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

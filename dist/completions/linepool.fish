@@ -54,6 +54,14 @@ complete -c linepool -n "__fish_linepool_using_subcommand serve" -l stop-grace -
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l drain -d 'On SIGTERM, first drain for this long (`30s`): keep serving and accepting while the agent says `drain`, then stop. SIGINT, a second signal and `quit_server` stop at once; 0 stops at once on SIGTERM too' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l agent -d 'Answer HAProxy agent checks here (`127.0.0.1:9001`): `ready`, or `drain` while draining or stopping' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics and health at /healthz (`127.0.0.1:9100`; keep it off the public network)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-cert -d 'Speak TLS on every TCP connection with this certificate chain (PEM, the server\'s certificate first); needs --tls-key. SIGHUP re-reads it' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-client-ca -d 'Verify client certificates against these CA certificates (PEM)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-client-auth -d 'Whether a client must present a certificate [default: required with --tls-client-ca]' -r -f -a "required\t'A client without a certificate the CA signed fails its handshake'
+optional\t'A client may present none; one it presents must verify'"
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-min-version -d 'The lowest TLS version accepted: 1.2 or 1.3' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l tls-handshake-timeout -d 'How long a client has to finish its TLS handshake (`10s`)' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-cert -d 'Certificate names that may stop the server (`quit_server`, `sum`\'s out-of-range rule), comma-separated: a verified client certificate\'s DNS or URI subject alternative name, or lacking those its common name. --admin-from must allow too' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l log-level -d 'How much to log' -r -f -a "off\t''
 error\t''
 warn\t''
@@ -61,7 +69,7 @@ info\t''
 debug\t''
 trace\t''"
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l listen -d 'Listen on ADDR:PORT, IPv4 or IPv6 (`0.0.0.0:8000`, `[::]:8000`); may be given several times, or as a comma-separated list. Instead of --host and --port' -r
-complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix -d 'Also listen on a Unix domain socket at PATH (a stale socket file is replaced; one a running server holds is refused). Its clients may stop the server by user id (--admin-uid)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix -d 'Also listen on a Unix domain socket at PATH (a stale socket file is replaced; one a running server holds is refused). Its clients may stop the server by user id (--admin-uid). Plaintext only: refused with --tls-cert' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix-mode -d 'The file mode of the --unix socket, in octal' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-uid -d 'User ids that may stop the server from the --unix socket (comma-separated) [default: the server\'s own and root]' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-bus -d '`chat`: share the room with every instance on this Redis (`redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`). Redis away costs only the wider room: the local one goes on' -r
@@ -69,6 +77,7 @@ complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-room -d
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-heartbeat -d 'Time between two heartbeats on the chat bus (tests shorten it)' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-backoff-max -d 'Longest wait between two attempts to reach the chat bus' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2, as HAProxy\'s send-proxy sends) first on every connection, within 5 s: the client address it names is the one logs, --admin-from and --max-per-ip see'
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l check -d 'Check the flags and the certificate files, then exit: 0 if good, 2 if not (for ExecStartPre=)'
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l host -d 'Server host name or address' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l port -d 'Server port' -r
@@ -87,8 +96,13 @@ chat\t'A chat room: each connection is a member that says lines (`-R` in all, 1 
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l hgrm -d 'Also write the latency percentile spectrum to FILE, in the `.hgrm` text format (microseconds), as wrk2\'s --latency and HdrHistogram print it' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l html -d 'Also write the run as one self-contained HTML page with charts to FILE' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l spread -d '`chat`: spread the members over these addresses in turn (`127.0.0.1:8001,127.0.0.1:8002`: the instances of one room) instead of --host and --port' -r
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l tls-ca -d 'CA certificates (PEM) the server\'s certificate must chain to' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l tls-cert -d 'A client certificate chain to present (PEM); needs --tls-key' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l tls-server-name -d 'The name the server\'s certificate must carry [default: --host]' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l connect-per-request -d 'Open a fresh connection for every request: connect, one line, read the ACK, close'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l json -d 'Print the report as one JSON object'
+complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l tls -d 'Speak TLS, verifying the server\'s certificate (against --tls-ca, or the system\'s roots)'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -f -a "compare" -d 'Set load reports (`--json` output) side by side: rates and percentiles with their ratios to the first'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -105,6 +119,11 @@ chat\t'A chat room'
 framed\t'Length-prefixed echo'
 sum\t'The number exchange'"
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l name -d '`--protocol sum` only: the client name sent with each number [default: Client of linepool]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-ca -d 'CA certificates (PEM) the server\'s certificate must chain to' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-cert -d 'A client certificate chain to present (PEM); needs --tls-key' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-server-name -d 'The name the server\'s certificate must carry [default: --host]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls -d 'Speak TLS, verifying the server\'s certificate (against --tls-ca, or the system\'s roots)'
 complete -c linepool -n "__fish_linepool_using_subcommand client" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c linepool -n "__fish_linepool_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c linepool -n "__fish_linepool_using_subcommand generate-dist" -s h -l help -d 'Print help'

@@ -23,6 +23,8 @@ pub struct Args {
     /// [default: Client of linepool].
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    tls: super::TlsClientArgs,
 }
 
 /// The name `sum` sends when none is given.
@@ -40,6 +42,13 @@ pub fn run(args: &Args) -> ExitCode {
         Protocol::Sum => Mode::Sum,
         Protocol::Ack | Protocol::Chat => Mode::Lines,
     };
+    let tls = match args.tls.connector(&args.host) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("linepool: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let stream = match TcpStream::connect((args.host.as_str(), args.port)) {
         Ok(stream) => stream,
         Err(e) => {
@@ -51,7 +60,12 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let input = BufReader::new(std::io::stdin());
-    match crate::tools::client::run(stream, mode, name, input, std::io::stdout()) {
+    let output = std::io::stdout();
+    let session = match &tls {
+        Some(tls) => crate::tools::client::run_tls(stream, tls, mode, name, input, output),
+        None => crate::tools::client::run(stream, mode, name, input, output),
+    };
+    match session {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("linepool: {e}");

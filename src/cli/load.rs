@@ -109,6 +109,8 @@ pub struct Args {
     /// of --host and --port.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     spread: Vec<std::net::SocketAddr>,
+    #[command(flatten)]
+    tls: super::TlsClientArgs,
 }
 
 /// What `linepool load` does besides a run.
@@ -253,6 +255,7 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
             ProtocolArg::Chat => LoadProtocol::Ack,
         },
         rate: args.rate,
+        tls: args.tls.connector(&args.host)?,
     })
 }
 

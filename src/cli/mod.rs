@@ -21,8 +21,11 @@ pub mod load;
 pub mod output;
 pub mod serve;
 pub mod settings;
+mod signals;
+mod values;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -112,6 +115,43 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// The protocols a server speaks: the library's list.
 pub use linepool::config::ProtocolName as Protocol;
+
+/// The TLS flags `client` and `load` share.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsClientArgs {
+    /// Speak TLS, verifying the server's certificate (against --tls-ca,
+    /// or the system's roots).
+    #[arg(long)]
+    tls: bool,
+    /// CA certificates (PEM) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate chain to present (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: --host].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    tls_server_name: Option<String>,
+}
+
+impl TlsClientArgs {
+    /// The connector for a server at `host`, with --tls; the error is one
+    /// line.
+    pub fn connector(&self, host: &str) -> Result<Option<crate::tools::tls::Connector>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let files = crate::tools::tls::ClientFiles {
+            ca: self.tls_ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        };
+        let name = self.tls_server_name.as_deref().unwrap_or(host);
+        crate::tools::tls::Connector::new(&files, name).map(Some)
+    }
+}
 
 /// Parses a count that must be at least 1.
 pub fn at_least_one(text: &str) -> Result<usize, String> {

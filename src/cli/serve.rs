@@ -1,5 +1,5 @@
-//! `linepool serve`: the server's flags, the logger, and the thread that
-//! turns signals into a drain or a stop.
+//! `linepool serve`: the server's flags, the checks clap cannot make, the
+//! logger, and the start; the signal thread is in `signals`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -9,19 +9,21 @@ use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use log::{LevelFilter, debug, info, warn};
-use nix::sys::signal::{SigSet, Signal};
+use log::{LevelFilter, debug, warn};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use super::settings::{self, Given};
-use super::{EXIT_INTERRUPTED, EXIT_USAGE, Protocol, activation, at_least_one, duration};
+use super::signals::{stop_signals, watch_signals};
+use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
+use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration};
 use linepool::access::AddrList;
 use linepool::config::{
     ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
     DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
 };
 use linepool::logfmt;
-use linepool::{Config, Overload, Server, Shutdown};
+use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
+use linepool::{Config, Overload, Server};
 
 /// What happens at `--max-connections`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -151,6 +153,70 @@ pub struct Args {
     #[arg(env = "LINEPOOL_PROXY_PROTOCOL")]
     #[arg(long)]
     proxy_protocol: bool,
+    /// Speak TLS on every TCP connection with this certificate chain (PEM,
+    /// the server's certificate first); needs --tls-key. SIGHUP re-reads it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "LINEPOOL_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against these CA certificates (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_CLIENT_CA"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// Whether a client must present a certificate [default: required
+    /// with --tls-client-ca].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "tls_client_ca",
+        env = "LINEPOOL_TLS_CLIENT_AUTH"
+    )]
+    tls_client_auth: Option<ClientAuth>,
+    /// The lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "1.2",
+        requires = "tls_cert",
+        env = "LINEPOOL_TLS_MIN_VERSION"
+    )]
+    tls_min_version: TlsVersion,
+    /// How long a client has to finish its TLS handshake (`10s`).
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = positive_duration,
+          env = "LINEPOOL_TLS_HANDSHAKE_TIMEOUT")]
+    tls_handshake_timeout: Duration,
+    /// Certificate names that may stop the server (`quit_server`, `sum`'s
+    /// out-of-range rule), comma-separated: a verified client
+    /// certificate's DNS or URI subject alternative name, or lacking
+    /// those its common name. --admin-from must allow too.
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        requires = "tls_client_ca",
+        env = "LINEPOOL_ADMIN_CERT"
+    )]
+    admin_cert: Option<Vec<String>>,
+    /// Check the flags and the certificate files, then exit: 0 if good, 2
+    /// if not (for ExecStartPre=).
+    #[arg(long)]
+    check: bool,
     /// How much to log.
     #[arg(env = "LINEPOOL_LOG_LEVEL")]
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
@@ -164,7 +230,8 @@ pub struct Args {
     listen: Vec<SocketAddr>,
     /// Also listen on a Unix domain socket at PATH (a stale socket file is
     /// replaced; one a running server holds is refused). Its clients may
-    /// stop the server by user id (--admin-uid).
+    /// stop the server by user id (--admin-uid). Plaintext only: refused
+    /// with --tls-cert.
     #[arg(env = "LINEPOOL_UNIX")]
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
@@ -235,40 +302,66 @@ impl Args {
                 backoff_max: self.chat_backoff_max,
                 ..ChatBus::new(url.clone())
             }),
+            tls: self.tls(),
+            admin_cert: self.admin_cert.clone(),
         }
     }
+
+    fn tls(&self) -> Option<TlsSettings> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        Some(TlsSettings {
+            client_ca: self.tls_client_ca.clone(),
+            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Required),
+            min_version: self.tls_min_version,
+            handshake_timeout: self.tls_handshake_timeout,
+            ..TlsSettings::new(cert, key)
+        })
+    }
 }
 
-/// Parses `--chat-bus`: a Redis URL the client library can read.
-fn chat_bus_url(text: &str) -> Result<String, String> {
-    if !text.starts_with("redis://") {
-        return Err("expected redis://HOST:PORT[/DB]".to_string());
+/// `message` with each flag that came from its variable named by the
+/// variable instead (`--tls-cert` as `LINEPOOL_TLS_CERT`), as clap's own
+/// refusals name it.
+fn name_variables(message: &str, given: &[Given]) -> String {
+    let mut message = message.to_string();
+    for setting in given {
+        if let settings::Origin::Env(variable) = &setting.origin {
+            let flag = format!("--{} ", setting.name.replace('_', "-"));
+            message = message.replace(&flag, &format!("{variable} "));
+        }
     }
-    match redis::Client::open(text) {
-        Ok(_) => Ok(text.to_string()),
-        Err(e) => Err(format!("not a Redis URL ({e})")),
-    }
+    message
 }
 
-/// Parses `--chat-room`: a name without spaces.
-fn room_name(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.chars().any(char::is_whitespace) {
-        return Err("a room name is needed, without spaces".to_string());
+/// Checks what clap cannot: that the certificate files are there, parse and
+/// go together, and that TLS is not asked of a Unix socket. One line on
+/// error.
+fn check(args: &Args) -> Result<(), String> {
+    if args.unix.is_some() && args.tls_cert.is_some() {
+        // Its clients are local tools, told apart by user id (`--admin-uid`).
+        return Err(
+            "--unix cannot be used with --tls-cert: TLS is for TCP listeners, a Unix socket stays plaintext"
+                .to_string(),
+        );
     }
-    Ok(text.to_string())
-}
-
-/// Parses a duration that must be above zero.
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
-        d if d.is_zero() => Err("must be above zero".to_string()),
-        d => Ok(d),
+    if let Some(settings) = args.tls() {
+        tls::check(&settings)?;
     }
+    Ok(())
 }
 
 /// Runs `linepool serve`; `given` says which settings came from a flag or
 /// a variable, for the debug log.
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
+    // Bad files are refused before anything starts, as bad flags are.
+    if let Err(e) = check(args) {
+        eprintln!("linepool: {}", name_variables(&e, given));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     // Every thread started from here on (the signal watcher, the workers,
     // and this one, which waits for the stop) inherits a mask that blocks the
     // stop signals: only the watcher takes them, with sigwait, so a signal
@@ -314,6 +407,7 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         }
     };
     let shutdown = server.shutdown_handle();
+    let certs = server.tls();
     shutdown.on_trigger(|| {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     });
@@ -322,7 +416,7 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         let shutdown = shutdown.clone();
         thread::Builder::new()
             .name("linepool-signals".to_string())
-            .spawn(move || watch_signals(signals, &shutdown, drain))
+            .spawn(move || watch_signals(signals, &shutdown, drain, certs.as_deref()))
     };
     if let Err(e) = watcher {
         eprintln!("linepool: cannot watch for signals: {e}");
@@ -342,68 +436,6 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     }
     running.wait();
     ExitCode::SUCCESS
-}
-
-/// Parses `--unix-mode`: an octal file mode (`0660`, `660`, `0o600`).
-fn file_mode(text: &str) -> Result<u32, String> {
-    let digits = text.strip_prefix("0o").unwrap_or(text);
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("'{text}' is not an octal file mode such as 0660")),
-    }
-}
-
-/// Parses `--max-line`: every line limit must leave room for the longest
-/// command, or `quit_server` itself would be too long to be obeyed.
-fn room_for_commands(text: &str) -> Result<usize, String> {
-    let longest = b"quit_server".len();
-    match text.parse::<usize>() {
-        Ok(n) if n >= longest => Ok(n),
-        Ok(_) => Err(format!(
-            "must be at least {longest}, the length of quit_server"
-        )),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
-    }
-}
-
-/// Takes the stop signals for the whole process. SIGTERM with a drain time
-/// drains first; any other, or a signal while draining, stops at once; a
-/// signal while stopping exits at once with status 130.
-fn watch_signals(signals: SigSet, shutdown: &Shutdown, drain: Duration) {
-    loop {
-        let Ok(signal) = signals.wait() else {
-            return;
-        };
-        if shutdown.is_triggered() {
-            eprintln!("linepool: interrupted again, exiting now");
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
-            info!(
-                "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
-                drain.as_millis()
-            );
-            let shutdown = shutdown.clone();
-            thread::spawn(move || {
-                if !shutdown.wait_timeout(drain) {
-                    info!("drain over, stopping");
-                    shutdown.trigger();
-                }
-            });
-        } else {
-            info!("signal received, stopping signal={signal} (send again to exit at once)");
-            shutdown.trigger();
-        }
-    }
-}
-
-/// The signals that stop the server.
-fn stop_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set
 }
 
 /// Logs to stderr, keeping stdout free for program output, with RFC 3339
@@ -431,6 +463,18 @@ fn init_logging(level: LevelFilter) {
 mod tests {
     use super::*;
     use linepool::config::DEFAULT_IDLE_SECS;
+
+    #[test]
+    fn a_refused_file_names_the_variable_it_came_from() {
+        let given = [Given {
+            name: "tls_key".to_string(),
+            origin: settings::Origin::Env("LINEPOOL_TLS_KEY".to_string()),
+        }];
+        assert_eq!(
+            name_variables("--tls-key k does not go with --tls-cert c: x", &given),
+            "LINEPOOL_TLS_KEY k does not go with --tls-cert c: x"
+        );
+    }
 
     #[test]
     fn the_idle_default_is_the_librarys() {

@@ -1,7 +1,7 @@
 //! The close that loses no reply: the session is told, the last replies
-//! go out, then our end of stream, then what the client still sends is
-//! read off (bounded), so that closing does not turn into a reset that
-//! destroys replies in flight.
+//! go out, then TLS's `close_notify` on a TLS connection, then our end of
+//! stream, then what the client still sends is read off (bounded), so that
+//! closing does not turn into a reset that destroys replies in flight.
 
 use super::end::End;
 use super::{ClientHandler, Phase, Turn};
@@ -17,7 +17,8 @@ impl ClientHandler {
         }
         self.log_end(&end);
         match end {
-            End::Io(_) => {
+            // A failed handshake's alert went out with it, if any.
+            End::Io(_) | End::Tls(..) => {
                 out.clear();
                 self.report();
                 self.done()
@@ -57,6 +58,14 @@ impl ClientHandler {
             Ok(0) => {}
             Ok(_) => return Turn::Park,
             Err(_) => return self.done(),
+        }
+        // On TLS, the orderly end says so, after the replies.
+        if self.conn.is_tls() {
+            match self.conn.close_notify() {
+                Ok(0) => {}
+                Ok(_) => return Turn::Park,
+                Err(_) => return self.done(),
+            }
         }
         // When the poller saw the client's end of stream, what it sent
         // before it is read off now, without waiting.

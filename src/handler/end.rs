@@ -10,6 +10,7 @@ use super::ClientHandler;
 use crate::activity::{HEADER_DEADLINE, Idle};
 use crate::logfmt;
 use crate::stats::{ClientError, IdleClose};
+use crate::tls::Failure;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub(super) enum End {
     BadHeader(&'static str),
     /// The address the PROXY header names has `--max-per-ip` open.
     TooManyFromAddress,
+    /// The TLS handshake failed, and how.
+    Tls(Failure, String),
     Io(io::Error),
 }
 
@@ -50,6 +53,8 @@ impl End {
             End::Idle(Idle::Write) => "idle_write",
             End::Idle(Idle::Linger) => "linger",
             End::Idle(Idle::Header) => "no_proxy_header",
+            End::Idle(Idle::Handshake) => Failure::HandshakeTimeout.name(),
+            End::Tls(failure, _) => failure.name(),
             End::BadHeader(_) => "bad_proxy_header",
             End::TooManyFromAddress => "too_many_from_address",
             End::Io(_) => "io_error",
@@ -67,21 +72,19 @@ impl ClientHandler {
             End::Io(_) => self.stats.client_error(ClientError::Io),
             End::Idle(Idle::Read) => self.stats.idle_close(IdleClose::Read),
             End::Idle(Idle::Write) => self.stats.idle_close(IdleClose::Write),
+            End::Idle(Idle::Handshake) => self.stats.tls_failure(Failure::HandshakeTimeout),
+            End::Tls(failure, _) => self.stats.tls_failure(*failure),
             _ => {}
         }
         let peer = self.peer();
         let messages = self.answered + self.unreported;
         // Every close has its line at debug, whatever ended it.
-        match &self.listener {
-            Some(listener) => debug!(
-                "client closed peer={peer} messages={messages} reason={} listener={listener}",
-                end.reason()
-            ),
-            None => debug!(
-                "client closed peer={peer} messages={messages} reason={}",
-                end.reason()
-            ),
-        }
+        debug!(
+            "client closed peer={peer}{} messages={messages} reason={}{}",
+            logfmt::Field("cert", self.cert.as_deref()),
+            end.reason(),
+            logfmt::Field("listener", self.listener.as_deref())
+        );
         if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer = end {
             return;
         }
@@ -99,6 +102,15 @@ impl ClientHandler {
             End::BadHeader(why) => warn!(
                 "invalid PROXY protocol header, closing peer={peer} reason={}",
                 logfmt::Quoted(why)
+            ),
+            End::Idle(Idle::Handshake) => warn!(
+                "tls handshake failed, closing peer={peer} reason={}",
+                Failure::HandshakeTimeout.name()
+            ),
+            End::Tls(failure, detail) => warn!(
+                "tls handshake failed, closing peer={peer} reason={} error={}",
+                failure.name(),
+                logfmt::Quoted(detail)
             ),
             End::Idle(_) => warn!("client not reading replies, closing peer={peer}"),
             End::Io(e) => warn!("connection error peer={peer} error={}", logfmt::error(e)),

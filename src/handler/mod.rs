@@ -15,9 +15,9 @@
 //!
 //! The parts: this file holds the handler, its budgets and the life of a
 //! connection ([`Phase`]); `serve` the serving loop (the PROXY header, the
-//! session's start, reading and answering); `rules` what the core does
-//! with a message and a session's answer (the shared commands, who may
-//! stop the server); `close` the close that loses no reply; `end` why a
+//! TLS handshake, the session's start, reading and answering); `rules`
+//! what the core does with a message and a session's answer (the shared
+//! commands, who may stop the server); `close` the close that loses no reply; `end` why a
 //! connection ended and how that is logged and counted; `standalone` the
 //! driver with a poller of its own behind [`ClientHandler::run`].
 
@@ -42,6 +42,7 @@ use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
 
 use self::end::End;
+use self::rules::Admin;
 
 /// Replies are sent once this many bytes are collected, even if more input
 /// is buffered, so the reply buffer stays small.
@@ -113,6 +114,8 @@ pub(crate) enum Turn {
 enum Phase {
     /// Waiting for the PROXY protocol header (`--proxy-protocol`).
     Header,
+    /// In the TLS handshake, on a TLS port.
+    Handshake,
     /// Not served yet: the session opens on the first turn.
     Fresh,
     /// Serving messages.
@@ -139,9 +142,16 @@ pub struct ClientHandler {
     admin_from: Arc<AddrList>,
     /// User ids that may stop the server, for a client of a Unix socket.
     admin_uids: Arc<[u32]>,
-    admin: bool,
+    admin: Admin,
     /// The name of the listener the connection came in on, for logs.
     listener: Option<Arc<str>>,
+    /// With `--admin-cert`: the certificate names that may stop the
+    /// server; the client's verified certificate must have one of them.
+    admin_certs: Option<Arc<Vec<String>>>,
+    /// The name of the client's verified certificate, for logs.
+    cert: Option<String>,
+    /// The certificate passes `--admin-cert` (or there is none to pass).
+    admin_cert_ok: bool,
     /// The client's address: the socket's peer, or the one a PROXY
     /// protocol header names.
     client: Peer,
@@ -182,6 +192,11 @@ impl ClientHandler {
     pub(crate) fn serving(conn: Arc<Conn>, shutdown: Shutdown) -> Self {
         let limits = Limits::default();
         let client = conn.peer();
+        let phase = if conn.is_tls() {
+            Phase::Handshake
+        } else {
+            Phase::Fresh
+        };
         ClientHandler {
             conn,
             shutdown,
@@ -190,11 +205,14 @@ impl ClientHandler {
             stats: Arc::default(),
             session: None,
             reader: Reader::lines(limits.max_line),
-            phase: Phase::Fresh,
+            phase,
             admin_from: Arc::new(AddrList::loopback()),
             admin_uids: Arc::new([]),
-            admin: false,
+            admin: Admin::default(),
             listener: None,
+            admin_certs: None,
+            cert: None,
+            admin_cert_ok: true,
             client,
             header: HeaderReader::default(),
             after_header: Vec::new(),
@@ -238,6 +256,13 @@ impl ClientHandler {
         self
     }
 
+    /// Sets the certificate names that may stop the server besides
+    /// `--admin-from` (`--admin-cert`); both must allow.
+    pub(crate) fn with_admin_certs(mut self, names: Option<Arc<Vec<String>>>) -> Self {
+        self.admin_certs = names;
+        self
+    }
+
     /// Expects a PROXY protocol header (v1 or v2) first: the address it
     /// names is the client's, for logs, `--admin-from` and, with a table,
     /// `--max-per-ip`.
@@ -257,22 +282,37 @@ impl ClientHandler {
         self.client
     }
 
+    /// The name of the client's certificate as logs give it (`-` for none).
+    fn cert_name(&self) -> &str {
+        self.cert.as_deref().unwrap_or("-")
+    }
+
     /// Serves the connection as far as it can go without waiting. `out` is
     /// a scratch buffer for replies, empty on entry and on return.
     pub(crate) fn turn(&mut self, out: &mut Vec<u8>) -> Turn {
-        let result = match self.phase {
-            // A connection still without its header has nothing to answer.
-            Phase::Header if self.shutdown.is_triggered() => Err(End::Stopping),
-            Phase::Header => match self.read_header(out) {
-                Ok(true) => self.start(out).and_then(|()| self.serve(out)),
-                Ok(false) => Ok(Turn::Park),
-                Err(end) => Err(end),
-            },
-            Phase::Fresh => self.start(out).and_then(|()| self.serve(out)),
-            Phase::Open => self.serve(out),
-            Phase::Flushing => return self.flush_and_close(),
-            Phase::Lingering(drained) => return self.linger(drained),
-            Phase::Done => return Turn::Done,
+        let result = loop {
+            break match self.phase {
+                // A connection still without its header or its handshake
+                // has nothing to answer.
+                Phase::Header | Phase::Handshake if self.shutdown.is_triggered() => {
+                    Err(End::Stopping)
+                }
+                Phase::Header => match self.read_header(out) {
+                    Ok(true) => continue,
+                    Ok(false) => Ok(Turn::Park),
+                    Err(end) => Err(end),
+                },
+                Phase::Handshake => match self.handshake() {
+                    Ok(true) => continue,
+                    Ok(false) => Ok(Turn::Park),
+                    Err(end) => Err(end),
+                },
+                Phase::Fresh => self.start(out).and_then(|()| self.serve(out)),
+                Phase::Open => self.serve(out),
+                Phase::Flushing => return self.flush_and_close(),
+                Phase::Lingering(drained) => return self.linger(drained),
+                Phase::Done => return Turn::Done,
+            };
         };
         match result {
             Ok(turn) => turn,

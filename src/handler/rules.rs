@@ -13,14 +13,34 @@ use crate::shutdown::Shutdown;
 use crate::socket::Peer;
 use crate::stats::Stats;
 
+/// Whether a client may stop the server, and if not, why not.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Admin {
+    /// `--admin-from` and `--admin-cert` both allow it.
+    pub(super) allowed: bool,
+    /// What refused it, for the log: `address` or `certificate`.
+    pub(super) refused_for: &'static str,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            allowed: false,
+            refused_for: "address",
+        }
+    }
+}
+
 /// What the core needs to act on a session's action.
 #[derive(Clone, Copy)]
 pub(super) struct Rules<'a> {
     shutdown: &'a Shutdown,
-    /// The client may stop the server.
-    admin: bool,
+    /// Whether the client may stop the server.
+    admin: Admin,
     framing: Framing,
     peer: Peer,
+    /// The name of the client's certificate, on TLS with one.
+    cert: Option<&'a str>,
     stats: &'a Stats,
 }
 
@@ -39,15 +59,17 @@ impl<'a> Rules<'a> {
     pub(super) fn new(
         shutdown: &'a Shutdown,
         stats: &'a Stats,
-        admin: bool,
+        admin: Admin,
         framing: Framing,
         peer: Peer,
+        cert: Option<&'a str>,
     ) -> Self {
         Rules {
             shutdown,
             admin,
             framing,
             peer,
+            cert,
             stats,
         }
     }
@@ -89,9 +111,10 @@ pub(super) fn act(
 }
 
 /// Messages that keep the connection going count as answered; commands do
-/// not. A stop from an address outside `--admin-from` is refused, and the
-/// connection goes on. An allowed stop is logged before it starts, so the
-/// log names its cause before the stop's first line.
+/// not. A stop from an address outside `--admin-from`, or without a
+/// certificate `--admin-cert` names, is refused, and the connection goes
+/// on. An allowed stop is logged before it starts, so the log names its
+/// cause before the stop's first line.
 fn act_as(
     action: Action,
     by: Stop,
@@ -105,19 +128,27 @@ fn act_as(
             Ok(())
         }
         Action::Close => Err(End::Closed),
-        Action::StopServer if rules.admin => {
+        Action::StopServer if rules.admin.allowed => {
             let peer = rules.peer;
             rules.shutdown.trigger_by(|| {
                 if by == Stop::Command {
-                    info!("quit_server received peer={peer}");
+                    match rules.cert {
+                        Some(cert) => info!("quit_server received peer={peer} cert={cert}"),
+                        None => info!("quit_server received peer={peer}"),
+                    }
                 }
             });
             Err(End::StopServer)
         }
         Action::StopServer => {
             let peer = rules.peer;
-            rules.stats.warn_about_client(|| {
-                warn!("quit_server refused, address may not stop the server peer={peer}");
+            let what = rules.admin.refused_for;
+            let cert = rules.cert.unwrap_or("-");
+            rules.stats.warn_about_client(|| match rules.cert {
+                None => warn!("quit_server refused, {what} may not stop the server peer={peer}"),
+                Some(_) => warn!(
+                    "quit_server refused, {what} may not stop the server peer={peer} cert={cert}"
+                ),
             });
             rules.framing.say(b"ERR quit_server not allowed", out);
             Ok(())
@@ -170,12 +201,17 @@ mod tests {
     fn run(msg: &[u8], admin: bool, framing: Framing) -> (Result<(), End>, Probe, Vec<u8>, bool) {
         let shutdown = Shutdown::new();
         let stats = Stats::default();
+        let admin = Admin {
+            allowed: admin,
+            refused_for: "address",
+        };
         let rules = Rules::new(
             &shutdown,
             &stats,
             admin,
             framing,
             Peer::ip("127.0.0.1:9".parse().unwrap()),
+            None,
         );
         let mut probe = Probe::default();
         let mut out = Vec::new();

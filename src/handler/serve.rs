@@ -1,6 +1,6 @@
-//! The serving loop of a turn: the PROXY header, the session's start, then
-//! reading and answering until the socket has nothing more, the budget is
-//! spent or the replies back up.
+//! The serving loop of a turn: the PROXY header, the TLS handshake, the
+//! session's start, then reading and answering until the socket has
+//! nothing more, the budget is spent or the replies back up.
 
 use std::io;
 use std::sync::{Arc, Weak};
@@ -9,10 +9,11 @@ use std::time::Instant;
 use log::debug;
 
 use super::end::End;
-use super::rules::{self, Rules};
+use super::rules::{self, Admin, Rules};
 use super::{ClientHandler, MAX_PENDING, Phase, TURN_MESSAGES, TURN_READS, Turn};
 use crate::access::{self, TOO_MANY_FROM_ADDRESS};
 use crate::framing::Reader;
+use crate::logfmt::Field;
 use crate::protocol::{Link, Port};
 use crate::proxy::HeaderError;
 use crate::socket::Peer;
@@ -27,7 +28,9 @@ impl ClientHandler {
         if let Some(idle) = self.conn.activity.timed_out() {
             return Err(End::Idle(idle));
         }
-        let header = match self.header.read_from(&*self.conn) {
+        // The header comes before the ClientHello: it is read off the
+        // socket itself.
+        let header = match self.header.read_from(self.conn.raw()) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(false),
             Err(HeaderError::Ended) => {
@@ -40,8 +43,13 @@ impl ClientHandler {
         if let Some(client) = header.client {
             self.client = Peer::ip(client);
         }
-        // What followed the header is the protocol's.
-        self.after_header = header.rest;
+        // What followed the header is the transport's: TLS's, or the
+        // protocol's.
+        if self.conn.is_tls() {
+            self.conn.preload_tls(&header.rest).map_err(End::Io)?;
+        } else {
+            self.after_header = header.rest;
+        }
         let admitted = match self.client.ip_addr() {
             Some(ip) => access::admit(self.per_address.as_ref(), ip),
             None => Ok(None),
@@ -58,6 +66,40 @@ impl ClientHandler {
                 return Err(End::TooManyFromAddress);
             }
         }
+        self.phase = if self.conn.is_tls() {
+            Phase::Handshake
+        } else {
+            Phase::Fresh
+        };
+        Ok(true)
+    }
+
+    /// Drives the TLS handshake. Returns whether it is done; `false` means
+    /// wait for the client, parked in the poller like an idle connection
+    /// (no worker waits on a handshake), until the watchdog's deadline.
+    pub(super) fn handshake(&mut self) -> Result<bool, End> {
+        self.conn.activity.set_awaiting_handshake(true);
+        if let Some(idle) = self.conn.activity.timed_out() {
+            return Err(End::Idle(idle));
+        }
+        match self.conn.handshake() {
+            Ok(false) => return Ok(false),
+            Ok(true) => {}
+            Err((failure, detail)) => return Err(End::Tls(failure, detail)),
+        }
+        self.conn.activity.set_awaiting_handshake(false);
+        if let Some((names, version)) = self.conn.tls_peer() {
+            self.cert = names.first().cloned();
+            self.admin_cert_ok = match &self.admin_certs {
+                None => true,
+                Some(allowed) => names.iter().any(|n| allowed.contains(n)),
+            };
+            debug!(
+                "tls handshake done peer={} version={version} cert={}",
+                self.peer(),
+                self.cert_name()
+            );
+        }
         self.phase = Phase::Fresh;
         Ok(true)
     }
@@ -69,16 +111,32 @@ impl ClientHandler {
         if !self.after_header.is_empty() {
             self.reader.preload(&std::mem::take(&mut self.after_header));
         }
+        // A TCP client needs its address in `--admin-from` and, with
+        // `--admin-cert`, a named certificate; a Unix client (never on TLS)
+        // needs its user id in `--admin-uid`.
         self.admin = match self.client {
-            Peer::Ip(addr) => self.admin_from.contains(addr.ip()),
-            Peer::Local { uid } => self.admin_uids.contains(&uid),
+            Peer::Ip(addr) => {
+                let address_ok = self.admin_from.contains(addr.ip());
+                Admin {
+                    allowed: address_ok && self.admin_cert_ok,
+                    refused_for: if address_ok { "certificate" } else { "address" },
+                }
+            }
+            Peer::Local { uid } => Admin {
+                allowed: self.admin_uids.contains(&uid),
+                refused_for: "address",
+            },
         };
-        match &self.listener {
-            Some(listener) => debug!("client connected peer={} listener={listener}", self.peer()),
-            None => debug!("client connected peer={}", self.peer()),
-        }
+        debug!(
+            "client connected peer={}{}{}",
+            self.peer(),
+            Field("cert", self.cert.as_deref()),
+            Field("listener", self.listener.as_deref())
+        );
         let port: Weak<dyn Port> = Arc::downgrade(&self.conn) as Weak<dyn Port>;
-        let mut session = self.protocol.open(Link::new(port, self.client, self.admin));
+        let mut session = self
+            .protocol
+            .open(Link::new(port, self.client, self.admin.allowed));
         let action = session.start(out);
         self.session = Some(session);
         // A greeting is not a message answered.
@@ -89,6 +147,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         rules::act(action, &rules, &mut greetings, out)
     }
@@ -171,6 +230,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         let Some(session) = self.session.as_mut() else {
             return Err(End::Closed);
@@ -236,6 +296,7 @@ impl ClientHandler {
             self.admin,
             self.reader.framing(),
             self.client,
+            self.cert.as_deref(),
         );
         let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
             return End::ClientLeft;

@@ -30,6 +30,7 @@ use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
 use crate::stats::{ListenerCount, Stats};
+use crate::tls::{self, Certs};
 
 /// The first and the longest pause after an accept error such as running
 /// out of file descriptors.
@@ -51,6 +52,10 @@ pub(super) struct Acceptor {
     pub(super) admin_uids: Arc<[u32]>,
     /// Connections per client address, with `--max-per-ip`.
     pub(super) per_address: Option<Arc<PerAddress>>,
+    /// The certificates, on a TLS server (TCP listeners only).
+    pub(super) tls: Option<Arc<Certs>>,
+    /// Certificate names that may stop the server (`--admin-cert`).
+    pub(super) admin_certs: Option<Arc<Vec<String>>>,
     /// Connections accepted, per listener, in the listeners' order.
     pub(super) counts: Vec<Arc<ListenerCount>>,
     pub(super) state: Mutex<State>,
@@ -299,7 +304,19 @@ impl Acceptor {
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
         let guards = Box::new((permit, self.stats.connection()));
-        let conn = Arc::new(Conn::new(id, stream, peer, self.stats.clone(), guards));
+        let mut conn = Conn::new(id, stream, peer, self.stats.clone(), guards);
+        if let Some(certs) = &self.tls {
+            // The configuration current now, for the connection's life: a
+            // reload changes nothing for it.
+            match tls::Session::new(certs.current()) {
+                Ok(session) => conn = conn.with_tls(session),
+                Err(e) => {
+                    warn!("cannot start tls peer={peer} error={e}");
+                    return;
+                }
+            }
+        }
+        let conn = Arc::new(conn);
         if let Some(slot) = slot {
             conn.hold_address_slot(slot);
         }
@@ -309,6 +326,7 @@ impl Acceptor {
             .with_stats(self.stats.clone())
             .with_admin_from(self.admin_from.clone())
             .with_admin_uids(self.admin_uids.clone())
+            .with_admin_certs(self.admin_certs.clone())
             .with_listener(counted.name.clone());
         // The PROXY header comes from a proxy in front of TCP listeners; a
         // Unix socket is for local clients.
@@ -357,11 +375,15 @@ impl Acceptor {
             why.reason()
         );
         // In the client's framing: a framed client would read a bare
-        // line's first bytes as a length.
-        let mut line = Vec::with_capacity(text.len() + 4);
-        self.protocol.framing().say(text, &mut line);
-        // A fresh socket's send buffer is empty: the line goes out whole.
-        let _ = (&stream).write_all(&line);
+        // line's first bytes as a length. A TLS client could read it only
+        // after a handshake, which the acceptor does not wait for: it is
+        // closed without a word.
+        if self.tls.is_none() {
+            let mut line = Vec::with_capacity(text.len() + 4);
+            self.protocol.framing().say(text, &mut line);
+            // A fresh socket's send buffer is empty: the line goes out whole.
+            let _ = (&stream).write_all(&line);
+        }
         let _ = stream.shutdown(Direction::Write);
         // Read what the client already sent so that closing does not
         // reset the connection and destroy the line in flight; bounded,

@@ -22,20 +22,21 @@
 
 mod acceptor;
 mod listen;
+mod running;
 mod threads;
 
 use std::io;
-use std::net::{Ipv4Addr, Shutdown as Direction, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
-use log::{info, warn};
+use log::info;
 use threadpool::ThreadPool;
 
 use self::acceptor::{Acceptor, State as DoorState};
 pub use self::listen::Listener;
 use self::listen::context;
+pub use self::running::Running;
 use self::threads::Threads;
 use crate::access::{self, PerAddress};
 use crate::agent;
@@ -43,12 +44,12 @@ use crate::config::{Config, Overload};
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::handler::Limits;
-use crate::logfmt;
 use crate::metrics;
 use crate::protocol::{self, ChatBus, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
+use crate::tls::Certs;
 use crate::watchdog;
 
 /// Stack size of each worker thread. A worker's deepest path is a turn of
@@ -73,6 +74,8 @@ pub struct Server {
     last_step: Shutdown,
     conns: Arc<Connections>,
     engine: Arc<Engine>,
+    /// The certificates, with TLS.
+    tls: Option<Arc<Certs>>,
 }
 
 impl Server {
@@ -146,6 +149,29 @@ impl Server {
                 "max_line must be at least 11, the length of quit_server",
             ));
         }
+        if config.admin_cert.is_some() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--admin-cert needs --tls-client-ca: names come from verified client certificates",
+            ));
+        }
+        // A Unix socket is for local tools, which speak plaintext and are
+        // told apart by user id: TLS is for TCP listeners, and a server that
+        // would speak it on some listeners only is refused.
+        if config.tls.is_some() && listeners.iter().any(Listener::is_unix) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--tls-cert cannot serve a Unix socket: TLS is for TCP listeners only",
+            ));
+        }
+        let tls = match &config.tls {
+            Some(settings) => Some(
+                Certs::load(settings)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let protocol::Built { protocol, chat_bus } = protocol::build(config.protocol, &config)?;
         // The door accepts from the poller and must never block; a passed
         // socket may be either.
@@ -183,7 +209,13 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         })
+    }
+
+    /// The certificates, with TLS: [`Certs::reload`] re-reads them.
+    pub fn tls(&self) -> Option<Arc<Certs>> {
+        self.tls.clone()
     }
 
     /// The address the server listens on, with the real port: the first
@@ -228,6 +260,7 @@ impl Server {
             last_step,
             conns,
             engine,
+            tls,
         } = self;
         // In block mode a full gate calls the door back when a slot comes
         // free. The hook holds the engine weakly: the engine holds the door,
@@ -269,6 +302,8 @@ impl Server {
             admin_from: Arc::new(config.admin_from.clone()),
             admin_uids,
             per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            tls: tls.clone(),
+            admin_certs: config.admin_cert.clone().map(Arc::new),
             counts: counts.clone(),
             state: DoorState::new(listeners),
         });
@@ -316,8 +351,14 @@ impl Server {
         {
             let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
             let idle = config.idle_timeout;
+            let handshake = config
+                .tls
+                .as_ref()
+                .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
+                    t.handshake_timeout
+                });
             threads.spawn("linepool-watchdog", move || {
-                watchdog::run(&conns, &stats, &until, idle)
+                watchdog::run(&conns, &stats, &until, idle, handshake)
             })?;
         }
         if let Some(listener) = agent {
@@ -340,6 +381,7 @@ impl Server {
                 shutdown: shutdown.clone(),
                 listeners: counts.clone(),
                 chat_bus: chat_bus.clone(),
+                tls: tls.clone(),
             });
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
@@ -397,123 +439,4 @@ fn start_pool(workers: usize) -> io::Result<ThreadPool> {
             .build()
     }))
     .map_err(|_| io::Error::other(format!("cannot start {workers} worker threads")))
-}
-
-/// A started server. It owns every thread it started: [`Running::stop`]
-/// and [`Running::wait`] run the stop sequence and return the summary, and
-/// dropping it does the same without the summary.
-pub struct Running {
-    local_addr: SocketAddr,
-    shutdown: Shutdown,
-    last_step: Shutdown,
-    gate: Arc<Gate>,
-    conns: Arc<Connections>,
-    engine: Arc<Engine>,
-    stats: Arc<Stats>,
-    stop_grace: std::time::Duration,
-    door: Arc<Acceptor>,
-    chat_bus: Option<Arc<ChatBus>>,
-    /// `None` once joined.
-    pool: Option<ThreadPool>,
-    threads: Threads,
-}
-
-impl Running {
-    /// The address the server listens on, with the real port.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A handle that stops this server from any thread.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// Stops the server now and returns what it did.
-    pub fn stop(mut self) -> Summary {
-        self.shutdown.trigger();
-        self.stop_sequence()
-    }
-
-    /// Serves until the shutdown signal fires (`quit_server`, a signal in
-    /// the binary, a [`Shutdown`] handle), then stops and returns what the
-    /// server did.
-    pub fn wait(mut self) -> Summary {
-        self.shutdown.wait();
-        self.stop_sequence()
-    }
-
-    /// Steps 2 to 5 of the stop (step 1, the trigger, has happened).
-    fn stop_sequence(&mut self) -> Summary {
-        // 2. Nothing more is accepted (the door has accepted nothing since
-        // the trigger); clients still in the backlog are refused.
-        self.door.close();
-        let mut panicked = 0;
-        let open = self.conns.len();
-        info!(
-            "stopping, closing {}",
-            logfmt::count(open as u64, "connection")
-        );
-        // 3. Every connection gets a turn, as if an event had come; each
-        // answers the messages it has read, sends its replies and closes.
-        // Its socket is left alone: shutting its reading side down would
-        // make a read return 0 while the client still sends, and the close
-        // that follows would reset the client and destroy its replies.
-        self.engine.wake_all();
-        // 4. The grace, then the stragglers are cut off.
-        if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
-            let stuck = shut_down_all(&self.conns, Direction::Both);
-            warn!(
-                "{} still busy after the stop grace, cutting them off",
-                logfmt::count(stuck as u64, "connection")
-            );
-            if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
-                let left = self.gate.in_use() as u64;
-                warn!("{} did not close", logfmt::count(left, "connection"));
-            }
-        }
-        // 5. Workers, pool and helpers end; the side ports last, so that
-        // they answer health checks through the whole stop.
-        self.engine.finish();
-        if let Some(pool) = self.pool.take() {
-            pool.join();
-        }
-        self.last_step.trigger();
-        panicked += self.threads.join_all();
-        let handlers = self.engine.panics();
-        if handlers > 0 {
-            let handlers = logfmt::count(handlers as u64, "connection handler");
-            warn!("{handlers} panicked");
-        }
-        if panicked > 0 {
-            warn!("{} panicked", logfmt::count(panicked, "server thread"));
-        }
-        let summary = self.stats.summary();
-        match &self.chat_bus {
-            Some(bus) => info!("stopped {summary} {}", bus.figures()),
-            None => info!("stopped {summary}"),
-        }
-        summary
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.pool.is_some() {
-            self.shutdown.trigger();
-            self.stop_sequence();
-        }
-    }
-}
-
-/// Shuts one or both directions of every live connection down; returns
-/// how many there were. The sockets are copied out first, so no lock is
-/// held during the system calls. Errors (a peer already gone) are ignored:
-/// the point is only that every connection wakes in the poller.
-fn shut_down_all(conns: &Connections, how: Direction) -> usize {
-    let streams = conns.copy_out(|served| Some(served.conn.stream().clone()));
-    for stream in &streams {
-        let _ = stream.shutdown(how);
-    }
-    streams.len()
 }

@@ -1,11 +1,18 @@
 //! The client behind `linepool client`, for people at a terminal and for
 //! scripts: lines from its input go to the server, whatever the server sends
 //! is printed as it arrives, and it ends when the server closes the
-//! connection.
+//! connection. Over TLS ([`run_tls`]) the same, with one thread owning the
+//! TLS session: input lines reach it through a channel.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
+use std::time::Duration;
+
+use rustls::{ClientConnection, StreamOwned};
+
+use super::tls::Connector;
 
 use linepool::framing::{FrameError, Framing, Reader, write_frame};
 
@@ -35,7 +42,7 @@ pub fn run(
     mut output: impl Write,
 ) -> io::Result<()> {
     if mode == Mode::Sum {
-        return sum(stream, name, input, output);
+        return sum(&stream, name, input, output);
     }
     // Input goes out on its own thread, so that what the server sends (chat
     // messages from others, say) is printed while the user types.
@@ -47,9 +54,84 @@ pub fn run(
     }
 }
 
-/// Sends each input line; at the end of input, ends our side of the
-/// connection so the server answers what it has and closes.
-fn send_input(mut stream: TcpStream, mode: Mode, input: impl BufRead) {
+/// Runs a session over TLS on `socket`, as [`run`] does in the clear. At
+/// the end of input the client sends `close_notify`, so the server answers
+/// what it has and closes.
+pub fn run_tls(
+    socket: TcpStream,
+    connector: &Connector,
+    mode: Mode,
+    name: &str,
+    input: impl BufRead + Send + 'static,
+    mut output: impl Write,
+) -> io::Result<()> {
+    let mut stream = StreamOwned::new(connector.session()?, socket);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    if mode == Mode::Sum {
+        return sum(stream, name, input, output);
+    }
+    // Reads wait a moment at a time, so that input lines go out between
+    // them from this one thread.
+    stream.sock.set_read_timeout(Some(PUMP_TICK))?;
+    let (lines, pending) = mpsc::channel();
+    thread::spawn(move || {
+        for_each_message(mode, input, |message| lines.send(message.to_vec()).is_ok());
+    });
+    let pump = Pump {
+        stream,
+        pending,
+        input_done: false,
+    };
+    match mode {
+        Mode::Framed => print_frames(pump, &mut output),
+        _ => print_bytes(pump, &mut output),
+    }
+}
+
+/// How long a TLS read waits before input is looked at again.
+const PUMP_TICK: Duration = Duration::from_millis(20);
+
+/// A TLS stream whose reads also send what input has come meanwhile.
+struct Pump {
+    stream: StreamOwned<ClientConnection, TcpStream>,
+    pending: Receiver<Vec<u8>>,
+    input_done: bool,
+}
+
+impl Read for Pump {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            while !self.input_done {
+                match self.pending.try_recv() {
+                    Ok(message) => self.stream.write_all(&message)?,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.input_done = true;
+                        self.stream.conn.send_close_notify();
+                        self.stream.flush()?;
+                    }
+                }
+            }
+            match self.stream.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                // The server's end of stream without close_notify is still
+                // its end.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Each input line as one message of `mode`, to `send`, until input ends
+/// or `send` says stop.
+fn for_each_message(mode: Mode, input: impl BufRead, mut send: impl FnMut(&[u8]) -> bool) {
     let mut message = Vec::new();
     for line in input.lines() {
         let Ok(line) = line else { break };
@@ -60,14 +142,26 @@ fn send_input(mut stream: TcpStream, mode: Mode, input: impl BufRead) {
             message.extend_from_slice(line.as_bytes());
             message.push(b'\n');
         }
-        if stream.write_all(&message).is_err() {
+        if !send(&message) {
             return;
         }
     }
-    let _ = stream.shutdown(Shutdown::Write);
 }
 
-fn print_bytes(mut stream: TcpStream, output: &mut impl Write) -> io::Result<()> {
+/// Sends each input line; at the end of input, ends our side of the
+/// connection so the server answers what it has and closes.
+fn send_input(mut stream: TcpStream, mode: Mode, input: impl BufRead) {
+    let mut sent = true;
+    for_each_message(mode, input, |message| {
+        sent = stream.write_all(message).is_ok();
+        sent
+    });
+    if sent {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+}
+
+fn print_bytes(mut stream: impl Read, output: &mut impl Write) -> io::Result<()> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf) {
@@ -84,7 +178,7 @@ fn print_bytes(mut stream: TcpStream, output: &mut impl Write) -> io::Result<()>
     }
 }
 
-fn print_frames(mut stream: TcpStream, output: &mut impl Write) -> io::Result<()> {
+fn print_frames(mut stream: impl Read, output: &mut impl Write) -> io::Result<()> {
     let mut reader = Reader::new(Framing::LengthPrefixed, usize::MAX / 2);
     loop {
         while let Some(message) = reader.next_message() {
@@ -116,13 +210,12 @@ fn print_frames(mut stream: TcpStream, output: &mut impl Write) -> io::Result<()
 /// The number exchange, one integer at a time, the way the original client
 /// did it: prompt, check the number here, send `<name>;<n>`, print the sum.
 fn sum(
-    stream: TcpStream,
+    stream: impl Read + Write,
     name: &str,
     input: impl BufRead,
     mut output: impl Write,
 ) -> io::Result<()> {
-    let mut replies = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
+    let mut replies = BufReader::new(stream);
     let mut lines = input.lines();
     loop {
         output.write_all(SUM_PROMPT.as_bytes())?;
@@ -143,7 +236,9 @@ fn sum(
                 continue;
             }
         };
-        writer.write_all(format!("{name};{n}\n").as_bytes())?;
+        replies
+            .get_mut()
+            .write_all(format!("{name};{n}\n").as_bytes())?;
         let mut reply = String::new();
         if replies.read_line(&mut reply)? == 0 {
             writeln!(output, "the server closed the connection")?;

@@ -42,6 +42,44 @@ fn readiness_and_stopping_are_notified() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SIGHUP is a reload, never a stop: RELOADING=1 with MONOTONIC_USEC (as
+/// Type=notify-reload wants it), then READY=1 once done; the server goes on
+/// serving.
+#[test]
+fn a_reload_is_notified_and_the_server_serves_on() {
+    let dir = std::env::temp_dir().join(format!("linepool-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
+    command
+        .args(["serve", "--port", "0", "--log-level", "debug"])
+        .env("NOTIFY_SOCKET", &path);
+    let mut server = BinServer::spawn(command);
+    assert_eq!(next(&socket), "READY=1\n");
+    server.signal("HUP");
+    let reloading = next(&socket);
+    let mut lines = reloading.lines();
+    assert_eq!(lines.next(), Some("RELOADING=1"), "{reloading:?}");
+    let usec = lines
+        .next()
+        .and_then(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(usec.is_some_and(|n| n > 0), "{reloading:?}");
+    assert_eq!(next(&socket), "READY=1\n");
+    server.wait_log("signal received, nothing to reload signal=SIGHUP");
+    let mut client = server.connect();
+    client.send_line("still serving");
+    client.expect("ACK: still serving\n");
+    server.signal("TERM");
+    assert_eq!(next(&socket), "STOPPING=1\n");
+    assert!(server.wait_exit(DEADLINE).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A socket passed as fd 3 with LISTEN_FDS=1 is served; a client that
 /// connected before the server started is answered from the backlog.
 #[test]

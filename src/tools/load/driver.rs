@@ -13,7 +13,6 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::counts::Counts;
@@ -21,6 +20,7 @@ use super::payload::{busy, is_reply_to, split_reply, write_message};
 use super::report::Outcome;
 use super::series::Recorder;
 use super::{Limit, LoadConfig, Progress, share};
+use crate::tools::tls::Stream;
 
 /// How often timeouts and the end of a timed run are checked.
 const TICK: Duration = Duration::from_millis(10);
@@ -40,7 +40,7 @@ enum Phase {
 
 struct Conn {
     id: u64,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     phase: Phase,
     /// Requests started on this connection slot, over all its sockets.
     issued: u64,
@@ -218,7 +218,7 @@ impl Driver<'_> {
         conn.written = 0;
         conn.input.clear();
         conn.in_flight.clear();
-        match TcpStream::connect(self.config.addr) {
+        match Stream::connect(self.config.addr, self.config.tls.as_ref()) {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = self
@@ -329,6 +329,12 @@ impl Driver<'_> {
         }
         conn.out.clear();
         conn.written = 0;
+        // What TLS still holds goes out now or at the next writable event.
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.fail(i, &e),
+        }
     }
 
     fn read(&mut self, i: usize) {

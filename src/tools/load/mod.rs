@@ -75,6 +75,8 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// The protocol spoken.
     pub protocol: LoadProtocol,
+    /// Speak TLS, verifying the server with this.
+    pub tls: Option<crate::tools::tls::Connector>,
 }
 
 /// Counters a progress display reads while a run goes on.

@@ -395,6 +395,7 @@ pub mod samples {
             threads: 2,
             rate,
             protocol: LoadProtocol::Ack,
+            tls: None,
         };
         let thread = || {
             let slices: Vec<Slice> = (0..seconds as u64)

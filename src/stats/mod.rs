@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use crate::logfmt::{self, RateLimit};
+use crate::tls::Failure;
 
 /// Live counters. Workers add to them once per batch of lines, not once per
 /// line, so that the hot path does not fight over shared cache lines.
@@ -24,6 +25,8 @@ pub struct Stats {
     sent: AtomicU64,
     idle_closes: [AtomicU64; 2],
     client_errors: [AtomicU64; 4],
+    /// Failed TLS handshakes, in the order of [`Failure::ALL`].
+    tls_failures: [AtomicU64; Failure::ALL.len()],
     service: ServiceTimes,
     /// Service times since the start, for the metrics endpoint.
     service_total: Buckets,
@@ -124,6 +127,11 @@ impl Stats {
         self.client_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one failed TLS handshake.
+    pub fn tls_failure(&self, why: Failure) {
+        self.tls_failures[why.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Logs a warning about a client through `log`, unless ten were logged
     /// in the last second already; those held back are counted and said in
     /// one line once the second is over.
@@ -160,6 +168,7 @@ impl Stats {
             sent: load(&self.sent),
             idle_closes: [load(&self.idle_closes[0]), load(&self.idle_closes[1])],
             client_errors: ClientError::ALL.map(|k| load(&self.client_errors[k as usize])),
+            tls_failures: Failure::ALL.map(|f| load(&self.tls_failures[f.index()])),
             service: self.service_total.snapshot(),
         }
     }
@@ -276,6 +285,8 @@ pub struct Totals {
     pub idle_closes: [u64; 2],
     /// Client errors, in the order of [`ClientError::ALL`].
     pub client_errors: [u64; 4],
+    /// Failed TLS handshakes, in the order of [`Failure::ALL`].
+    pub tls_failures: [u64; Failure::ALL.len()],
     /// Service times, when measured.
     pub service: HistogramSnapshot,
 }
@@ -435,68 +446,4 @@ fn upper_bound(i: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_bound_their_values_within_an_eighth() {
-        for v in [
-            0u64,
-            1,
-            7,
-            8,
-            9,
-            15,
-            16,
-            100,
-            1_000,
-            123_456,
-            10_000_000_000,
-        ] {
-            let upper = upper_bound(bucket(v));
-            assert!(upper >= v, "{v} above its bucket's bound {upper}");
-            assert!(upper - v <= v / 8 + 1, "{v} placed too coarsely: {upper}");
-        }
-    }
-
-    #[test]
-    fn service_percentiles_and_reset() {
-        let times = ServiceTimes::default();
-        times.record(Duration::from_micros(10), 990);
-        times.record(Duration::from_millis(5), 10);
-        let (mean, p99) = times.take();
-        assert!(
-            p99 >= Duration::from_micros(10) && p99 < Duration::from_micros(12),
-            "{p99:?}"
-        );
-        assert_eq!(
-            mean,
-            Duration::from_nanos((990 * 10_000 + 10 * 5_000_000) / 1000)
-        );
-        assert_eq!(times.take(), (Duration::ZERO, Duration::ZERO));
-    }
-
-    #[test]
-    fn cumulative_buckets_place_times_and_sum_them() {
-        let b = Buckets::default();
-        b.record(Duration::from_micros(7), 2);
-        b.record(Duration::from_millis(3), 1);
-        b.record(Duration::from_secs(5), 1);
-        let s = b.snapshot();
-        assert_eq!(s.count, 4);
-        assert!((s.sum - (14e-6 + 3e-3 + 5.0)).abs() < 1e-9);
-        assert_eq!(s.buckets[0], (10e-6, 2));
-        assert_eq!(s.buckets.iter().find(|(b, _)| *b == 5e-3), Some(&(5e-3, 1)));
-        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 1)));
-        assert_eq!(s.buckets.iter().map(|(_, n)| n).sum::<u64>(), 4);
-    }
-
-    #[test]
-    fn the_open_gauge_follows_a_connection() {
-        let stats = Arc::new(Stats::default());
-        let open = stats.connection();
-        assert_eq!((stats.open(), stats.summary().connections), (1, 1));
-        drop(open);
-        assert_eq!((stats.open(), stats.summary().connections), (0, 1));
-    }
-}
+mod tests;

@@ -7,6 +7,13 @@
 //! too (a chat room). Nothing here ever blocks: what the socket does not
 //! take stays in the outbox, and the poller brings the connection back when
 //! the socket has room again.
+//!
+//! The socket's bytes go through a transport: plain, or a TLS session
+//! (`crate::tls`) kept beside the outbox under the same lock, since reading
+//! (ciphertext in, handshake and alerts out) and writing (replies, other
+//! connections' deliveries) both change it. With TLS the lock is held
+//! across the socket's system calls, which never wait. The TLS half of it
+//! is in `transport`.
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -24,6 +31,9 @@ use crate::activity::Activity;
 use crate::sched::Schedule;
 use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
+use crate::tls;
+
+mod transport;
 
 /// The most a closing connection reads off from a client that is still
 /// sending, so that closing does not turn into a reset that destroys our
@@ -53,6 +63,8 @@ pub(crate) struct Conn {
     /// server ends its side of the stream, before the client can see the
     /// close: a client that connects again at once finds it free.
     address_slot: Mutex<Option<AddressSlot>>,
+    /// The connection speaks TLS (its session is in the outbox).
+    tls: bool,
 }
 
 /// What became of a delivery.
@@ -73,10 +85,18 @@ struct Outbox {
     sent: usize,
     /// Disconnected for falling too far behind: nothing more is queued.
     kicked: bool,
+    /// The TLS session, on a TLS port.
+    tls: Option<Box<tls::Session>>,
 }
 
 impl Outbox {
+    /// Bytes waiting: ours, and those the TLS session has yet to send.
     fn len(&self) -> usize {
+        self.pending.len() - self.sent + self.tls.as_ref().map_or(0, |t| t.waiting())
+    }
+
+    /// Bytes of ours waiting (not yet handed to the transport).
+    fn queued(&self) -> usize {
         self.pending.len() - self.sent
     }
 }
@@ -102,6 +122,7 @@ impl Conn {
             stats,
             _guards: guards,
             address_slot: Mutex::new(None),
+            tls: false,
         }
     }
 
@@ -151,15 +172,11 @@ impl Conn {
             replies.clear();
             return Err(io::ErrorKind::ConnectionAborted.into());
         }
-        let result = if outbox.len() == 0 {
+        let result = if outbox.queued() == 0 {
             // The usual case: write straight from the caller's buffer and
-            // keep only what the socket did not take.
-            let result = write_some(&self.stream, replies);
+            // keep only what the transport did not take.
+            let result = self.write_via(&mut outbox.tls, replies);
             let written = *result.as_ref().unwrap_or(&0);
-            if written > 0 {
-                self.activity.write_progress();
-                self.stats.sent(written as u64);
-            }
             if written < replies.len() {
                 outbox.pending.clear();
                 outbox.sent = 0;
@@ -224,9 +241,17 @@ impl Conn {
     /// Writes `line` only if nothing else waits and the socket takes it
     /// whole now; for last words to a client that may have stopped reading.
     pub(crate) fn try_say(&self, line: &[u8]) {
-        let outbox = self.outbox.lock();
+        let mut outbox = self.outbox.lock();
         if outbox.len() == 0 && !outbox.kicked {
-            let _ = (&self.stream).write(line);
+            match outbox.tls.as_mut() {
+                Some(session) => {
+                    let _ = session.write(&self.stream, line);
+                    let _ = session.close_notify(&self.stream);
+                }
+                None => {
+                    let _ = (&self.stream).write(line);
+                }
+            }
         }
     }
 
@@ -238,20 +263,42 @@ impl Conn {
     }
 
     fn write_outbox(&self, outbox: &mut Outbox) -> io::Result<()> {
-        let sent = outbox.sent;
-        let result = write_some(&self.stream, &outbox.pending[sent..]);
-        let written = *result.as_ref().unwrap_or(&0);
-        if written > 0 {
-            self.activity.write_progress();
-            self.stats.sent(written as u64);
-        }
-        outbox.sent += written;
+        let Outbox {
+            pending, sent, tls, ..
+        } = outbox;
+        let result = self.write_via(tls, &pending[*sent..]);
+        *sent += *result.as_ref().unwrap_or(&0);
         result.map(|_| ())
+    }
+
+    /// Writes as much of `bytes` as the transport takes now; counts the
+    /// progress. Returns how many bytes of `bytes` it took.
+    fn write_via(&self, tls: &mut Option<Box<tls::Session>>, bytes: &[u8]) -> io::Result<usize> {
+        let (result, progressed) = match tls {
+            None => {
+                let result = write_some(&self.stream, bytes);
+                let progressed = result.as_ref().is_ok_and(|&n| n > 0);
+                (result, progressed)
+            }
+            Some(session) => match session.write(&self.stream, bytes) {
+                Ok(w) => (Ok(w.taken), w.progressed),
+                Err(e) => (Err(e), false),
+            },
+        };
+        if progressed {
+            self.activity.write_progress();
+        }
+        if let Ok(n) = result
+            && n > 0
+        {
+            self.stats.sent(n as u64);
+        }
+        result
     }
 
     fn after_write(&self, outbox: &mut Outbox, result: io::Result<()>) -> io::Result<usize> {
         let waiting = outbox.len();
-        if waiting == 0 && outbox.pending.capacity() > 0 {
+        if outbox.queued() == 0 && outbox.pending.capacity() > 0 {
             // A drained outbox gives its memory back: an idle connection
             // holds no buffer.
             outbox.pending = Vec::new();
@@ -268,10 +315,29 @@ impl Conn {
     }
 }
 
-/// Reads go straight to the socket; only the connection's worker reads.
+/// Reads go through the transport; only the connection's worker reads.
+/// A short read means the socket had nothing more, with TLS too.
 impl Read for &Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.stream).read(buf)
+        if !self.tls {
+            return (&self.stream).read(buf);
+        }
+        let mut outbox = self.outbox.lock();
+        let Some(session) = outbox.tls.as_mut() else {
+            return (&self.stream).read(buf);
+        };
+        let result = session.read(&self.stream, buf);
+        if session.ended() {
+            // A short read no longer means that everything was read.
+            self.set_read_closed();
+        }
+        // Reading may have given TLS something to send (an alert, a key
+        // update): it goes out now, as far as the socket takes it.
+        if outbox.tls.as_ref().is_some_and(|t| t.waiting() > 0) {
+            let written = self.write_outbox(&mut outbox);
+            let _ = self.after_write(&mut outbox, written);
+        }
+        result
     }
 }
 
@@ -336,102 +402,4 @@ pub(crate) fn test_pair() -> (TcpStream, Conn) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair() -> (TcpStream, Conn) {
-        test_pair()
-    }
-
-    /// Fills the socket's buffers so that nothing more goes out now.
-    fn fill(conn: &Conn) {
-        let mut chunk = vec![b'x'; 64 * 1024];
-        while conn.send(&mut chunk).expect("send") == 0 {
-            chunk.resize(64 * 1024, b'x');
-        }
-    }
-
-    #[test]
-    fn what_the_socket_refuses_waits_and_goes_out_in_order() {
-        let (mut client, conn) = pair();
-        fill(&conn);
-        let waiting = conn.pending();
-        assert!(waiting > 0);
-        let mut more = b"tail\n".to_vec();
-        assert_eq!(conn.send(&mut more).expect("send"), waiting + 5);
-        assert!(more.is_empty());
-        // The client reads; the outbox drains as the socket takes it.
-        client.set_nonblocking(false).expect("blocking");
-        let reader = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            client.read_to_end(&mut all).expect("read");
-            all
-        });
-        while conn.flush().expect("flush") > 0 {
-            std::thread::yield_now();
-        }
-        conn.shutdown_write().expect("shutdown");
-        let all = reader.join().expect("reader");
-        assert!(all.ends_with(b"xxtail\n"));
-        assert_eq!(conn.pending(), 0);
-        // A drained outbox gives its memory back: an idle connection
-        // holds no buffer.
-        assert_eq!(conn.outbox.lock().pending.capacity(), 0);
-    }
-
-    #[test]
-    fn a_client_too_far_behind_is_kicked() {
-        let (mut client, conn) = pair();
-        fill(&conn);
-        let limit = conn.pending() + 100;
-        assert_eq!(conn.deliver(b"a line\n", limit), Delivery::Queued);
-        assert!(matches!(
-            conn.deliver(&[b'y'; 200], limit),
-            Delivery::Dropped(_)
-        ));
-        assert_eq!(conn.deliver(b"more\n", usize::MAX), Delivery::Gone);
-        // The client sees the connection end after what was in flight.
-        let mut all = Vec::new();
-        let _ = client.read_to_end(&mut all);
-        assert!(!all.windows(4).any(|w| w == b"more"));
-    }
-
-    #[test]
-    fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
-        let (mut client, conn) = pair();
-        let server = conn.stream().clone();
-        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(0));
-        client.write_all(&[b'x'; 3000]).expect("write");
-        // Wait until all 3000 bytes are waiting, without reading them.
-        let mut all = [MaybeUninit::<u8>::uninit(); 3000];
-        let waiting = SockRef::from(&server)
-            .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
-            .expect("peek");
-        assert_eq!(waiting, 3000);
-        assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
-        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
-        // A limit beyond one scratch buffer is kept to the byte.
-        client.write_all(&[b'x'; 9000]).expect("write");
-        let mut all = [MaybeUninit::<u8>::uninit(); 9000];
-        let waiting = SockRef::from(&server)
-            .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
-            .expect("peek");
-        assert_eq!(waiting, 9000);
-        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(5000));
-        assert_eq!(drain_pending(&server, 5000), Drained::Bytes(4000));
-    }
-
-    #[test]
-    fn drain_reports_the_end_of_stream() {
-        let (client, conn) = pair();
-        client.shutdown(Shutdown::Write).expect("shutdown");
-        let server = conn.stream().clone();
-        server.set_nonblocking(false).expect("blocking");
-        // A blocking peek returns 0 once the end of stream has arrived.
-        let Stream::Tcp(tcp) = &server else {
-            panic!("a TCP pair")
-        };
-        assert_eq!(tcp.peek(&mut [0u8; 1]).expect("peek"), 0);
-        assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
-    }
-}
+mod tests;

@@ -1,0 +1,84 @@
+//! The signal thread of `linepool serve`: SIGTERM and SIGINT drain or
+//! stop, SIGHUP reloads the certificates (and tells systemd so), a second
+//! stop signal exits at once.
+
+use std::thread;
+use std::time::Duration;
+
+use log::info;
+use nix::sys::signal::{SigSet, Signal};
+
+use super::EXIT_INTERRUPTED;
+use linepool::Shutdown;
+use linepool::tls::Certs;
+
+/// Takes the signals for the whole process. SIGHUP reloads the
+/// certificates and never stops. SIGTERM with a drain time drains first;
+/// SIGINT or SIGTERM otherwise, or while draining, stops at once; one while
+/// stopping exits at once with status 130.
+pub(super) fn watch_signals(
+    signals: SigSet,
+    shutdown: &Shutdown,
+    drain: Duration,
+    certs: Option<&Certs>,
+) {
+    loop {
+        let Ok(signal) = signals.wait() else {
+            return;
+        };
+        if signal == Signal::SIGHUP {
+            if !shutdown.is_triggered() {
+                reload(certs);
+            }
+            continue;
+        }
+        if shutdown.is_triggered() {
+            eprintln!("linepool: interrupted again, exiting now");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
+            info!(
+                "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
+                drain.as_millis()
+            );
+            let shutdown = shutdown.clone();
+            thread::spawn(move || {
+                if !shutdown.wait_timeout(drain) {
+                    info!("drain over, stopping");
+                    shutdown.trigger();
+                }
+            });
+        } else {
+            info!("signal received, stopping signal={signal} (send again to exit at once)");
+            shutdown.trigger();
+        }
+    }
+}
+
+/// SIGHUP: re-reads the certificates, telling systemd (`Type=notify-reload`)
+/// that a reload runs and when it is over. A failed reload keeps the old
+/// certificates and logs why (in `Certs::reload`).
+fn reload(certs: Option<&Certs>) {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    let _ = sd_notify::notify(&reloading);
+    match certs {
+        Some(certs) => {
+            info!("signal received, reloading signal=SIGHUP");
+            let _ = certs.reload();
+        }
+        None => info!("signal received, nothing to reload signal=SIGHUP"),
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// The signals the signal thread takes.
+pub(super) fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set
+}

@@ -1,0 +1,101 @@
+//! The connection's unit tests: replies the socket refuses wait in order,
+//! a client too far behind is kicked, and the linger drain, over a real
+//! socket pair.
+
+use super::*;
+
+fn pair() -> (TcpStream, Conn) {
+    test_pair()
+}
+
+/// Fills the socket's buffers so that nothing more goes out now.
+fn fill(conn: &Conn) {
+    let mut chunk = vec![b'x'; 64 * 1024];
+    while conn.send(&mut chunk).expect("send") == 0 {
+        chunk.resize(64 * 1024, b'x');
+    }
+}
+
+#[test]
+fn what_the_socket_refuses_waits_and_goes_out_in_order() {
+    let (mut client, conn) = pair();
+    fill(&conn);
+    let waiting = conn.pending();
+    assert!(waiting > 0);
+    let mut more = b"tail\n".to_vec();
+    assert_eq!(conn.send(&mut more).expect("send"), waiting + 5);
+    assert!(more.is_empty());
+    // The client reads; the outbox drains as the socket takes it.
+    client.set_nonblocking(false).expect("blocking");
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).expect("read");
+        all
+    });
+    while conn.flush().expect("flush") > 0 {
+        std::thread::yield_now();
+    }
+    conn.shutdown_write().expect("shutdown");
+    let all = reader.join().expect("reader");
+    assert!(all.ends_with(b"xxtail\n"));
+    assert_eq!(conn.pending(), 0);
+    // A drained outbox gives its memory back: an idle connection
+    // holds no buffer.
+    assert_eq!(conn.outbox.lock().pending.capacity(), 0);
+}
+
+#[test]
+fn a_client_too_far_behind_is_kicked() {
+    let (mut client, conn) = pair();
+    fill(&conn);
+    let limit = conn.pending() + 100;
+    assert_eq!(conn.deliver(b"a line\n", limit), Delivery::Queued);
+    assert!(matches!(
+        conn.deliver(&[b'y'; 200], limit),
+        Delivery::Dropped(_)
+    ));
+    assert_eq!(conn.deliver(b"more\n", usize::MAX), Delivery::Gone);
+    // The client sees the connection end after what was in flight.
+    let mut all = Vec::new();
+    let _ = client.read_to_end(&mut all);
+    assert!(!all.windows(4).any(|w| w == b"more"));
+}
+
+#[test]
+fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
+    let (mut client, conn) = pair();
+    let server = conn.stream().clone();
+    assert_eq!(drain_pending(&server, 1000), Drained::Bytes(0));
+    client.write_all(&[b'x'; 3000]).expect("write");
+    // Wait until all 3000 bytes are waiting, without reading them.
+    let mut all = [MaybeUninit::<u8>::uninit(); 3000];
+    let waiting = SockRef::from(&server)
+        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+        .expect("peek");
+    assert_eq!(waiting, 3000);
+    assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
+    assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
+    // A limit beyond one scratch buffer is kept to the byte.
+    client.write_all(&[b'x'; 9000]).expect("write");
+    let mut all = [MaybeUninit::<u8>::uninit(); 9000];
+    let waiting = SockRef::from(&server)
+        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+        .expect("peek");
+    assert_eq!(waiting, 9000);
+    assert_eq!(drain_pending(&server, 5000), Drained::Bytes(5000));
+    assert_eq!(drain_pending(&server, 5000), Drained::Bytes(4000));
+}
+
+#[test]
+fn drain_reports_the_end_of_stream() {
+    let (client, conn) = pair();
+    client.shutdown(Shutdown::Write).expect("shutdown");
+    let server = conn.stream().clone();
+    server.set_nonblocking(false).expect("blocking");
+    // A blocking peek returns 0 once the end of stream has arrived.
+    let Stream::Tcp(tcp) = &server else {
+        panic!("a TCP pair")
+    };
+    assert_eq!(tcp.peek(&mut [0u8; 1]).expect("peek"), 0);
+    assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
+}

@@ -1,0 +1,34 @@
+//! TLS as a transport under every protocol (`--tls-cert`, `--tls-key`):
+//! the settings, the certificates loaded from their files and swapped
+//! whole on a reload, the server side of one TLS connection driven over a
+//! non-blocking socket, and why a handshake failed.
+//!
+//! - `settings`: what the operator chose (paths, client authentication,
+//!   the lowest version, the handshake deadline). Plain data.
+//! - `certs`: reads and checks the files into a `rustls` configuration,
+//!   keeps the current one behind a lock for new connections, and reloads
+//!   it on SIGHUP; old connections keep the configuration they started
+//!   with, since each holds its own `Arc` of it.
+//! - `session`: one connection's `rustls::ServerConnection` and the socket
+//!   I/O through it, sans blocking: ciphertext in and out as far as the
+//!   socket goes now, plaintext in bounded steps.
+//! - `failure`: the snake_case reasons a handshake fails for, as logs and
+//!   `linepool_tls_handshake_failures_total{reason}` give them.
+//!
+//! Nothing here knows connections, protocols or the engine: `conn` keeps a
+//! [`Session`] beside its outbox, and the handler drives the handshake.
+
+mod certs;
+mod failure;
+mod session;
+mod settings;
+
+pub use self::certs::{Certs, check};
+pub use self::failure::Failure;
+pub(crate) use self::session::Session;
+pub use self::settings::{ClientAuth, DEFAULT_HANDSHAKE_TIMEOUT, Settings, TlsVersion};
+
+/// The crypto provider: `ring`, which builds with the C compiler alone.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
