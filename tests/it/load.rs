@@ -394,7 +394,11 @@ fn stalling_server(stall: Duration) -> SocketAddr {
 /// p99; the closed loop hides it behind a single slow request.
 #[test]
 fn open_loop_shows_a_stall_in_the_tail() {
-    let stall = Duration::from_millis(300);
+    let stall = Duration::from_millis(500);
+    // Half the stall tells the two apart with room on both sides for a
+    // busy machine's scheduling delays (which reached 108 ms in the
+    // closed loop's p99).
+    let half = stall.as_micros() as f64 / 2.0;
     let (output, report) = load(stalling_server(stall), &["-R", "200", "-n", "300"]);
     assert_eq!(output.status.code(), Some(0), "{report}");
     assert_eq!(report["closed_loop"], Value::Bool(false));
@@ -405,8 +409,8 @@ fn open_loop_shows_a_stall_in_the_tail() {
     assert_eq!(count(&report, "/replies"), 300);
     let p99 = report["latency_us"]["p99"].as_f64().expect("p99");
     assert!(
-        p99 >= 100_000.0,
-        "open-loop p99 {p99} µs hides a 300 ms stall"
+        p99 >= half,
+        "open-loop p99 {p99} µs hides a {stall:?} stall"
     );
     // 300 requests at 200 a second take about 1.5 s, stall included.
     let rate = report["replies_per_sec"].as_f64().expect("rate");
@@ -415,7 +419,7 @@ fn open_loop_shows_a_stall_in_the_tail() {
     let (output, report) = load(stalling_server(stall), &["-n", "300"]);
     assert_eq!(output.status.code(), Some(0), "{report}");
     let p99 = report["latency_us"]["p99"].as_f64().expect("p99");
-    assert!(p99 < 100_000.0, "closed-loop p99 {p99} µs");
+    assert!(p99 < half, "closed-loop p99 {p99} µs");
 }
 
 /// Ctrl-C (SIGINT) ends a run early: the report covers what was done, and
