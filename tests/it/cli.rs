@@ -424,3 +424,23 @@ fn completions_are_printed_and_load() {
         "{said}"
     );
 }
+
+/// The close line counts every message answered on the connection, the
+/// last batch before the close included.
+#[test]
+fn the_close_line_counts_every_message() {
+    let mut server = BinServer::start(&["--max-line", "16"]);
+    let mut client = server.connect();
+    for line in ["one", "two"] {
+        client.send_line(line);
+        client.expect(&format!("ACK: {line}\n"));
+    }
+    // Answered in the same batch as the error that ends it.
+    client.send("three\nfar more than sixteen bytes\n");
+    client.expect("ACK: three\nERR line too long (max 16 bytes)\n");
+    client.expect_closed();
+    let peer = client.stream.local_addr().expect("local address");
+    server.wait_log(&format!(
+        "client closed peer={peer} messages=3 reason=too_long"
+    ));
+}

@@ -277,3 +277,19 @@ fn rejections_and_client_errors_are_counted_by_kind() {
     }
     assert_eq!(after[&rejected("per_ip")], 0.0);
 }
+
+/// A client closed by the idle rule for sending nothing is counted under
+/// `direction="read"`.
+#[test]
+fn an_idle_close_is_counted_by_its_direction() {
+    let (server, metrics) = server_with_metrics(&["--idle-timeout", "300ms"]);
+    let mut silent = server.connect();
+    silent.expect("ERR idle timeout\n");
+    let read = r#"linepool_idle_closes_total{direction="read"}"#;
+    let after = scrape_until(metrics, |m| m[read] == 1.0);
+    assert_eq!(after[read], 1.0);
+    assert_eq!(
+        after[r#"linepool_idle_closes_total{direction="write"}"#],
+        0.0
+    );
+}
