@@ -330,3 +330,31 @@ fn library_entry_points() {
     worker.join().expect("handler panicked");
     assert!(shutdown.is_triggered());
 }
+
+/// A `ClientHandler` run on its own answers what its client sends while it
+/// waits, and ends at a stop while its client is silent, closing the
+/// connection: its poller wakes at each tick to look, not only when the
+/// client speaks.
+#[test]
+fn a_handler_run_on_its_own_answers_and_ends_at_a_stop() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = Client::connect(listener.local_addr().expect("addr"));
+    let (conn, peer) = listener.accept().expect("accept");
+    let shutdown = linepool::Shutdown::new();
+    let handler = linepool::ClientHandler::new(std::sync::Arc::new(conn), peer, shutdown.clone());
+    let (done, ended) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        handler.run();
+        let _ = done.send(());
+    });
+    // The second line comes once the handler waits in its poller.
+    for line in ["before", "while waiting"] {
+        client.send_line(line);
+        client.expect(&format!("ACK: {line}\n"));
+    }
+    shutdown.trigger();
+    ended
+        .recv_timeout(crate::support::DEADLINE)
+        .expect("the handler went on after the stop");
+    client.expect_closed();
+}
