@@ -17,21 +17,27 @@ fn next(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// READY=1 once listening, STOPPING=1 when the stop begins.
-#[test]
-fn readiness_and_stopping_are_notified() {
-    let dir = std::env::temp_dir().join(format!("linepool-notify-{}", std::process::id()));
+/// A server started with a notify socket of its own (in a directory named
+/// after `name`): the server, the socket it reports to, and the directory
+/// to remove afterwards.
+fn notifying_server(name: &str) -> (BinServer, UnixDatagram, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("linepool-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&path);
     let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
     socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
-
     let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
     command
         .args(["serve", "--port", "0", "--log-level", "debug"])
         .env("NOTIFY_SOCKET", &path);
-    let mut server = BinServer::spawn(command);
+    (BinServer::spawn(command), socket, dir)
+}
+
+/// READY=1 once listening, STOPPING=1 when the stop begins.
+#[test]
+fn readiness_and_stopping_are_notified() {
+    let (mut server, socket, dir) = notifying_server("notify");
     assert_eq!(next(&socket), "READY=1\n");
     let mut client = server.connect();
     client.send_line("up");
@@ -47,18 +53,7 @@ fn readiness_and_stopping_are_notified() {
 /// serving.
 #[test]
 fn a_reload_is_notified_and_the_server_serves_on() {
-    let dir = std::env::temp_dir().join(format!("linepool-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
-    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
-
-    let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
-    command
-        .args(["serve", "--port", "0", "--log-level", "debug"])
-        .env("NOTIFY_SOCKET", &path);
-    let mut server = BinServer::spawn(command);
+    let (mut server, socket, dir) = notifying_server("reload");
     assert_eq!(next(&socket), "READY=1\n");
     server.signal("HUP");
     let reloading = next(&socket);
