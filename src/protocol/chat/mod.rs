@@ -164,12 +164,14 @@ impl Room {
         }
     }
 
-    /// Queues `body` for the other instances, with a bus. Called under the
-    /// room's lock for changes of membership, so that the bus publishes
-    /// them in the order they happened, heartbeats included.
-    fn publish(&self, body: Body) {
+    /// Queues the message `body` makes for the other instances, with a
+    /// bus; without one it is never made, so a room of one instance pays
+    /// nothing for it. Called under the room's lock for changes of
+    /// membership, so that the bus publishes them in the order they
+    /// happened, heartbeats included.
+    fn publish(&self, body: impl FnOnce() -> Body) {
         if let Some(out) = &self.out {
-            out.send(body, unix_micros());
+            out.send(body(), unix_micros());
         }
     }
 
@@ -214,7 +216,7 @@ impl Room {
         first.push_str(&format!("Welcome {name}! {} online.\n", members.online()));
         member.deliver(first.as_bytes());
         members.announce(Some(id), format!("* {name} joined\n").as_bytes());
-        self.publish(Body::Joined { name });
+        self.publish(|| Body::Joined { name });
         (id, member)
     }
 
@@ -223,7 +225,7 @@ impl Room {
     fn say(&self, id: u64, member: &Member, line: &str) {
         let said = format!("{}: {line}\n", member.name);
         self.broadcast(Some(id), said.as_bytes());
-        self.publish(Body::Said {
+        self.publish(|| Body::Said {
             name: member.name.clone(),
             line: line.to_string(),
         });
@@ -234,7 +236,7 @@ impl Room {
         let mut members = self.members.lock();
         if members.by_id.remove(&id).is_some() {
             members.announce(None, format!("* {} left\n", member.name).as_bytes());
-            self.publish(Body::Left {
+            self.publish(|| Body::Left {
                 name: member.name.clone(),
             });
         }
