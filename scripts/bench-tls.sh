@@ -102,12 +102,11 @@ CFG
   variants="plain tls haproxy"
 fi
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # server_ticks VARIANT: the CPU of the server side of a variant.
 server_ticks() {
   case $1 in
-    haproxy) echo $(($(ticks "$pid_haproxy") + $(ticks "$pid_backend"))) ;;
-    *) local p="pid_$1"; ticks "${!p}" ;;
+    haproxy) cpu_ticks "$pid_haproxy" "$pid_backend" ;;
+    *) local p="pid_$1"; cpu_ticks "${!p}" ;;
   esac
 }
 

@@ -80,12 +80,6 @@ stop_servers() {
   server_pid=""
 }
 
-# cpu_ticks PID: the process's user plus system CPU time, in clock ticks.
-cpu_ticks() {
-  # Fields 14 and 15 of /proc/PID/stat; the name in field 2 has no spaces here.
-  awk '{print $14 + $15}' "/proc/$1/stat"
-}
-
 # scenario NAME "LINEPOOL-FLAGS" SERVERS LOAD-FLAGS...: starts fresh servers
 # (all on the server CPU, where an idle one costs nothing), then runs the
 # load against each in turn, RUNS rounds, so that drift in the machine's

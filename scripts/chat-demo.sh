@@ -39,9 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 now() { python3 -c 'import time; print(time.time())'; }
 front=$(free_port)
 redis_port=$(free_port)

@@ -61,7 +61,6 @@ start() {
   exit 1
 }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # shellcheck disable=SC2086 # the flags are meant to split
 start linepool "$LINEPOOL" serve --port 0 $SERVE_FLAGS
@@ -70,10 +69,10 @@ start tokio "$TOKIO" 0
 rounds="$work/rounds.tsv"
 for round in $(seq "$ROUNDS"); do
   for name in linepool tokio; do
-    before=$(ticks "${pids[$name]}")
+    before=$(cpu_ticks "${pids[$name]}")
     report=$("${LOAD_CPU[@]}" "$LINEPOOL" load --json --port "${ports[$name]}" \
       -c "$CONNS" --connect-per-request -d "${SECS}s")
-    after=$(ticks "${pids[$name]}")
+    after=$(cpu_ticks "${pids[$name]}")
     done_conns=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["replies"])' <<<"$report")
     awk -v n="$name" -v r="$round" -v t=$((after - before)) -v hz="$CLK_TCK" -v c="$done_conns" \
       'BEGIN { printf "%s\t%d\t%d\t%.2f\n", n, r, c, t / hz * 1e6 / c }' | tee -a "$rounds"

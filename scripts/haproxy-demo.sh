@@ -33,10 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port: a port nothing listens on now.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 front=$(free_port)
 for i in 1 2 3; do
   ports[i]=$(free_port)

@@ -1,6 +1,7 @@
 # Shared by the scripts in this folder (sourced, not run): finds the
 # release binaries through cargo, so CARGO_TARGET_DIR is respected, and
-# starts a server in the background.
+# starts a server in the background, finds a free port and reads a
+# process's CPU time.
 
 # target_dir [MANIFEST]: the target directory cargo builds into.
 target_dir() {
@@ -46,4 +47,20 @@ listening_port() {
 linepool_debug_bin() {
   cargo build --quiet
   echo "$(target_dir)/debug/linepool"
+}
+
+# free_port: a loopback port nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cpu_ticks PID...: the processes' user plus system CPU time so far, in
+# clock ticks (fields 14 and 15 of /proc/PID/stat; the name in field 2 has
+# no spaces for the processes these scripts start).
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
 }
