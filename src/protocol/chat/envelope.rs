@@ -10,8 +10,10 @@
 //! ... in publishing order), `at` the time the line was taken, in
 //! microseconds since the Unix epoch. The kinds are `said` (`name`,
 //! `line`), `joined` and `left` (`name`), `beat` and `hello` (`members`:
-//! every name the instance holds; a `hello` asks every other instance for
-//! a `beat` at once), and `bye` (the instance stops).
+//! every name the instance holds, and `hears`: whether its subscription
+//! is up, so that it hears what is published now; absent means no; a
+//! `hello` asks every other instance for a `beat` at once), and `bye`
+//! (the instance stops).
 
 use serde::{Deserialize, Serialize};
 
@@ -59,11 +61,18 @@ pub enum Body {
     Beat {
         /// Every member of the instance.
         members: Vec<String>,
+        /// Its subscription is up.
+        #[serde(default)]
+        hears: bool,
     },
-    /// The instance has (re)subscribed: a beat that asks for everyone's.
+    /// The instance has (re)subscribed, or is back on Redis: a beat that
+    /// asks for everyone's.
     Hello {
         /// Every member of the instance.
         members: Vec<String>,
+        /// Its subscription is up.
+        #[serde(default)]
+        hears: bool,
     },
     /// The instance stops: its members are gone.
     Bye,
@@ -134,13 +143,29 @@ mod tests {
             Body::Left { name: "ann".into() },
             Body::Beat {
                 members: vec!["ann".into(), "bob".into()],
+                hears: true,
             },
-            Body::Hello { members: vec![] },
+            Body::Hello {
+                members: vec![],
+                hears: false,
+            },
             Body::Bye,
         ] {
             let sent = envelope(body);
             assert_eq!(Envelope::decode(&sent.encode()), Ok(sent));
         }
+    }
+
+    #[test]
+    fn a_beat_without_hears_does_not_hear() {
+        let beat = br#"{"v":1,"id":"x","seq":1,"at":0,"kind":"beat","members":["ann"]}"#;
+        assert_eq!(
+            Envelope::decode(beat).map(|e| e.body),
+            Ok(Body::Beat {
+                members: vec!["ann".into()],
+                hears: false
+            })
+        );
     }
 
     #[test]

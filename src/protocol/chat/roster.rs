@@ -1,6 +1,7 @@
 //! The members of the other instances on the chat bus, as this instance
 //! has heard of them: per instance id, its members' names, when it was
-//! last heard and the last sequence number it sent. Pure data; the bus's
+//! last heard, the last sequence number it sent and when it last said it
+//! hears the room. Pure data; the bus's
 //! subscriber feeds it and announces what changes to the local members.
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,6 +18,8 @@ struct Peer {
     names: BTreeSet<String>,
     last_heard: Instant,
     last_seq: u64,
+    /// When it last said its subscription was up.
+    hearing: Option<Instant>,
 }
 
 /// What a sequence number says about an envelope.
@@ -40,6 +43,7 @@ impl Roster {
             names: BTreeSet::new(),
             last_heard: now,
             last_seq: seq.saturating_sub(1),
+            hearing: None,
         });
         if seq <= peer.last_seq {
             return Sequence::Repeat;
@@ -75,6 +79,26 @@ impl Roster {
         let left = peer.names.difference(&now).cloned().collect();
         peer.names = now;
         (joined, left)
+    }
+
+    /// `id` said at `now` that its subscription is up.
+    pub fn hearing(&mut self, id: &str, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(id) {
+            peer.hearing = Some(now);
+        }
+    }
+
+    /// Whether `id` has said since `since` that its subscription is up.
+    pub fn hears_since(&self, id: &str, since: Instant) -> bool {
+        self.peers
+            .get(id)
+            .and_then(|peer| peer.hearing)
+            .is_some_and(|at| at >= since)
+    }
+
+    /// The instances heard of.
+    pub fn ids(&self) -> Vec<String> {
+        self.peers.keys().cloned().collect()
     }
 
     /// `id` is gone: returns the members it had.
@@ -146,6 +170,24 @@ mod tests {
         assert_eq!(roster.len(), 1);
         assert_eq!(roster.forget("a"), names(&["cid"]));
         assert_eq!(roster.len(), 0);
+    }
+
+    #[test]
+    fn an_instance_hears_from_when_it_says_so() {
+        let mut roster = Roster::default();
+        let t = Instant::now();
+        let later = t + Duration::from_secs(1);
+        roster.hearing("unheard", t);
+        assert!(roster.ids().is_empty());
+        roster.heard("a", 1, t);
+        assert_eq!(roster.ids(), names(&["a"]));
+        assert!(!roster.hears_since("a", t));
+        roster.hearing("a", t);
+        assert!(roster.hears_since("a", t));
+        assert!(!roster.hears_since("a", later));
+        roster.hearing("a", later);
+        assert!(roster.hears_since("a", later));
+        assert!(!roster.hears_since("b", t));
     }
 
     #[test]

@@ -355,17 +355,17 @@ impl Outgoing {
     }
 
     /// The next job, waiting until `deadline` at most; `None` at the
-    /// deadline, or at once when the queue is closed and empty.
+    /// deadline, when woken without one (the publisher's flags may have
+    /// changed), or at once when the queue is closed and empty.
     fn next(&self, deadline: Instant) -> Option<Job> {
         let mut queue = self.queue.lock();
-        loop {
-            if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
-            }
-            if queue.closed || self.ready.wait_until(&mut queue, deadline).timed_out() {
-                return queue.jobs.pop_front();
-            }
+        if let Some(job) = queue.jobs.pop_front() {
+            return Some(job);
         }
+        if !queue.closed {
+            self.ready.wait_until(&mut queue, deadline);
+        }
+        queue.jobs.pop_front()
     }
 
     /// Moves the envelopes at the front of the queue into `batch`, up to
@@ -459,7 +459,13 @@ mod tests {
         let out = Outgoing::new(1);
         out.send(Body::Left { name: "a".into() }, 0);
         out.send(Body::Left { name: "b".into() }, 0);
-        out.send(Body::Beat { members: vec![] }, 0);
+        out.send(
+            Body::Beat {
+                members: vec![],
+                hears: true,
+            },
+            0,
+        );
         assert_eq!(
             out.counters.dropped[Loss::QueueFull as usize].load(Ordering::Relaxed),
             1

@@ -1,17 +1,24 @@
 //! The bus's publisher thread: publishes the queued envelopes in order
-//! with this instance's sequence numbers, decides newcomers' names, sends
-//! the heartbeat and keeps the name claims alive.
+//! with this instance's sequence numbers, decides newcomers' names
+//! (`names.rs`), sends the heartbeat and keeps the name claims alive.
 //!
-//! A name is claimed with a small script that sets the room's key for it
-//! to this instance's id, with a time to live of ten heartbeats, if the
-//! key is free or already this instance's; every heartbeat refreshes the
-//! claims of the instance's members, a `left` releases one (only if still
-//! ours). Guest numbers come from one counter per room (`INCR`). Without
-//! Redis the instance decides alone, from what it knows of the room.
 //! A publish that fails is never retried (it may have reached Redis, and
 //! a retry could deliver it twice): it is dropped and counted.
+//!
+//! While Redis is away, lines and changes of membership are held, in
+//! order, for as long as Redis could have been back without this
+//! instance knowing yet (the back-off's cap and a connection's time);
+//! older ones are dropped and counted, so memory stays flat whatever the
+//! outage lasts. Back on Redis, the publisher says `hello` and goes on
+//! holding until every instance that was in the room has said it hears
+//! it again (or, for one that does not come back, until it could have):
+//! a line said once Redis is back is published only when every instance
+//! can hear it, so none is lost however the instances' back-offs fall.
+//! Heartbeats go out meanwhile, naming the members as the others know
+//! them, so that nobody is taken for gone and nobody hears of a change
+//! before the lines said before it.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,21 +27,10 @@ use log::{debug, info};
 use super::{Backoff, Bus, COMMAND_TIMEOUT, CONNECT_TIMEOUT, Job, Loss};
 use crate::logfmt;
 use crate::protocol::chat::envelope::{Body, Envelope, VERSION};
-use crate::protocol::chat::{Admission, Room, refusal, unix_micros};
+use crate::protocol::chat::{Room, unix_micros};
 use crate::shutdown::Shutdown;
 
-/// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` ms if it is free or holds
-/// `ARGV[1]` already; 1 if it is ours now.
-const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
-    if v == false or v == ARGV[1] then \
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0";
-
-/// Deletes `KEYS[1]` if it holds `ARGV[1]`.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-    return redis.call('DEL', KEYS[1]) end return 0";
-
-/// Guest numbers tried in Redis before the instance picks one alone.
-const GUEST_TRIES: usize = 8;
+mod names;
 
 /// Envelopes published in one round trip at most.
 const BATCH: usize = 256;
@@ -49,6 +45,30 @@ struct Publisher<'a> {
     seq: u64,
     backoff: Backoff,
     next_try: Instant,
+    /// Lines and changes of membership not published yet, in order, with
+    /// when each was taken: Redis is away, or the room catching up.
+    held: VecDeque<(Body, u64)>,
+    /// The instances in the room when Redis was lost: those that must
+    /// hear it again before what is held goes out.
+    expected: Vec<String>,
+    /// Back on Redis, holding until the room hears again.
+    catch_up: Option<CatchUp>,
+}
+
+/// A catch-up after Redis came back.
+struct CatchUp {
+    /// When the publisher was back on Redis.
+    since: Instant,
+    /// When it stops waiting for instances that have not come back.
+    until: Instant,
+    /// Held envelopes taken before this (microseconds since the epoch)
+    /// were taken before Redis was back: they are dropped.
+    oldest: u64,
+    /// Every instance expected hears the room.
+    hearing: bool,
+    /// A heartbeat went out since: they know this instance's members
+    /// before they hear what is held.
+    announced: bool,
 }
 
 impl Bus {
@@ -61,6 +81,9 @@ impl Bus {
             seq: 0,
             backoff: Backoff::new(self.backoff_max),
             next_try: Instant::now(),
+            held: VecDeque::new(),
+            expected: Vec::new(),
+            catch_up: None,
         };
         let mut next_beat = Instant::now();
         while !until.is_triggered() {
@@ -68,15 +91,19 @@ impl Bus {
             if publisher.conn.is_none() && now >= publisher.next_try {
                 publisher.connect();
             }
+            publisher.try_catch_up(now);
             let hello = self.hello.swap(false, Ordering::AcqRel);
             if hello || now >= next_beat || self.beat_soon.swap(false, Ordering::AcqRel) {
                 self.queue_presence(hello);
                 next_beat = now + self.heartbeat;
             }
-            let deadline = match publisher.conn {
+            let mut deadline = match publisher.conn {
                 None => next_beat.min(publisher.next_try),
                 Some(_) => next_beat,
             };
+            if let Some(catch_up) = &publisher.catch_up {
+                deadline = deadline.min(catch_up.until);
+            }
             if let Some(job) = self.out.next(deadline) {
                 publisher.run(job);
             }
@@ -90,12 +117,25 @@ impl Bus {
     fn queue_presence(&self, hello: bool) {
         let members = self.room.members.lock();
         let names = Room::local_names(&members);
+        let hears = self.out.counters.subscribed.load(Ordering::Acquire);
         let body = if hello {
-            Body::Hello { members: names }
+            Body::Hello {
+                members: names,
+                hears,
+            }
         } else {
-            Body::Beat { members: names }
+            Body::Beat {
+                members: names,
+                hears,
+            }
         };
         self.out.send(body, unix_micros());
+    }
+
+    /// The longest Redis can have been back before the publisher knows:
+    /// a back-off wait, then a connection.
+    fn unnoticed(&self) -> Duration {
+        self.backoff_max + CONNECT_TIMEOUT
     }
 }
 
@@ -115,6 +155,23 @@ impl Publisher<'_> {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.backoff.reset();
+                if !self.held.is_empty() || !self.expected.is_empty() {
+                    let now = Instant::now();
+                    let unnoticed = self.bus.unnoticed();
+                    self.catch_up = Some(CatchUp {
+                        since: now,
+                        // Another instance may be one back-off wait and a
+                        // connection behind this one, and a heartbeat more
+                        // before it says so.
+                        until: now + unnoticed + self.bus.heartbeat,
+                        oldest: unix_micros()
+                            .saturating_sub(u64::try_from(unnoticed.as_micros()).unwrap_or(0)),
+                        hearing: false,
+                        announced: false,
+                    });
+                    // Asks every instance whether it hears the room.
+                    self.bus.hello.store(true, Ordering::Release);
+                }
                 self.bus
                     .out
                     .counters
@@ -143,8 +200,70 @@ impl Publisher<'_> {
                 .publishing
                 .store(false, Ordering::Release);
             debug!("chat bus publisher lost redis error={}", logfmt::error(e));
+            // Those who were in the room are waited for when it is back.
+            let known = self.bus.room.members.lock().remote.ids();
+            for id in known {
+                if !self.expected.contains(&id) {
+                    self.expected.push(id);
+                }
+            }
+            self.catch_up = None;
         }
         self.next_try = Instant::now() + self.backoff.next();
+    }
+
+    /// Ends the catch-up once every instance expected hears the room
+    /// again, or could have: publishes what is held, in order, but for
+    /// what was taken before Redis was back (dropped and counted).
+    fn try_catch_up(&mut self, now: Instant) {
+        let Some(catch_up) = self.catch_up.as_mut() else {
+            return;
+        };
+        if now < catch_up.until && !catch_up.hearing {
+            let members = self.bus.room.members.lock();
+            let heard = |id: &String| members.remote.hears_since(id, catch_up.since);
+            if !self.expected.iter().all(heard) {
+                return;
+            }
+            catch_up.hearing = true;
+            self.bus.beat_soon.store(true, Ordering::Release);
+        }
+        if now < catch_up.until && !catch_up.announced {
+            return;
+        }
+        let oldest = catch_up.oldest;
+        self.catch_up = None;
+        self.expected.clear();
+        let counters = &self.bus.out.counters;
+        while self.held.front().is_some_and(|(_, at)| *at < oldest) {
+            self.held.pop_front();
+            counters.dropped(Loss::RedisDown);
+        }
+        while self.conn.is_some() && !self.held.is_empty() {
+            let n = self.held.len().min(BATCH);
+            let batch: Vec<(Body, u64)> = self.held.drain(..n).collect();
+            self.send(batch);
+        }
+    }
+
+    /// Holds `body`, taken at `at`, until it can go out; makes room by
+    /// dropping (and counting) the oldest, and while Redis is away, what
+    /// was taken longer ago than Redis could be back unnoticed.
+    fn hold(&mut self, body: Body, at: u64) {
+        let counters = &self.bus.out.counters;
+        if self.catch_up.is_none() {
+            let unnoticed = u64::try_from(self.bus.unnoticed().as_micros()).unwrap_or(0);
+            let oldest = unix_micros().saturating_sub(unnoticed);
+            while self.held.front().is_some_and(|(_, at)| *at < oldest) {
+                self.held.pop_front();
+                counters.dropped(Loss::RedisDown);
+            }
+        }
+        if self.held.len() >= self.bus.out.cap {
+            self.held.pop_front();
+            counters.dropped(Loss::RedisDown);
+        }
+        self.held.push_back((body, at));
     }
 
     /// Does `job`; an envelope goes out with those queued behind it.
@@ -159,9 +278,48 @@ impl Publisher<'_> {
         }
     }
 
+    /// Publishes envelopes in order: at once, or, while Redis is away or
+    /// the room catches up, lines and changes of membership are held and
+    /// heartbeats name the members as the others know them.
+    fn publish(&mut self, batch: Vec<(Body, u64)>) {
+        if self.conn.is_some() && self.catch_up.is_none() {
+            return self.send(batch);
+        }
+        let mut now = Vec::new();
+        for (body, at) in batch {
+            match body {
+                Body::Said { .. } | Body::Joined { .. } | Body::Left { .. } => self.hold(body, at),
+                Body::Beat { members, hears } => {
+                    self.announcing();
+                    let members = as_published(members, &self.held);
+                    now.push((Body::Beat { members, hears }, at));
+                }
+                Body::Hello { members, hears } => {
+                    self.announcing();
+                    let members = as_published(members, &self.held);
+                    now.push((Body::Hello { members, hears }, at));
+                }
+                Body::Bye => now.push((body, at)),
+            }
+        }
+        if !now.is_empty() {
+            self.send(now);
+        }
+    }
+
+    /// A heartbeat goes out: once the room hears again, what is held may
+    /// follow it.
+    fn announcing(&mut self) {
+        if let Some(catch_up) = self.catch_up.as_mut()
+            && catch_up.hearing
+        {
+            catch_up.announced = true;
+        }
+    }
+
     /// Publishes envelopes in one round trip, in order, or drops and
     /// counts them all.
-    fn publish(&mut self, batch: Vec<(Body, u64)>) {
+    fn send(&mut self, batch: Vec<(Body, u64)>) {
         let counters = &self.bus.out.counters;
         let Some(conn) = self.conn.as_mut() else {
             for _ in &batch {
@@ -209,7 +367,7 @@ impl Publisher<'_> {
     fn published(&mut self, envelope: &Envelope) {
         match &envelope.body {
             Body::Left { name } => self.release(name),
-            Body::Beat { members } | Body::Hello { members } => {
+            Body::Beat { members, .. } | Body::Hello { members, .. } => {
                 {
                     let seen = self.bus.own_seen.load(Ordering::Acquire);
                     let mut out = self.bus.beat_out.lock();
@@ -223,126 +381,15 @@ impl Publisher<'_> {
         }
     }
 
-    /// Decides a newcomer's name and admits it.
-    fn admit(&mut self, admission: &Arc<Admission>) {
-        let (name, notice) = self.choose(&admission.wanted);
-        if !admission.complete(&self.bus.room, name.clone(), notice) {
-            self.release(&name);
-        }
-    }
-
-    /// The name a newcomer who wants `wanted` gets, and what it is told
-    /// first: `wanted` if nobody in the room holds it and the claim in
-    /// Redis succeeds, else a guest name.
-    fn choose(&mut self, wanted: &str) -> (String, Option<String>) {
-        let refused = {
-            let members = self.bus.room.members.lock();
-            refusal(wanted, members.holds(wanted))
-        };
-        let why = match refused {
-            Some(why) => why,
-            None => match self.claim(wanted) {
-                Some(true) => return (wanted.to_string(), None),
-                Some(false) => format!("Name {wanted} is taken"),
-                None => {
-                    let mut members = self.bus.room.members.lock();
-                    return Room::choose_locally(&mut members, wanted);
-                }
-            },
-        };
-        for _ in 0..GUEST_TRIES {
-            let Some(number) = self.next_guest() else {
-                break;
-            };
-            let guest = format!("guest-{number}");
-            let free = !self.bus.room.members.lock().holds(&guest);
-            if free && self.claim(&guest) == Some(true) {
-                let notice = format!("{why}; you are {guest}\n");
-                return (guest, Some(notice));
-            }
-        }
-        let mut members = self.bus.room.members.lock();
-        Room::local_guest(&mut members, &why)
-    }
-
-    /// Claims `name` for this instance: `Some(true)` if it is ours now,
-    /// `Some(false)` if another instance holds it, `None` without Redis.
-    fn claim(&mut self, name: &str) -> Option<bool> {
-        let conn = self.conn.as_mut()?;
-        let claimed = redis::cmd("EVAL")
-            .arg(CLAIM)
-            .arg(1)
-            .arg(format!("{}{name}", self.bus.names))
-            .arg(&self.bus.instance)
-            .arg(self.bus.claim_ttl().as_millis() as u64)
-            .query::<i64>(conn);
-        match claimed {
-            Ok(n) => Some(n == 1),
-            Err(e) => {
-                self.lost(&e);
-                None
-            }
-        }
-    }
-
-    /// Renews the claims of `names`, in one round trip. A name another
-    /// instance took while this one could not renew stays with it here
-    /// too (see docs/protocols.md).
-    fn claim_all(&mut self, names: &[String]) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if names.is_empty() {
-            return;
-        }
-        let ttl = self.bus.claim_ttl().as_millis() as u64;
-        let mut pipe = redis::pipe();
-        for name in names {
-            pipe.cmd("EVAL")
-                .arg(CLAIM)
-                .arg(1)
-                .arg(format!("{}{name}", self.bus.names))
-                .arg(&self.bus.instance)
-                .arg(ttl)
-                .ignore();
-        }
-        if let Err(e) = pipe.exec(conn) {
-            self.lost(&e);
-        }
-    }
-
-    /// Gives `name` back, if this instance still holds it.
-    fn release(&mut self, name: &str) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        let released = redis::cmd("EVAL")
-            .arg(RELEASE)
-            .arg(1)
-            .arg(format!("{}{name}", self.bus.names))
-            .arg(&self.bus.instance)
-            .query::<i64>(conn);
-        if let Err(e) = released {
-            self.lost(&e);
-        }
-    }
-
-    /// The room's next guest number, from Redis.
-    fn next_guest(&mut self) -> Option<u64> {
-        let conn = self.conn.as_mut()?;
-        match redis::cmd("INCR").arg(&self.bus.guests).query::<u64>(conn) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                self.lost(&e);
-                None
-            }
-        }
-    }
-
     /// At the stop: publishes what is queued (every session's `left` is
     /// among it), for [`FINAL_FLUSH`] at most, then a `bye`, so that the
     /// other instances forget this one's members at once.
     fn finish(&mut self) {
+        // What is held goes out now: the stop does not wait for the room.
+        if let Some(catch_up) = self.catch_up.as_mut() {
+            catch_up.until = Instant::now();
+        }
+        self.try_catch_up(Instant::now());
         let until = Instant::now() + FINAL_FLUSH;
         while let Some(job) = self.bus.out.next(Instant::now()) {
             if Instant::now() < until {
@@ -351,11 +398,63 @@ impl Publisher<'_> {
                 self.bus.out.counters.dropped(Loss::RedisDown);
             }
         }
-        self.publish(vec![(Body::Bye, unix_micros())]);
+        // Redis never came back: what is still held is lost.
+        for _ in self.held.drain(..) {
+            self.bus.out.counters.dropped(Loss::RedisDown);
+        }
+        self.send(vec![(Body::Bye, unix_micros())]);
         self.bus
             .out
             .counters
             .publishing
             .store(false, Ordering::Release);
+    }
+}
+
+/// `members`, an instance's members now, as the other instances know
+/// them while `held` (changes taken before, not yet published) waits:
+/// without those who joined since, with those who left since.
+fn as_published(mut members: Vec<String>, held: &VecDeque<(Body, u64)>) -> Vec<String> {
+    for (body, _) in held.iter().rev() {
+        match body {
+            Body::Joined { name } => members.retain(|member| member != name),
+            Body::Left { name } if !members.contains(name) => members.push(name.clone()),
+            _ => {}
+        }
+    }
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_heartbeat_while_holding_names_the_members_as_published() {
+        let held: VecDeque<(Body, u64)> = [
+            Body::Left { name: "ann".into() },
+            Body::Said {
+                name: "bob".into(),
+                line: "hi".into(),
+            },
+            Body::Joined { name: "cid".into() },
+            Body::Left { name: "cid".into() },
+            Body::Joined { name: "dan".into() },
+        ]
+        .into_iter()
+        .map(|body| (body, 0))
+        .collect();
+        assert_eq!(
+            as_published(names(&["bob", "dan"]), &held),
+            names(&["bob", "ann"])
+        );
+        assert_eq!(
+            as_published(names(&["bob"]), &VecDeque::new()),
+            names(&["bob"])
+        );
     }
 }

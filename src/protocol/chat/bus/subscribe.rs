@@ -206,13 +206,27 @@ impl Bus {
                     members.announce(None, format!("* {name} left\n").as_bytes());
                 }
             }
-            Body::Beat { members: names } => {
+            Body::Beat {
+                members: names,
+                hears,
+            } => {
                 let (joined, left) = members.remote.replace(&id, names);
                 announce_changes(&members, joined, left);
+                if hears {
+                    members.remote.hearing(&id, Instant::now());
+                    // A publisher catching up may be waiting for this.
+                    self.out.wake();
+                }
             }
-            Body::Hello { members: names } => {
+            Body::Hello {
+                members: names,
+                hears,
+            } => {
                 let (joined, left) = members.remote.replace(&id, names);
                 announce_changes(&members, joined, left);
+                if hears {
+                    members.remote.hearing(&id, Instant::now());
+                }
                 self.beat_soon.store(true, Ordering::Release);
                 self.out.wake();
             }
@@ -243,7 +257,9 @@ fn sane(body: &Body) -> bool {
     match body {
         Body::Said { name, line } => name_ok(name) && !has_ending(line),
         Body::Joined { name } | Body::Left { name } => name_ok(name),
-        Body::Beat { members } | Body::Hello { members } => members.iter().all(|n| name_ok(n)),
+        Body::Beat { members, .. } | Body::Hello { members, .. } => {
+            members.iter().all(|n| name_ok(n))
+        }
         Body::Bye => true,
     }
 }
