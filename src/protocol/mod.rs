@@ -22,6 +22,7 @@ use crate::conn::Conn;
 pub use crate::conn::Delivery;
 use crate::framing::Framing;
 pub use crate::socket::Peer;
+pub(crate) use chat::Fanout as ChatFanout;
 pub(crate) use chat::bus::{Bus as ChatBus, Figures as ChatBusFigures};
 
 /// The protocol `name`, set up for `config`, and the chat bus it needs,
@@ -37,6 +38,7 @@ pub(crate) fn build(name: ProtocolName, config: &Config) -> io::Result<Built> {
     let alone = |protocol| Built {
         protocol,
         chat_bus: None,
+        chat_fanout: None,
     };
     Ok(match name {
         ProtocolName::Ack => alone(ack::build(config)),
@@ -52,6 +54,8 @@ pub(crate) struct Built {
     pub protocol: Arc<dyn Protocol>,
     /// The chat room's bus, whose threads the server runs.
     pub chat_bus: Option<Arc<ChatBus>>,
+    /// The chat room's writer, whose thread the server runs.
+    pub chat_fanout: Option<Arc<ChatFanout>>,
 }
 
 /// The ACK line protocol, the default.
@@ -125,11 +129,31 @@ pub trait Port: Send + Sync {
     /// and writes what its socket takes now, never waiting. A client more
     /// than `max_behind` bytes behind is disconnected.
     fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery;
+
+    /// Queues `bytes` like [`Port::deliver`], without writing: [`Port::flush`]
+    /// writes, so that many deliveries go out in one write. By default it
+    /// delivers at once.
+    fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        self.deliver(bytes, max_behind)
+    }
+
+    /// Writes what is queued, as far as the socket takes it now, never
+    /// waiting.
+    fn flush(&self) {}
 }
 
 impl Port for Conn {
     fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
         Conn::deliver(self, bytes, max_behind)
+    }
+
+    fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        Conn::queue(self, bytes, max_behind)
+    }
+
+    fn flush(&self) {
+        // A broken socket: the connection's own worker sees it and closes.
+        let _ = Conn::flush(self);
     }
 }
 
@@ -173,6 +197,23 @@ impl Link {
             None => Delivery::Gone,
         }
     }
+
+    /// Queues `bytes` for the client like [`Link::deliver`], but writes
+    /// nothing: [`Link::flush`] writes what was queued, in one go.
+    pub fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+        match self.port.upgrade() {
+            Some(port) => port.queue(bytes, max_behind),
+            None => Delivery::Gone,
+        }
+    }
+
+    /// Writes what [`Link::queue`] queued, as far as the socket takes it
+    /// now, never waiting.
+    pub fn flush(&self) {
+        if let Some(port) = self.port.upgrade() {
+            port.flush();
+        }
+    }
 }
 
 /// A fake connection for protocol tests: it keeps what is delivered.
@@ -181,10 +222,11 @@ pub(crate) mod fake {
     use super::*;
     use parking_lot::Mutex;
 
-    /// Collects deliveries; refuses them once `kicked`.
+    /// Collects deliveries; what is queued arrives only when flushed.
     #[derive(Default)]
     pub(crate) struct Inbox {
         pub(crate) got: Mutex<Vec<u8>>,
+        queued: Mutex<Vec<u8>>,
     }
 
     impl Inbox {
@@ -195,9 +237,20 @@ pub(crate) mod fake {
     }
 
     impl Port for Inbox {
-        fn deliver(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
-            self.got.lock().extend_from_slice(bytes);
+        fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
+            let delivery = self.queue(bytes, max_behind);
+            self.flush();
+            delivery
+        }
+
+        fn queue(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
+            self.queued.lock().extend_from_slice(bytes);
             Delivery::Queued
+        }
+
+        fn flush(&self) {
+            let queued = std::mem::take(&mut *self.queued.lock());
+            self.got.lock().extend_from_slice(&queued);
         }
     }
 

@@ -45,7 +45,7 @@ use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::handler::Limits;
 use crate::metrics;
-use crate::protocol::{self, ChatBus, Protocol};
+use crate::protocol::{self, ChatBus, ChatFanout, Protocol};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
@@ -69,6 +69,8 @@ pub struct Server {
     protocol: Arc<dyn Protocol>,
     /// The chat room's bus, with `--chat-bus`.
     chat_bus: Option<Arc<ChatBus>>,
+    /// The chat room's writer, with `--protocol chat`.
+    chat_fanout: Option<Arc<ChatFanout>>,
     shutdown: Shutdown,
     /// Fires at the stop's last step: the side ports and the watchdog end.
     last_step: Shutdown,
@@ -172,7 +174,11 @@ impl Server {
             ),
             None => None,
         };
-        let protocol::Built { protocol, chat_bus } = protocol::build(config.protocol, &config)?;
+        let protocol::Built {
+            protocol,
+            chat_bus,
+            chat_fanout,
+        } = protocol::build(config.protocol, &config)?;
         // The door accepts from the poller and must never block; a passed
         // socket may be either.
         for listener in &listeners {
@@ -205,6 +211,7 @@ impl Server {
             config,
             protocol,
             chat_bus,
+            chat_fanout,
             shutdown,
             last_step,
             conns,
@@ -256,6 +263,7 @@ impl Server {
             config,
             protocol,
             chat_bus,
+            chat_fanout,
             shutdown,
             last_step,
             conns,
@@ -394,6 +402,12 @@ impl Server {
             threads.spawn("linepool-stats", move || {
                 threads::report_stats(&stats, &engine, bus.as_deref(), &shutdown, every)
             })?;
+        }
+        if let Some(fanout) = chat_fanout {
+            // Like the bus, the writer ends at the last step, after every
+            // session has ended.
+            let until = last_step.clone();
+            threads.spawn("linepool-chat-out", move || fanout.run(&until))?;
         }
         if let Some(bus) = &chat_bus {
             info!("chat room {} shared on the bus", bus.room_name());

@@ -2,9 +2,10 @@
 //! reaches every other member as `<name>: <line>`.
 //!
 //! Delivery to other members never waits on them: each line goes into the
-//! member's outbox in the core, which writes what the member's socket takes
-//! at once and the rest when the socket has room again (the poller wakes
-//! the member for it). A member that falls more than [`MAX_BACKLOG`]
+//! member's outbox in the core, and the room's writer ([`fanout`]) writes
+//! each member once for all the lines queued since its last write; what
+//! the socket does not take goes out when it has room again (the poller
+//! wakes the member for it). A member that falls more than [`MAX_BACKLOG`]
 //! behind is disconnected and announced as left; one that reads nothing at
 //! all is closed by the core's idle rule.
 //!
@@ -17,11 +18,13 @@
 
 pub(crate) mod bus;
 mod envelope;
+mod fanout;
 mod roster;
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::warn;
@@ -29,6 +32,7 @@ use parking_lot::Mutex;
 
 use self::bus::{Bus, Outgoing};
 use self::envelope::Body;
+pub(crate) use self::fanout::Fanout;
 use self::roster::Roster;
 use super::{Action, Built, Delivery, Link, Protocol, Session, text};
 use crate::config::Config;
@@ -49,10 +53,10 @@ const MAX_JOINING: usize = 64 * 1024;
 /// asks for one. A bus URL that cannot be read is an error.
 pub fn build(config: &Config) -> io::Result<Built> {
     let Some(settings) = &config.chat_bus else {
+        let room = Room::new(None);
         return Ok(Built {
-            protocol: Arc::new(Chat {
-                room: Room::new(None),
-            }),
+            chat_fanout: Some(room.fanout.clone()),
+            protocol: Arc::new(Chat { room }),
             chat_bus: None,
         });
     };
@@ -60,6 +64,7 @@ pub fn build(config: &Config) -> io::Result<Built> {
     let room = Room::new(Some(out.clone()));
     let bus = Bus::new(settings, room.clone(), out)?;
     Ok(Built {
+        chat_fanout: Some(room.fanout.clone()),
         protocol: Arc::new(Chat { room }),
         chat_bus: Some(bus),
     })
@@ -74,6 +79,8 @@ pub(crate) struct Room {
     members: Mutex<Members>,
     /// Where envelopes for the other instances go, with a bus.
     out: Option<Arc<Outgoing>>,
+    /// Writes what lines the members hear.
+    fanout: Arc<Fanout>,
 }
 
 #[derive(Default)]
@@ -109,18 +116,46 @@ impl Members {
 struct Member {
     name: String,
     link: Link,
+    /// Something is queued for the room's writer to write.
+    dirty: AtomicBool,
 }
 
 impl Member {
+    /// Queues `bytes` for this member without writing them; drops a member
+    /// too far behind. `true` if the member has to be handed to the
+    /// writer: nothing of the room's waited for a write yet.
+    fn queue(&self, bytes: &[u8]) -> bool {
+        match self.link.queue(bytes, MAX_BACKLOG) {
+            Delivery::Queued => !self.dirty.swap(true, Ordering::AcqRel),
+            Delivery::Dropped(waiting) => {
+                self.dropped(waiting);
+                false
+            }
+            Delivery::Gone => false,
+        }
+    }
+
+    /// Writes what is queued. The mark goes first: whatever is queued
+    /// after it marks the member again, and what came before, this write
+    /// takes.
+    fn flush(&self) {
+        self.dirty.store(false, Ordering::Release);
+        self.link.flush();
+    }
+
     /// Queues `bytes` for this member; drops a member too far behind.
     fn deliver(&self, bytes: &[u8]) {
         if let Delivery::Dropped(waiting) = self.link.deliver(bytes, MAX_BACKLOG) {
-            warn!(
-                "chat member cannot keep up, dropping peer={} name={} waiting_bytes={waiting}",
-                self.link.peer(),
-                Quoted(&self.name),
-            );
+            self.dropped(waiting);
         }
+    }
+
+    fn dropped(&self, waiting: usize) {
+        warn!(
+            "chat member cannot keep up, dropping peer={} name={} waiting_bytes={waiting}",
+            self.link.peer(),
+            Quoted(&self.name),
+        );
     }
 }
 
@@ -149,18 +184,22 @@ impl Room {
         Arc::new(Room {
             members: Mutex::new(Members::default()),
             out,
+            fanout: Arc::default(),
         })
     }
 
-    /// Delivers `bytes` to every member but `except`. The member list is
-    /// copied out first, so that no delivery holds the room's lock.
+    /// Delivers `bytes` to every member but `except`, through the room's
+    /// writer. The member list is copied out first, so that no delivery
+    /// holds the room's lock.
     fn broadcast(&self, except: Option<u64>, bytes: &[u8]) {
         let members: Vec<Arc<Member>> = {
             let members = self.members.lock();
             others(&members, except).cloned().collect()
         };
-        for member in members {
-            member.deliver(bytes);
+        let mut fresh = members;
+        fresh.retain(|member| member.queue(bytes));
+        if !fresh.is_empty() {
+            self.fanout.write(fresh);
         }
     }
 
@@ -210,6 +249,7 @@ impl Room {
         let member = Arc::new(Member {
             name: name.clone(),
             link,
+            dirty: AtomicBool::new(false),
         });
         members.by_id.insert(id, member.clone());
         let mut first = notice.unwrap_or_default();
