@@ -212,45 +212,25 @@ impl Conn {
     /// socket takes now. A client more than `max_behind` bytes behind is
     /// disconnected; its own worker then closes it.
     pub(crate) fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        self.put(bytes, max_behind, true)
-    }
-
-    /// Queues `bytes` after whatever waits already, without writing: a
-    /// later [`Conn::flush`] writes them, with whatever else came by then.
-    /// Past `max_behind` bytes waiting it writes what the socket takes
-    /// now, and a client still more than `max_behind` behind is
-    /// disconnected.
-    pub(crate) fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        self.put(bytes, max_behind, false)
-    }
-
-    /// Queues `bytes` and writes at once if `write` (or if more than
-    /// `max_behind` waits: behind is what the socket would not take, not
-    /// what waits for the next flush); kicks a client still too far behind.
-    fn put(&self, bytes: &[u8], max_behind: usize, write: bool) -> Delivery {
         let mut outbox = self.outbox.lock();
         if outbox.kicked {
             return Delivery::Gone;
         }
         outbox.pending.extend_from_slice(bytes);
-        let mut waiting = outbox.len();
-        if write || waiting > max_behind {
-            let result = self.write_outbox(&mut outbox);
-            match self.after_write(&mut outbox, result) {
-                Ok(now) => waiting = now,
-                // A broken socket: its own worker sees it and closes.
-                Err(_) => return Delivery::Gone,
+        let result = self.write_outbox(&mut outbox);
+        match self.after_write(&mut outbox, result) {
+            Ok(waiting) if waiting <= max_behind => Delivery::Queued,
+            // A broken socket: its own worker sees it and closes.
+            Err(_) => Delivery::Gone,
+            Ok(waiting) => {
+                outbox.kicked = true;
+                outbox.pending = Vec::new();
+                outbox.sent = 0;
+                drop(outbox);
+                self.kick();
+                Delivery::Dropped(waiting)
             }
         }
-        if waiting <= max_behind {
-            return Delivery::Queued;
-        }
-        outbox.kicked = true;
-        outbox.pending = Vec::new();
-        outbox.sent = 0;
-        drop(outbox);
-        self.kick();
-        Delivery::Dropped(waiting)
     }
 
     /// Disconnects the client: its worker wakes to a dead socket and closes.

@@ -99,27 +99,3 @@ fn drain_reports_the_end_of_stream() {
     assert_eq!(tcp.peek(&mut [0u8; 1]).expect("peek"), 0);
     assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
 }
-
-#[test]
-fn queued_bytes_wait_for_the_flush() {
-    let (mut client, conn) = pair();
-    assert_eq!(conn.queue(b"one\n", 1024), Delivery::Queued);
-    assert_eq!(conn.queue(b"two\n", 1024), Delivery::Queued);
-    assert_eq!(conn.pending(), 8);
-    assert_eq!(conn.flush().expect("flush"), 0);
-    client.set_nonblocking(false).expect("blocking");
-    let mut got = [0u8; 8];
-    client.read_exact(&mut got).expect("read");
-    assert_eq!(&got, b"one\ntwo\n");
-}
-
-#[test]
-fn a_queue_past_its_bound_writes_before_it_drops() {
-    let (_client, conn) = pair();
-    // More than the bound, but the socket takes it all.
-    assert_eq!(conn.queue(&[b'x'; 1000], 100), Delivery::Queued);
-    assert_eq!(conn.pending(), 0);
-    fill(&conn);
-    assert!(matches!(conn.queue(b"more\n", 100), Delivery::Dropped(_)));
-    assert_eq!(conn.queue(b"more\n", usize::MAX), Delivery::Gone);
-}

@@ -129,31 +129,11 @@ pub trait Port: Send + Sync {
     /// and writes what its socket takes now, never waiting. A client more
     /// than `max_behind` bytes behind is disconnected.
     fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery;
-
-    /// Queues `bytes` like [`Port::deliver`], without writing: [`Port::flush`]
-    /// writes, so that many deliveries go out in one write. By default it
-    /// delivers at once.
-    fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        self.deliver(bytes, max_behind)
-    }
-
-    /// Writes what is queued, as far as the socket takes it now, never
-    /// waiting.
-    fn flush(&self) {}
 }
 
 impl Port for Conn {
     fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
         Conn::deliver(self, bytes, max_behind)
-    }
-
-    fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        Conn::queue(self, bytes, max_behind)
-    }
-
-    fn flush(&self) {
-        // A broken socket: the connection's own worker sees it and closes.
-        let _ = Conn::flush(self);
     }
 }
 
@@ -197,23 +177,6 @@ impl Link {
             None => Delivery::Gone,
         }
     }
-
-    /// Queues `bytes` for the client like [`Link::deliver`], but writes
-    /// nothing: [`Link::flush`] writes what was queued, in one go.
-    pub fn queue(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-        match self.port.upgrade() {
-            Some(port) => port.queue(bytes, max_behind),
-            None => Delivery::Gone,
-        }
-    }
-
-    /// Writes what [`Link::queue`] queued, as far as the socket takes it
-    /// now, never waiting.
-    pub fn flush(&self) {
-        if let Some(port) = self.port.upgrade() {
-            port.flush();
-        }
-    }
 }
 
 /// A fake connection for protocol tests: it keeps what is delivered.
@@ -222,11 +185,10 @@ pub(crate) mod fake {
     use super::*;
     use parking_lot::Mutex;
 
-    /// Collects deliveries; what is queued arrives only when flushed.
+    /// Collects deliveries; refuses them once `kicked`.
     #[derive(Default)]
     pub(crate) struct Inbox {
         pub(crate) got: Mutex<Vec<u8>>,
-        queued: Mutex<Vec<u8>>,
     }
 
     impl Inbox {
@@ -237,20 +199,9 @@ pub(crate) mod fake {
     }
 
     impl Port for Inbox {
-        fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
-            let delivery = self.queue(bytes, max_behind);
-            self.flush();
-            delivery
-        }
-
-        fn queue(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
-            self.queued.lock().extend_from_slice(bytes);
+        fn deliver(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
+            self.got.lock().extend_from_slice(bytes);
             Delivery::Queued
-        }
-
-        fn flush(&self) {
-            let queued = std::mem::take(&mut *self.queued.lock());
-            self.got.lock().extend_from_slice(&queued);
         }
     }
 

@@ -6,14 +6,17 @@
 //! Writing each line to each member at once costs one write per member
 //! per line: a room of N members hearing L lines a second asks for N × L
 //! writes a second, each a system call and, on loopback, the reader's
-//! wake-up too. The writer instead goes over the members with something
-//! new, one write each; while it does, more lines come, and the next pass
-//! writes them together. Under light load a line goes out as soon as the
-//! writer wakes; under heavy load the writes grow instead of multiplying,
-//! and a line waits about one pass. A member's outbox and its back-pressure
-//! are the core's, as for every delivery: the writer never waits on a
-//! socket, and the rest of a write the socket did not take goes out when
-//! it has room, from the member's own worker.
+//! wake-up too. Instead a line is queued with each member (a short lock
+//! of the member's own, never held across a write, so that senders do not
+//! wait on the writer), and the writer goes over the members with
+//! something new, handing each member's lines to its connection in one
+//! delivery; while it does, more lines come, and the next pass takes them
+//! together. Under light load a line goes out as soon as the writer wakes;
+//! under heavy load the writes grow instead of multiplying, and a line
+//! waits about one pass. The connection's outbox and back-pressure are the
+//! core's, as for every delivery: the writer never waits on a socket, the
+//! rest of a write the socket did not take goes out when it has room, from
+//! the member's own worker, and a member too far behind is dropped.
 //!
 //! Without the writer running (a room served outside a server, or after
 //! the stop's last step) each delivery is written at once.
@@ -96,7 +99,6 @@ impl Fanout {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
     use std::thread;
     use std::time::{Duration, Instant};
 
@@ -108,7 +110,8 @@ mod tests {
         let member = Member {
             name: name.to_string(),
             link,
-            dirty: AtomicBool::new(false),
+            queued: Mutex::default(),
+            handing: Mutex::default(),
         };
         (inbox, Arc::new(member))
     }

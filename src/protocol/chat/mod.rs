@@ -24,7 +24,6 @@ mod roster;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::warn;
@@ -108,7 +107,9 @@ impl Members {
     /// wait, so this may run under the room's lock.
     fn announce(&self, except: Option<u64>, bytes: &[u8]) {
         for other in others(self, except) {
-            other.deliver(bytes);
+            // After the lines queued before it.
+            other.queue(bytes);
+            other.flush();
         }
     }
 }
@@ -116,31 +117,39 @@ impl Members {
 struct Member {
     name: String,
     link: Link,
-    /// Something is queued for the room's writer to write.
-    dirty: AtomicBool,
+    /// Lines for this member not yet handed to its connection: the room's
+    /// writer hands them over, all at once. Locked only to add or take.
+    queued: Mutex<Vec<u8>>,
+    /// Held while what was queued is handed over, so that two hand-offs
+    /// never overtake each other.
+    handing: Mutex<()>,
 }
 
 impl Member {
-    /// Queues `bytes` for this member without writing them; drops a member
-    /// too far behind. `true` if the member has to be handed to the
-    /// writer: nothing of the room's waited for a write yet.
+    /// Queues `bytes` for this member without writing them. `true` if the
+    /// member has to be handed to the room's writer: nothing waited yet.
+    /// Past [`MAX_BACKLOG`] queued, they are handed over now instead (the
+    /// connection decides whether the member is behind).
     fn queue(&self, bytes: &[u8]) -> bool {
-        match self.link.queue(bytes, MAX_BACKLOG) {
-            Delivery::Queued => !self.dirty.swap(true, Ordering::AcqRel),
-            Delivery::Dropped(waiting) => {
-                self.dropped(waiting);
-                false
-            }
-            Delivery::Gone => false,
+        let mut queued = self.queued.lock();
+        let fresh = queued.is_empty();
+        queued.extend_from_slice(bytes);
+        if queued.len() <= MAX_BACKLOG {
+            return fresh;
         }
+        drop(queued);
+        self.flush();
+        false
     }
 
-    /// Writes what is queued. The mark goes first: whatever is queued
-    /// after it marks the member again, and what came before, this write
-    /// takes.
+    /// Hands what is queued to the connection, which writes what its
+    /// socket takes now.
     fn flush(&self) {
-        self.dirty.store(false, Ordering::Release);
-        self.link.flush();
+        let _handing = self.handing.lock();
+        let bytes = std::mem::take(&mut *self.queued.lock());
+        if !bytes.is_empty() {
+            self.deliver(&bytes);
+        }
     }
 
     /// Queues `bytes` for this member; drops a member too far behind.
@@ -249,7 +258,8 @@ impl Room {
         let member = Arc::new(Member {
             name: name.clone(),
             link,
-            dirty: AtomicBool::new(false),
+            queued: Mutex::default(),
+            handing: Mutex::default(),
         });
         members.by_id.insert(id, member.clone());
         let mut first = notice.unwrap_or_default();
