@@ -10,7 +10,8 @@
 #
 #   scripts/chat-bench.sh                                   # 900 members, 0.1 line/s each
 #   CHAT_MEMBERS=300 CHAT_RATE=1 CHAT_RUNS=3 scripts/chat-bench.sh
-#   CHAT_MEMBERS=900 CHAT_RATE=2 scripts/chat-bench.sh      # past what 2 cores carry: capacity
+#   CHAT_MEMBERS=900 CHAT_RATE=2 scripts/chat-bench.sh      # the full room
+#   LINEPOOL_BIN=/path/to/older/linepool scripts/chat-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -22,7 +23,8 @@ MEMBERS=${CHAT_MEMBERS:-900}
 RATE=${CHAT_RATE:-0.1}
 SECS=${CHAT_SECONDS:-10}
 RUNS=${CHAT_RUNS:-3}
-LINEPOOL=$(linepool_bin)
+# LINEPOOL_BIN measures another build of linepool (an older commit, say).
+LINEPOOL=${LINEPOOL_BIN:-$(linepool_bin)}
 CLK_TCK=$(getconf CLK_TCK)
 work=$(mktemp -d)
 declare -a pids=()
