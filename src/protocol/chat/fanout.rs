@@ -107,13 +107,7 @@ mod tests {
 
     fn member(name: &str) -> (Arc<fake::Inbox>, Arc<Member>) {
         let (inbox, link) = fake::link("127.0.0.1:1", false);
-        let member = Member {
-            name: name.to_string(),
-            link,
-            queued: Mutex::default(),
-            handing: Mutex::default(),
-        };
-        (inbox, Arc::new(member))
+        (inbox, Arc::new(Member::new(name.to_string(), link)))
     }
 
     /// Waits until `inbox` has received `expected`, failing after 10 s.

@@ -19,6 +19,7 @@
 pub(crate) mod bus;
 mod envelope;
 mod fanout;
+mod member;
 mod roster;
 
 use std::collections::HashMap;
@@ -26,16 +27,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::warn;
 use parking_lot::Mutex;
 
 use self::bus::{Bus, Outgoing};
 use self::envelope::Body;
 pub(crate) use self::fanout::Fanout;
+use self::member::Member;
 use self::roster::Roster;
-use super::{Action, Built, Delivery, Link, Protocol, Session, text};
+use super::{Action, Built, Link, Protocol, Session, text};
 use crate::config::Config;
-use crate::logfmt::Quoted;
 
 /// The longest name a client may choose, in bytes.
 const MAX_NAME: usize = 32;
@@ -111,60 +111,6 @@ impl Members {
             other.queue(bytes);
             other.flush();
         }
-    }
-}
-
-struct Member {
-    name: String,
-    link: Link,
-    /// Lines for this member not yet handed to its connection: the room's
-    /// writer hands them over, all at once. Locked only to add or take.
-    queued: Mutex<Vec<u8>>,
-    /// Held while what was queued is handed over, so that two hand-offs
-    /// never overtake each other.
-    handing: Mutex<()>,
-}
-
-impl Member {
-    /// Queues `bytes` for this member without writing them. `true` if the
-    /// member has to be handed to the room's writer: nothing waited yet.
-    /// Past [`MAX_BACKLOG`] queued, they are handed over now instead (the
-    /// connection decides whether the member is behind).
-    fn queue(&self, bytes: &[u8]) -> bool {
-        let mut queued = self.queued.lock();
-        let fresh = queued.is_empty();
-        queued.extend_from_slice(bytes);
-        if queued.len() <= MAX_BACKLOG {
-            return fresh;
-        }
-        drop(queued);
-        self.flush();
-        false
-    }
-
-    /// Hands what is queued to the connection, which writes what its
-    /// socket takes now.
-    fn flush(&self) {
-        let _handing = self.handing.lock();
-        let bytes = std::mem::take(&mut *self.queued.lock());
-        if !bytes.is_empty() {
-            self.deliver(&bytes);
-        }
-    }
-
-    /// Queues `bytes` for this member; drops a member too far behind.
-    fn deliver(&self, bytes: &[u8]) {
-        if let Delivery::Dropped(waiting) = self.link.deliver(bytes, MAX_BACKLOG) {
-            self.dropped(waiting);
-        }
-    }
-
-    fn dropped(&self, waiting: usize) {
-        warn!(
-            "chat member cannot keep up, dropping peer={} name={} waiting_bytes={waiting}",
-            self.link.peer(),
-            Quoted(&self.name),
-        );
     }
 }
 
@@ -255,12 +201,7 @@ impl Room {
     ) -> (u64, Arc<Member>) {
         let id = members.next_id;
         members.next_id += 1;
-        let member = Arc::new(Member {
-            name: name.clone(),
-            link,
-            queued: Mutex::default(),
-            handing: Mutex::default(),
-        });
+        let member = Arc::new(Member::new(name.clone(), link));
         members.by_id.insert(id, member.clone());
         let mut first = notice.unwrap_or_default();
         first.push_str(&format!("Welcome {name}! {} online.\n", members.online()));
