@@ -188,6 +188,8 @@ impl Bus {
             Sequence::Fresh { .. } => {}
         }
         let id = envelope.id;
+        // A `hello` asks for everyone's heartbeat at once.
+        let asks = matches!(envelope.body, Body::Hello { .. });
         match envelope.body {
             Body::Said { name, line } => {
                 drop(members);
@@ -209,16 +211,8 @@ impl Bus {
             Body::Beat {
                 members: names,
                 hears,
-            } => {
-                let (joined, left) = members.remote.replace(&id, names);
-                announce_changes(&members, joined, left);
-                if hears {
-                    members.remote.hearing(&id, Instant::now());
-                    // A publisher catching up may be waiting for this.
-                    self.out.wake();
-                }
             }
-            Body::Hello {
+            | Body::Hello {
                 members: names,
                 hears,
             } => {
@@ -227,8 +221,13 @@ impl Bus {
                 if hears {
                     members.remote.hearing(&id, Instant::now());
                 }
-                self.beat_soon.store(true, Ordering::Release);
-                self.out.wake();
+                if asks {
+                    self.beat_soon.store(true, Ordering::Release);
+                }
+                // A publisher catching up may be waiting for this.
+                if hears || asks {
+                    self.out.wake();
+                }
             }
             Body::Bye => {
                 for name in members.remote.forget(&id) {
