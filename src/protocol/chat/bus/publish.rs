@@ -19,6 +19,7 @@
 //! before the lines said before it.
 
 use std::collections::VecDeque;
+use std::mem;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,14 @@ impl Bus {
     fn unnoticed(&self) -> Duration {
         self.backoff_max + CONNECT_TIMEOUT
     }
+
+    /// When (microseconds since the epoch) Redis came back at the
+    /// earliest, if it is back now or comes back now unnoticed: what was
+    /// taken before cannot have been said once it was back.
+    fn back_at_earliest(&self) -> u64 {
+        let unnoticed = u64::try_from(self.unnoticed().as_micros()).unwrap_or(0);
+        unix_micros().saturating_sub(unnoticed)
+    }
 }
 
 impl Publisher<'_> {
@@ -164,8 +173,7 @@ impl Publisher<'_> {
                         // connection behind this one, and a heartbeat more
                         // before it says so.
                         until: now + unnoticed + self.bus.heartbeat,
-                        oldest: unix_micros()
-                            .saturating_sub(u64::try_from(unnoticed.as_micros()).unwrap_or(0)),
+                        oldest: self.bus.back_at_earliest(),
                         hearing: false,
                         announced: false,
                     });
@@ -234,11 +242,7 @@ impl Publisher<'_> {
         let oldest = catch_up.oldest;
         self.catch_up = None;
         self.expected.clear();
-        let counters = &self.bus.out.counters;
-        while self.held.front().is_some_and(|(_, at)| *at < oldest) {
-            self.held.pop_front();
-            counters.dropped(Loss::RedisDown);
-        }
+        self.drop_held_before(oldest);
         while self.conn.is_some() && !self.held.is_empty() {
             let n = self.held.len().min(BATCH);
             let batch: Vec<(Body, u64)> = self.held.drain(..n).collect();
@@ -250,20 +254,22 @@ impl Publisher<'_> {
     /// dropping (and counting) the oldest, and while Redis is away, what
     /// was taken longer ago than Redis could be back unnoticed.
     fn hold(&mut self, body: Body, at: u64) {
-        let counters = &self.bus.out.counters;
         if self.catch_up.is_none() {
-            let unnoticed = u64::try_from(self.bus.unnoticed().as_micros()).unwrap_or(0);
-            let oldest = unix_micros().saturating_sub(unnoticed);
-            while self.held.front().is_some_and(|(_, at)| *at < oldest) {
-                self.held.pop_front();
-                counters.dropped(Loss::RedisDown);
-            }
+            self.drop_held_before(self.bus.back_at_earliest());
         }
         if self.held.len() >= self.bus.out.cap {
             self.held.pop_front();
-            counters.dropped(Loss::RedisDown);
+            self.bus.out.counters.dropped(Loss::RedisDown);
         }
         self.held.push_back((body, at));
+    }
+
+    /// Drops (and counts) what is held that was taken before `oldest`.
+    fn drop_held_before(&mut self, oldest: u64) {
+        while self.held.front().is_some_and(|(_, at)| *at < oldest) {
+            self.held.pop_front();
+            self.bus.out.counters.dropped(Loss::RedisDown);
+        }
     }
 
     /// Does `job`; an envelope goes out with those queued behind it.
@@ -286,21 +292,19 @@ impl Publisher<'_> {
             return self.send(batch);
         }
         let mut now = Vec::new();
-        for (body, at) in batch {
-            match body {
-                Body::Said { .. } | Body::Joined { .. } | Body::Left { .. } => self.hold(body, at),
-                Body::Beat { members, hears } => {
-                    self.announcing();
-                    let members = as_published(members, &self.held);
-                    now.push((Body::Beat { members, hears }, at));
-                }
-                Body::Hello { members, hears } => {
-                    self.announcing();
-                    let members = as_published(members, &self.held);
-                    now.push((Body::Hello { members, hears }, at));
-                }
-                Body::Bye => now.push((body, at)),
+        for (mut body, at) in batch {
+            if matches!(
+                body,
+                Body::Said { .. } | Body::Joined { .. } | Body::Left { .. }
+            ) {
+                self.hold(body, at);
+                continue;
             }
+            if let Body::Beat { members, .. } | Body::Hello { members, .. } = &mut body {
+                self.announcing();
+                *members = as_published(mem::take(members), &self.held);
+            }
+            now.push((body, at));
         }
         if !now.is_empty() {
             self.send(now);
