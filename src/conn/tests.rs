@@ -61,27 +61,27 @@ fn a_client_too_far_behind_is_kicked() {
     assert!(!all.windows(4).any(|w| w == b"more"));
 }
 
+/// Waits until `n` bytes are waiting on `server`, without reading them.
+fn wait_waiting(server: &Stream, n: usize) {
+    let mut all = vec![MaybeUninit::<u8>::uninit(); n];
+    let waiting = SockRef::from(server)
+        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+        .expect("peek");
+    assert_eq!(waiting, n);
+}
+
 #[test]
 fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
     let (mut client, conn) = pair();
     let server = conn.stream().clone();
     assert_eq!(drain_pending(&server, 1000), Drained::Bytes(0));
     client.write_all(&[b'x'; 3000]).expect("write");
-    // Wait until all 3000 bytes are waiting, without reading them.
-    let mut all = [MaybeUninit::<u8>::uninit(); 3000];
-    let waiting = SockRef::from(&server)
-        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
-        .expect("peek");
-    assert_eq!(waiting, 3000);
+    wait_waiting(&server, 3000);
     assert_eq!(drain_pending(&server, 1000), Drained::Bytes(1000));
     assert_eq!(drain_pending(&server, 5000), Drained::Bytes(2000));
     // A limit beyond one scratch buffer is kept to the byte.
     client.write_all(&[b'x'; 9000]).expect("write");
-    let mut all = [MaybeUninit::<u8>::uninit(); 9000];
-    let waiting = SockRef::from(&server)
-        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
-        .expect("peek");
-    assert_eq!(waiting, 9000);
+    wait_waiting(&server, 9000);
     assert_eq!(drain_pending(&server, 5000), Drained::Bytes(5000));
     assert_eq!(drain_pending(&server, 5000), Drained::Bytes(4000));
 }

@@ -113,11 +113,7 @@ fn redis_absent_at_start_then_present() {
     cid.expect("* bob joined\n");
     ann.send_line("together");
     // Said before Redis was there, perhaps after it could have been.
-    let mut line = bob.line();
-    if line == "ann: alone?\n" {
-        line = bob.line();
-    }
-    assert_eq!(line, "ann: together\n");
+    expect_perhaps_after(&mut bob, "ann: alone?\n", "ann: together\n");
     cid.expect("ann: together\n");
     within(started, Duration::from_secs(5));
 }
@@ -186,11 +182,7 @@ fn redis_restarted() {
     ann.expect("* bob joined\n");
     cid.expect("* bob joined\n");
     ann.send_line("back");
-    let mut line = bob.line();
-    if line == "ann: still here\n" {
-        line = bob.line();
-    }
-    assert_eq!(line, "ann: back\n");
+    expect_perhaps_after(&mut bob, "ann: still here\n", "ann: back\n");
     cid.expect("ann: back\n");
     within(started, Duration::from_secs(5));
     room.wait_metric(0, "linepool_chat_bus_reconnects_total", 1.0);
@@ -252,6 +244,16 @@ fn killed_subscriptions_come_back() {
     // Had the gap outlasted the peers' patience, ann would have been
     // announced as left and joined again first.
     expect_through_rejoin(&mut bob, "ann", "ann: after the kill\n");
+}
+
+/// Reads `expected` from `member`, perhaps after `late`: a line said
+/// shortly before Redis was back, held and delivered once it was.
+fn expect_perhaps_after(member: &mut Client, late: &str, expected: &str) {
+    let mut line = member.line();
+    if line == late {
+        line = member.line();
+    }
+    assert_eq!(line, expected);
 }
 
 /// Reads `member`'s lines until `expected`; before it, only `who` leaving
