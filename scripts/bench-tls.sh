@@ -21,13 +21,7 @@ RUNS=${BENCH_RUNS:-5}
 IDLE=${BENCH_IDLE:-2000}
 source scripts/lib.sh
 LINEPOOL=$(linepool_bin)
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  SERVER_CPU=(taskset -c 0)
-  LOAD_CPU=(taskset -c 1)
-else
-  SERVER_CPU=()
-  LOAD_CPU=()
-fi
+pin_cpus || true
 HAPROXY=$(command -v haproxy || true)
 [ -n "$HAPROXY" ] || echo "bench-tls: haproxy not found (apt-get install haproxy): its rows are left out" >&2
 ulimit -n "$(ulimit -Hn)"

@@ -26,13 +26,9 @@ cargo build --release --quiet --manifest-path bench/std-ref/Cargo.toml
 TOKIO="$(target_dir bench/tokio-ref/Cargo.toml)/release/tokio-ref"
 STD="$(target_dir bench/std-ref/Cargo.toml)/release/std-ref"
 
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  SERVER_CPU=(taskset -c 0)
-  LOAD_CPU=(taskset -c 1)
+if pin_cpus; then
   PINNING="server pinned to CPU 0, load tool to CPU 1 (taskset)"
 else
-  SERVER_CPU=()
-  LOAD_CPU=()
   PINNING="not pinned (needs taskset and two cores)"
 fi
 

@@ -27,14 +27,7 @@ LINEPOOL=${LINEPOOL_BIN:-$(linepool_bin)}
 cargo build --release --quiet --manifest-path bench/tokio-ref/Cargo.toml
 TOKIO="$(target_dir bench/tokio-ref/Cargo.toml)/release/tokio-ref"
 
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  SERVER_CPU=(taskset -c 0)
-  LOAD_CPU=(taskset -c 1)
-else
-  SERVER_CPU=()
-  LOAD_CPU=()
-  echo "conn-cost: not pinned (needs taskset and two cores)" >&2
-fi
+pin_cpus || echo "conn-cost: not pinned (needs taskset and two cores)" >&2
 CLK_TCK=$(getconf CLK_TCK)
 
 work=$(mktemp -d)

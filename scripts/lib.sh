@@ -1,7 +1,7 @@
 # Shared by the scripts in this folder (sourced, not run): finds the
 # release binaries through cargo, so CARGO_TARGET_DIR is respected, and
-# starts a server in the background, finds a free port and reads a
-# process's CPU time.
+# starts a server in the background, finds a free port, reads a
+# process's CPU time and pins servers and load tool to their CPUs.
 
 # target_dir [MANIFEST]: the target directory cargo builds into.
 target_dir() {
@@ -63,4 +63,18 @@ cpu_ticks() {
     total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
   done
   echo "$total"
+}
+
+# pin_cpus: sets SERVER_CPU and LOAD_CPU, command prefixes that pin a
+# server to CPU 0 and the load tool to CPU 1, where the machine has two
+# cores and taskset; otherwise leaves both empty and returns 1.
+pin_cpus() {
+  if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_CPU=(taskset -c 0)
+    LOAD_CPU=(taskset -c 1)
+    return 0
+  fi
+  SERVER_CPU=()
+  LOAD_CPU=()
+  return 1
 }
