@@ -37,9 +37,6 @@ pub(crate) struct Session {
     /// The client's stream ended (close_notify or FIN) behind plaintext
     /// not yet taken: the next read says so.
     ended: bool,
-    /// The last socket read returned less than it asked for: the socket
-    /// was empty then, and the poller reports what comes after.
-    drained: bool,
 }
 
 /// What one write through TLS did.
@@ -59,7 +56,6 @@ impl Session {
             first_byte: None,
             close_notify: false,
             ended: false,
-            drained: false,
         })
     }
 
@@ -95,7 +91,7 @@ impl Session {
         self.process()?;
         while self.tls.is_handshaking() {
             self.flush(stream).map_err(io_failure)?;
-            match self.read_tls(stream) {
+            match self.read_tls(stream, &mut false) {
                 Ok(0) => {
                     return Err((Failure::ClosedDuringHandshake, "end of stream".to_string()));
                 }
@@ -136,6 +132,10 @@ impl Session {
     /// with `close_notify` or a bare FIN alike.
     pub(crate) fn read(&mut self, stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
+        // Whether a socket read of this call came up short. Only this
+        // call's: by the next, more may have come, and its event may have
+        // gone to a turn that read nothing (one that parked, backed up).
+        let mut drained = false;
         while n < buf.len() {
             match self.tls.reader().read(&mut buf[n..]) {
                 // The client's close_notify.
@@ -152,12 +152,12 @@ impl Session {
             // A short socket read already emptied the socket: the read
             // that would only say "not yet" is skipped, as on a plain
             // connection.
-            if n > 0 && self.drained {
+            if n > 0 && drained {
                 return Ok(n);
             }
             // Decrypted plaintext is all taken: only now read more, so
             // `rustls`' plaintext buffer never passes its limit.
-            match self.read_tls(stream) {
+            match self.read_tls(stream, &mut drained) {
                 Ok(0) => return Ok(self.end_after(n)),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => return Ok(n),
@@ -184,11 +184,13 @@ impl Session {
         self.ended
     }
 
-    fn read_tls(&mut self, stream: &Stream) -> io::Result<usize> {
+    /// Reads ciphertext off the socket into `rustls`; `drained` is set
+    /// when the socket gave less than was asked (it is empty now).
+    fn read_tls(&mut self, stream: &Stream, drained: &mut bool) -> io::Result<usize> {
         let mut source = FirstByte {
             stream,
             first: &mut self.first_byte,
-            drained: &mut self.drained,
+            drained,
         };
         self.tls.read_tls(&mut source)
     }
@@ -284,3 +286,6 @@ impl Read for FirstByte<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! The session's unit tests over a real socket pair and a real `rustls`
+//! client: a short read means the socket had nothing more.
+
+use super::*;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+
+use rcgen::{CertificateParams, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A server and a client configuration sharing one self-signed
+/// certificate for `localhost`.
+fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("cert").der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("server config");
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let client = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// Waits until the socket has bytes to read, at most ten seconds.
+fn readable(stream: &Stream) {
+    let mut poll = mio::Poll::new().expect("poll");
+    let fd = stream.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), mio::Token(0), mio::Interest::READABLE)
+        .expect("register");
+    let mut events = mio::Events::with_capacity(1);
+    poll.poll(&mut events, Some(Duration::from_secs(10)))
+        .expect("poll");
+    assert!(!events.is_empty(), "nothing came to read");
+}
+
+/// A client whose socket has sent its bytes, the server's end of it
+/// non-blocking, and the server's session past the handshake. The client
+/// thread writes each chunk it is sent, and says when it is written.
+fn handshaken() -> (Stream, Session, mpsc::Sender<Vec<u8>>, mpsc::Receiver<()>) {
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let socket = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    accepted.set_nonblocking(true).expect("nonblocking");
+    let stream = Stream::Tcp(Arc::new(accepted));
+    let (chunks, to_send) = mpsc::channel::<Vec<u8>>();
+    let (said, written) = mpsc::channel();
+    thread::spawn(move || {
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls = ClientConnection::new(client_config, name).expect("client");
+        let mut client = StreamOwned::new(tls, socket);
+        while client.conn.is_handshaking() {
+            client
+                .conn
+                .complete_io(&mut client.sock)
+                .expect("handshake");
+        }
+        said.send(()).expect("handshake done");
+        for chunk in to_send {
+            client.write_all(&chunk).expect("write");
+            client.flush().expect("flush");
+            said.send(()).expect("written");
+        }
+    });
+    let mut session = Session::new(server_config).expect("session");
+    while !session.handshake(&stream).expect("handshake") {
+        readable(&stream);
+    }
+    written.recv().expect("client handshake");
+    (stream, session, chunks, written)
+}
+
+/// Plaintext left over from one read, behind a socket read that came up
+/// short, does not make a later read stop short of what arrived since.
+#[test]
+fn a_short_read_means_the_socket_had_nothing_more() {
+    let (stream, mut session, chunks, written) = handshaken();
+    chunks.send(vec![b'a'; 1000]).expect("first chunk");
+    written.recv().expect("first written");
+    readable(&stream);
+    // The socket read is short (it holds one record); the caller's buffer
+    // takes only part of the plaintext.
+    let mut small = [0; 100];
+    assert_eq!(session.read(&stream, &mut small).expect("read"), 100);
+    // More arrives while the rest of the plaintext waits in the session.
+    chunks.send(vec![b'b'; 1000]).expect("second chunk");
+    written.recv().expect("second written");
+    readable(&stream);
+    let mut big = vec![0; 64 * 1024];
+    let n = session.read(&stream, &mut big).expect("read");
+    let mut expected = vec![b'a'; 900];
+    expected.extend_from_slice(&[b'b'; 1000]);
+    assert_eq!(n, expected.len(), "a short read left bytes in the socket");
+    assert!(big[..n] == expected[..]);
+}
