@@ -62,7 +62,13 @@ impl ClientHandler {
             }
             Err(access::TooMany) => {
                 self.stats.rejected_per_address();
-                self.protocol.framing().say(TOO_MANY_FROM_ADDRESS, out);
+                // Over TLS the handshake has not begun: a plaintext line
+                // would be noise, and the session would hold it for ever.
+                // The client is closed without a word, as the acceptor
+                // closes one it has no room for.
+                if !self.conn.is_tls() {
+                    self.protocol.framing().say(TOO_MANY_FROM_ADDRESS, out);
+                }
                 return Err(End::TooManyFromAddress);
             }
         }

@@ -182,17 +182,50 @@ fn a_proxy_v2_header_then_tls() {
     let pki = Pki::new("proxy");
     let server = tls_server(&pki, |c| c.proxy_protocol = true);
     let mut socket = TcpStream::connect(server.addr).expect("connect");
-    let mut header = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
-    header.extend_from_slice(&[0x21, 0x11, 0x00, 12, 192, 0, 2, 7, 127, 0, 0, 1]);
-    header.extend_from_slice(&4242u16.to_be_bytes());
-    header.extend_from_slice(&8000u16.to_be_bytes());
-    socket.write_all(&header).expect("header");
+    socket.write_all(&proxy_v2_header()).expect("header");
     let mut client = TlsClient::over(socket, pki.client_config(None)).expect("tls");
     client.send_line("behind a proxy");
     client.expect("ACK: behind a proxy\n");
     // 192.0.2.7 is not loopback: the header's address is the one judged.
     client.send_line("quit_server");
     client.expect("ERR quit_server not allowed\n");
+}
+
+/// A PROXY protocol v2 header naming the client 192.0.2.7:4242.
+fn proxy_v2_header() -> Vec<u8> {
+    let mut header = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0x00, 12, 192, 0, 2, 7, 127, 0, 0, 1]);
+    header.extend_from_slice(&4242u16.to_be_bytes());
+    header.extend_from_slice(&8000u16.to_be_bytes());
+    header
+}
+
+/// Behind a proxy, a TLS client that `--max-per-ip` turns away (its
+/// header names an address at its limit) is closed at once without the
+/// plaintext refusal, as the acceptor closes one it has no room for; even
+/// with no idle rule to end it.
+#[test]
+fn a_tls_client_over_max_per_ip_behind_a_proxy_is_closed() {
+    let pki = Pki::new("proxy-per-ip");
+    let server = tls_server(&pki, |c| {
+        c.proxy_protocol = true;
+        c.max_per_ip = 1;
+        c.idle_timeout = None;
+    });
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    socket.write_all(&proxy_v2_header()).expect("header");
+    let mut first = TlsClient::over(socket, pki.client_config(None)).expect("tls");
+    first.send_line("in");
+    first.expect("ACK: in\n");
+    let mut second = TcpStream::connect(server.addr).expect("connect");
+    second.write_all(&proxy_v2_header()).expect("header");
+    second.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut got = Vec::new();
+    second
+        .read_to_end(&mut got)
+        .expect("closed, not left waiting");
+    // Nothing, or a TLS alert record: no plaintext line.
+    assert!(got.is_empty() || got[0] == 0x15, "{got:?}");
 }
 
 /// A client that sends without reading over TLS: the server stops reading
