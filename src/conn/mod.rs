@@ -74,7 +74,7 @@ pub enum Delivery {
     Queued,
     /// The client was this many bytes behind: it is disconnected now.
     Dropped(usize),
-    /// The client is disconnected already.
+    /// The client is disconnected already, or its connection is closing.
     Gone,
 }
 
@@ -213,7 +213,9 @@ impl Conn {
     /// disconnected; its own worker then closes it.
     pub(crate) fn deliver(&self, bytes: &[u8], max_behind: usize) -> Delivery {
         let mut outbox = self.outbox.lock();
-        if outbox.kicked {
+        // After close_notify nothing more is written: queued, the bytes
+        // would wait for ever, and the close with them.
+        if outbox.kicked || outbox.tls.as_ref().is_some_and(|t| t.closing()) {
             return Delivery::Gone;
         }
         outbox.pending.extend_from_slice(bytes);

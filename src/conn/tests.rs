@@ -3,6 +3,10 @@
 //! socket pair.
 
 use super::*;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 
 fn pair() -> (TcpStream, Conn) {
     test_pair()
@@ -98,4 +102,92 @@ fn drain_reports_the_end_of_stream() {
     };
     assert_eq!(tcp.peek(&mut [0u8; 1]).expect("peek"), 0);
     assert_eq!(drain_pending(&server, LINGER_BYTES), Drained::Closed);
+}
+
+/// A TLS client past its handshake, and the server's side of it as a
+/// fresh connection.
+fn tls_pair() -> (StreamOwned<ClientConnection, TcpStream>, Conn) {
+    let (server_config, client_config) = tls::testing::configs();
+    let (socket, conn) = test_pair();
+    let conn = conn.with_tls(tls::Session::new(server_config).expect("session"));
+    let client = std::thread::spawn(move || {
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls = ClientConnection::new(client_config, name).expect("client");
+        let mut client = StreamOwned::new(tls, socket);
+        while client.conn.is_handshaking() {
+            client
+                .conn
+                .complete_io(&mut client.sock)
+                .expect("handshake");
+        }
+        client
+    });
+    while !conn.handshake().expect("server handshake") {
+        tls::testing::readable(conn.stream());
+    }
+    (client.join().expect("client"), conn)
+}
+
+/// Sends replies until the socket and the TLS session hold all they take.
+fn fill_tls(conn: &Conn) {
+    // Each chunk goes whole into the session, which writes what it can.
+    let mut chunk = vec![b'x'; 1000];
+    while conn.send(&mut chunk).expect("send") == 0 {
+        chunk.resize(1000, b'x');
+    }
+    assert_eq!(conn.outbox.lock().queued(), 0);
+}
+
+/// Flushes with `step` until it says nothing waits, at most ten seconds.
+fn until_written(step: impl Fn() -> usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while step() > 0 {
+        assert!(Instant::now() < until, "still waiting after 10 s");
+        std::thread::yield_now();
+    }
+}
+
+/// A client that reads everything to the end in a thread of its own: what
+/// it read, and whether the end was an orderly close_notify.
+fn read_to_close(
+    mut client: StreamOwned<ClientConnection, TcpStream>,
+) -> std::thread::JoinHandle<(Vec<u8>, io::Result<usize>)> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let end = client.read_to_end(&mut all);
+        (all, end)
+    })
+}
+
+/// Once close_notify is on its way, a delivery from another connection
+/// finds the client gone: it would never be written, and the close would
+/// wait on it for ever.
+#[test]
+fn a_delivery_after_close_notify_finds_the_client_gone() {
+    let (client, conn) = tls_pair();
+    fill_tls(&conn);
+    assert!(conn.close_notify().expect("close_notify") > 0);
+    assert_eq!(conn.deliver(b"late\n", usize::MAX), Delivery::Gone);
+    let reader = read_to_close(client);
+    until_written(|| conn.flush().expect("flush"));
+    conn.shutdown_write().expect("shutdown");
+    let (all, end) = reader.join().expect("reader");
+    assert!(end.is_ok(), "no close_notify: {end:?}");
+    assert!(all.iter().all(|&b| b == b'x'), "only the replies");
+}
+
+/// A delivery still queued when the close begins goes out first, and then
+/// close_notify: it is not skipped because the outbox was busy.
+#[test]
+fn close_notify_follows_a_delivery_queued_before_it() {
+    let (client, conn) = tls_pair();
+    fill_tls(&conn);
+    assert_eq!(conn.deliver(b"late\n", usize::MAX), Delivery::Queued);
+    assert!(conn.outbox.lock().queued() > 0);
+    let reader = read_to_close(client);
+    until_written(|| conn.close_notify().expect("close_notify"));
+    conn.shutdown_write().expect("shutdown");
+    let (all, end) = reader.join().expect("reader");
+    assert!(end.is_ok(), "no close_notify: {end:?}");
+    assert!(all.ends_with(b"xlate\n"));
 }

@@ -64,8 +64,12 @@ impl Conn {
     pub(crate) fn close_notify(&self) -> io::Result<usize> {
         let mut outbox = self.outbox.lock();
         if outbox.queued() > 0 || outbox.kicked {
+            // A delivery came after the last flush: it goes first, and
+            // close_notify only once it is all taken.
             let result = self.write_outbox(&mut outbox);
-            return self.after_write(&mut outbox, result);
+            if result.is_err() || outbox.queued() > 0 || outbox.kicked {
+                return self.after_write(&mut outbox, result);
+            }
         }
         let result = match outbox.tls.as_mut() {
             Some(session) => session.close_notify(&self.stream).map(|progressed| {

@@ -22,6 +22,8 @@ mod certs;
 mod failure;
 mod session;
 mod settings;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use self::certs::{Certs, check};
 pub use self::failure::Failure;

@@ -223,6 +223,11 @@ impl Session {
         }
     }
 
+    /// Whether `close_notify` is queued: no reply plaintext is taken after.
+    pub(crate) fn closing(&self) -> bool {
+        self.close_notify
+    }
+
     /// Queues `close_notify` (once) and writes what the socket takes.
     pub(crate) fn close_notify(&mut self, stream: &Stream) -> io::Result<bool> {
         if !self.close_notify {

@@ -3,52 +3,13 @@
 
 use super::*;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
-use mio::unix::SourceFd;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 
-use rcgen::{CertificateParams, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-
-/// A server and a client configuration sharing one self-signed
-/// certificate for `localhost`.
-fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-    let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    let cert = params.self_signed(&key).expect("cert").der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server = ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .expect("server config");
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).expect("root");
-    let client = ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
-
-/// Waits until the socket has bytes to read, at most ten seconds.
-fn readable(stream: &Stream) {
-    let mut poll = mio::Poll::new().expect("poll");
-    let fd = stream.as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&fd), mio::Token(0), mio::Interest::READABLE)
-        .expect("register");
-    let mut events = mio::Events::with_capacity(1);
-    poll.poll(&mut events, Some(Duration::from_secs(10)))
-        .expect("poll");
-    assert!(!events.is_empty(), "nothing came to read");
-}
+use crate::tls::testing::{configs, readable};
 
 /// A client whose socket has sent its bytes, the server's end of it
 /// non-blocking, and the server's session past the handshake. The client
