@@ -116,7 +116,9 @@ impl ClientHandler {
             Drained::Bytes(n) => {
                 self.phase = Phase::Lingering(drained.saturating_add(n));
                 self.conn.activity.set_lingering();
-                Turn::Park
+                // A drain that stopped at its limit left bytes unread, and
+                // no event says so: the next turn reads on.
+                if n == room { Turn::Yield } else { Turn::Park }
             }
         }
     }

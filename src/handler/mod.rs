@@ -464,6 +464,35 @@ mod tests {
         assert_eq!(all, b"ACK: a\n");
     }
 
+    /// At a stop, a client that sent more than one linger turn reads off
+    /// is read on in the next turn, not parked on bytes no event will
+    /// report once it has stopped sending.
+    #[test]
+    fn a_linger_at_its_limit_reads_on_in_the_next_turn() {
+        let (client, conn) = crate::conn::test_pair();
+        let stop = Shutdown::new();
+        let mut handler = ClientHandler::serving(Arc::new(conn), stop.clone());
+        // All sent at once (kernel buffers), then nothing more.
+        let input = vec![b'x'; 2 * crate::conn::LINGER_BYTES + 1000];
+        client.set_nonblocking(true).expect("nonblocking");
+        assert_eq!((&client).write(&input).expect("send"), input.len());
+        arrived(&handler, 1000);
+        stop.trigger();
+        let mut out = Vec::new();
+        let mut turns = Vec::new();
+        loop {
+            let turn = handler.turn(&mut out);
+            turns.push(turn);
+            if turn != Turn::Yield {
+                break;
+            }
+        }
+        assert_eq!(turns.last(), Some(&Turn::Park), "{turns:?}");
+        // It parks only with nothing left unread.
+        let left = crate::conn::drain_pending(handler.conn.stream(), usize::MAX);
+        assert_eq!(left, crate::conn::Drained::Bytes(0), "{turns:?}");
+    }
+
     #[test]
     fn default_limits_are_the_default_configs() {
         let from_config = Limits::from_config(&Config::default());
