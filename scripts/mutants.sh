@@ -37,10 +37,11 @@ files[framing]="src/framing/mod.rs";         tests[framing]=lib
 files[access]="src/access.rs";               tests[access]=lib
 files[proxy]="src/proxy.rs";                 tests[proxy]=lib
 files[watchdog]="src/watchdog.rs";           tests[watchdog]=all
-files[conn]="src/conn.rs";                   tests[conn]=all
+files[conn]="src/conn/mod.rs src/conn/transport.rs"; tests[conn]=all
+files[tls]="src/tls/session.rs";            tests[tls]=all
 files[engine]="src/engine/mod.rs src/engine/door.rs"; tests[engine]=all
 files[handler]="src/handler/*.rs";           tests[handler]=all
-ORDER="sched gate activity rendezvous framing access proxy watchdog conn engine handler"
+ORDER="sched gate activity rendezvous framing access proxy watchdog conn tls engine handler"
 
 mkdir -p target/mutants
 jobs=${MUTANTS_JOBS:-1}
