@@ -5,7 +5,6 @@
 use super::*;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 fn pair() -> (TcpStream, Conn) {
@@ -110,18 +109,7 @@ fn tls_pair() -> (StreamOwned<ClientConnection, TcpStream>, Conn) {
     let (server_config, client_config) = tls::testing::configs();
     let (socket, conn) = test_pair();
     let conn = conn.with_tls(tls::Session::new(server_config).expect("session"));
-    let client = std::thread::spawn(move || {
-        let name = ServerName::try_from("localhost").expect("name");
-        let tls = ClientConnection::new(client_config, name).expect("client");
-        let mut client = StreamOwned::new(tls, socket);
-        while client.conn.is_handshaking() {
-            client
-                .conn
-                .complete_io(&mut client.sock)
-                .expect("handshake");
-        }
-        client
-    });
+    let client = std::thread::spawn(move || tls::testing::handshaken_client(client_config, socket));
     while !conn.handshake().expect("server handshake") {
         tls::testing::readable(conn.stream());
     }

@@ -1,14 +1,16 @@
 //! What the unit tests of TLS connections share: a certificate, the
-//! configurations of both sides, and a wait for a socket's bytes.
+//! configurations of both sides, a client past its handshake, and a wait
+//! for a socket's bytes.
 
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use rcgen::{CertificateParams, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
 /// A server and a client configuration sharing one self-signed
 /// certificate for `localhost`.
@@ -44,4 +46,22 @@ pub(crate) fn readable(socket: &impl AsRawFd) {
     poll.poll(&mut events, Some(Duration::from_secs(10)))
         .expect("poll");
     assert!(!events.is_empty(), "nothing came to read");
+}
+
+/// A client for `localhost` over the blocking `socket`, once its side of
+/// the handshake is done (the server's must be driven meanwhile).
+pub(crate) fn handshaken_client(
+    config: Arc<ClientConfig>,
+    socket: TcpStream,
+) -> StreamOwned<ClientConnection, TcpStream> {
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = ClientConnection::new(config, name).expect("client");
+    let mut client = StreamOwned::new(tls, socket);
+    while client.conn.is_handshaking() {
+        client
+            .conn
+            .complete_io(&mut client.sock)
+            .expect("handshake");
+    }
+    client
 }

@@ -6,10 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
-
-use crate::tls::testing::{configs, readable};
+use crate::tls::testing::{configs, handshaken_client, readable};
 
 /// A client whose socket has sent its bytes, the server's end of it
 /// non-blocking, and the server's session past the handshake. The client
@@ -24,15 +21,7 @@ fn handshaken() -> (Stream, Session, mpsc::Sender<Vec<u8>>, mpsc::Receiver<()>) 
     let (chunks, to_send) = mpsc::channel::<Vec<u8>>();
     let (said, written) = mpsc::channel();
     thread::spawn(move || {
-        let name = ServerName::try_from("localhost").expect("name");
-        let tls = ClientConnection::new(client_config, name).expect("client");
-        let mut client = StreamOwned::new(tls, socket);
-        while client.conn.is_handshaking() {
-            client
-                .conn
-                .complete_io(&mut client.sock)
-                .expect("handshake");
-        }
+        let mut client = handshaken_client(client_config, socket);
         said.send(()).expect("handshake done");
         for chunk in to_send {
             client.write_all(&chunk).expect("write");
