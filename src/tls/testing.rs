@@ -5,7 +5,7 @@
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use rcgen::{CertificateParams, KeyPair};
@@ -37,15 +37,32 @@ pub(crate) fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
 
 /// Waits until the socket has bytes to read, at most ten seconds.
 pub(crate) fn readable(socket: &impl AsRawFd) {
+    wait_for(socket, |_| true);
+}
+
+/// Waits until the peer's end of stream has come, at most ten seconds.
+pub(crate) fn read_closed(socket: &impl AsRawFd) {
+    wait_for(socket, mio::event::Event::is_read_closed);
+}
+
+/// Waits, at most ten seconds, until the poller reports the socket
+/// readable in the way `wanted` asks.
+fn wait_for(socket: &impl AsRawFd, wanted: fn(&mio::event::Event) -> bool) {
     let mut poll = mio::Poll::new().expect("poll");
     let fd = socket.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), mio::Token(0), mio::Interest::READABLE)
         .expect("register");
     let mut events = mio::Events::with_capacity(1);
-    poll.poll(&mut events, Some(Duration::from_secs(10)))
-        .expect("poll");
-    assert!(!events.is_empty(), "nothing came to read");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        poll.poll(&mut events, Some(left)).expect("poll");
+        if events.iter().any(wanted) {
+            return;
+        }
+        assert!(Instant::now() < until, "nothing came to read");
+    }
 }
 
 /// A client for `localhost` over the blocking `socket`, once its side of

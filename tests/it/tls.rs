@@ -151,7 +151,8 @@ fn a_stalled_handshake_holds_no_worker_and_ends_at_the_deadline() {
 }
 
 /// Under --tls-min-version 1.3 a TLS 1.2 client fails its handshake
-/// (peer_incompatible); a TLS 1.3 client is served.
+/// (peer_incompatible) and is told so in an alert; a TLS 1.3 client is
+/// served.
 #[test]
 fn tls_1_2_is_refused_under_min_version_1_3() {
     let pki = Pki::new("version");
@@ -161,7 +162,14 @@ fn tls_1_2_is_refused_under_min_version_1_3() {
         }
     });
     let old = client_config(&pki.ca_pem, None, &[&rustls::version::TLS12]);
-    assert!(TlsClient::connect(server.addr, old).is_err());
+    let refused = TlsClient::connect(server.addr, old).err().expect("refused");
+    // The client hears why, in TLS's own alert.
+    assert!(
+        refused
+            .to_string()
+            .contains("received fatal alert: ProtocolVersion"),
+        "{refused}"
+    );
     failures_counted(&server, "peer_incompatible", 1.0);
     let mut client = pki.connect(server.addr);
     assert_eq!(client.version(), Some(rustls::ProtocolVersion::TLSv1_3));

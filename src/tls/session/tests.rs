@@ -6,11 +6,12 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::tls::testing::{configs, handshaken_client, readable};
+use crate::tls::testing::{configs, handshaken_client, read_closed, readable};
 
 /// A client whose socket has sent its bytes, the server's end of it
 /// non-blocking, and the server's session past the handshake. The client
-/// thread writes each chunk it is sent, and says when it is written.
+/// thread writes each chunk it is sent (an empty one ends its stream with
+/// a bare FIN), and says when it is written.
 fn handshaken() -> (Stream, Session, mpsc::Sender<Vec<u8>>, mpsc::Receiver<()>) {
     let (server_config, client_config) = configs();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -24,6 +25,13 @@ fn handshaken() -> (Stream, Session, mpsc::Sender<Vec<u8>>, mpsc::Receiver<()>) 
         let mut client = handshaken_client(client_config, socket);
         said.send(()).expect("handshake done");
         for chunk in to_send {
+            // An empty chunk: a bare FIN, without close_notify.
+            if chunk.is_empty() {
+                client
+                    .sock
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
+            }
             client.write_all(&chunk).expect("write");
             client.flush().expect("flush");
             said.send(()).expect("written");
@@ -59,4 +67,24 @@ fn a_short_read_means_the_socket_had_nothing_more() {
     expected.extend_from_slice(&[b'b'; 1000]);
     assert_eq!(n, expected.len(), "a short read left bytes in the socket");
     assert!(big[..n] == expected[..]);
+}
+
+/// A bare FIN right behind a read that filled rustls' socket read (4096
+/// bytes at a time) ends the stream in order: the plaintext first, then
+/// an end, never an error (which would cost the client its replies).
+#[test]
+fn a_bare_fin_behind_a_full_socket_read_is_an_orderly_end() {
+    let (stream, mut session, chunks, written) = handshaken();
+    // One TLS 1.3 record of 4096 bytes: 5 of header, 1 of content type
+    // and 16 of tag around the plaintext.
+    let line = [b'c'; 4096 - 22];
+    chunks.send(line.to_vec()).expect("record");
+    written.recv().expect("record written");
+    chunks.send(Vec::new()).expect("fin");
+    written.recv().expect("fin sent");
+    read_closed(&stream);
+    let mut buf = vec![0; 64 * 1024];
+    assert_eq!(session.read(&stream, &mut buf).expect("read"), line.len());
+    assert!(session.ended(), "the end is seen behind the plaintext");
+    assert_eq!(session.read(&stream, &mut buf).expect("the end"), 0);
 }
