@@ -162,18 +162,28 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The longest duration any flag takes: a year. Deadlines are instants a
+/// duration from now, which cannot be past the clock's range.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a duration: a number of seconds (`10`, `0.5`) or a number with
-/// units (`10s`, `500ms`, `5m`, `1h 30m`).
+/// units (`10s`, `500ms`, `5m`, `1h 30m`), at most a year.
 pub fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
+    let parsed = match text.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
             format!("'{text}' is not a duration (a number of seconds, or e.g. 10s, 500ms, 5m)")
-        });
+        })?,
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!(
+                "'{text}' is not a duration ({e}); use a number of seconds, or e.g. 10s, 500ms, 5m"
+            )
+        })?,
+    };
+    if parsed > MAX_DURATION {
+        return Err(format!("'{text}' is longer than a year"));
     }
-    humantime::parse_duration(text).map_err(|e| {
-        format!("'{text}' is not a duration ({e}); use a number of seconds, or e.g. 10s, 500ms, 5m")
-    })
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -189,7 +199,8 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        for bad in ["", "-1", "ten", "10 parsecs", "inf", "NaN"] {
+        assert_eq!(duration("365d"), Ok(MAX_DURATION));
+        for bad in ["", "-1", "ten", "10 parsecs", "inf", "NaN", "1e19", "366d"] {
             assert!(duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

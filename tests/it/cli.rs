@@ -311,6 +311,11 @@ fn server_durations_take_units() {
     let (status, text) = run_bin(&["serve", "--idle-timeout", "10 parsecs"]);
     assert_eq!(status.code(), Some(2), "{text}");
     assert!(text.contains("is not a duration"), "{text}");
+    // Past a year, a deadline would be past the clock's range: refused at
+    // the start, not a crash at the stop.
+    let (status, text) = run_bin(&["serve", "--stop-grace", "1e19"]);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("'1e19' is longer than a year"), "{text}");
 }
 
 /// A flood of bad clients cannot flood the log: at most ten warnings about
