@@ -120,6 +120,11 @@ fn refusal(wanted: &str, taken: bool) -> Option<String> {
         Some("Empty name".to_string())
     } else if wanted.len() > MAX_NAME {
         Some(format!("Name longer than {MAX_NAME} bytes"))
+    } else if wanted.chars().any(char::is_control) {
+        // Not echoed: the name would carry its control characters along.
+        // (The bus refuses a name with a line ending, and with it the
+        // heartbeat of every member of its instance.)
+        Some("Name with control characters".to_string())
     } else if taken {
         Some(format!("Name {wanted} is taken"))
     } else {
@@ -434,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_empty_or_long_name_gets_a_guest_name() {
+    fn a_taken_empty_long_or_control_name_gets_a_guest_name() {
         let chat = room();
         let (_ann, _a) = member(&chat, "ann");
         let (second, _b) = member(&chat, "ann");
@@ -451,6 +456,12 @@ mod tests {
         assert!(
             long.take()
                 .starts_with("Name longer than 32 bytes; you are guest-3\n")
+        );
+        let (control, _e) = member(&chat, "x\ry");
+        assert!(
+            control
+                .take()
+                .starts_with("Name with control characters; you are guest-4\n")
         );
     }
 

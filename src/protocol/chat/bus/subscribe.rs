@@ -254,7 +254,9 @@ fn announce_changes(members: &Members, joined: Vec<String>, left: Vec<String>) {
 fn sane(body: &Body) -> bool {
     let name_ok = |name: &str| !name.is_empty() && name.len() <= MAX_NAME && !has_ending(name);
     match body {
-        Body::Said { name, line } => name_ok(name) && !has_ending(line),
+        // A line may hold a `\r` (the framing strips only a trailing
+        // one, and local members hear it as it is); never a `\n`.
+        Body::Said { name, line } => name_ok(name) && !line.contains('\n'),
         Body::Joined { name } | Body::Left { name } => name_ok(name),
         Body::Beat { members, .. } | Body::Hello { members, .. } => {
             members.iter().all(|n| name_ok(n))
@@ -265,4 +267,21 @@ fn sane(body: &Body) -> bool {
 
 fn has_ending(text: &str) -> bool {
     text.contains(['\n', '\r'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line may hold a `\r`, never a `\n`; a name may hold neither.
+    #[test]
+    fn a_said_line_may_hold_a_carriage_return() {
+        let said = |name: &str, line: &str| Body::Said {
+            name: name.to_string(),
+            line: line.to_string(),
+        };
+        assert!(sane(&said("ann", "a\rb")));
+        assert!(!sane(&said("ann", "a\nmallory: b")));
+        assert!(!sane(&said("x\ry", "a")));
+    }
 }
