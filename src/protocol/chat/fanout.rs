@@ -107,7 +107,14 @@ mod tests {
 
     fn member(name: &str) -> (Arc<fake::Inbox>, Arc<Member>) {
         let (inbox, link) = fake::link("127.0.0.1:1", false);
-        (inbox, Arc::new(Member::new(name.to_string(), link)))
+        (
+            inbox,
+            Arc::new(Member::new(
+                name.to_string(),
+                link,
+                super::super::MAX_BACKLOG,
+            )),
+        )
     }
 
     /// Waits until `inbox` has received `expected`, failing after 10 s.

@@ -5,7 +5,6 @@
 use log::warn;
 use parking_lot::Mutex;
 
-use super::MAX_BACKLOG;
 use crate::logfmt::Quoted;
 use crate::protocol::{Delivery, Link};
 
@@ -18,28 +17,32 @@ pub(super) struct Member {
     /// Held while what was queued is handed over, so that two hand-offs
     /// never overtake each other.
     handing: Mutex<()>,
+    /// How far it may fall behind before it is dropped.
+    max_backlog: usize,
 }
 
 impl Member {
-    /// `name`, reached through `link`, with nothing queued.
-    pub(super) fn new(name: String, link: Link) -> Member {
+    /// `name`, reached through `link`, with nothing queued, dropped once
+    /// more than `max_backlog` bytes wait for it.
+    pub(super) fn new(name: String, link: Link, max_backlog: usize) -> Member {
         Member {
             name,
             link,
             queued: Mutex::default(),
             handing: Mutex::default(),
+            max_backlog,
         }
     }
 
     /// Queues `bytes` for this member without writing them. `true` if the
     /// member has to be handed to the room's writer: nothing waited yet.
-    /// Past [`MAX_BACKLOG`] queued, they are handed over now instead (the
+    /// Past its backlog limit queued, they are handed over now instead (the
     /// connection decides whether the member is behind).
     pub(super) fn queue(&self, bytes: &[u8]) -> bool {
         let mut queued = self.queued.lock();
         let fresh = queued.is_empty();
         queued.extend_from_slice(bytes);
-        if queued.len() <= MAX_BACKLOG {
+        if queued.len() <= self.max_backlog {
             return fresh;
         }
         drop(queued);
@@ -59,7 +62,7 @@ impl Member {
 
     /// Queues `bytes` for this member; drops a member too far behind.
     pub(super) fn deliver(&self, bytes: &[u8]) {
-        if let Delivery::Dropped(waiting) = self.link.deliver(bytes, MAX_BACKLOG) {
+        if let Delivery::Dropped(waiting) = self.link.deliver(bytes, self.max_backlog) {
             self.dropped(waiting);
         }
     }
@@ -70,5 +73,47 @@ impl Member {
             self.link.peer(),
             Quoted(&self.name),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{MAX_BACKLOG, max_backlog};
+    use super::*;
+    use crate::conn::{Conn, test_pair};
+    use crate::protocol::{Peer, Port};
+
+    /// A member on the server side of a fresh connection whose client
+    /// reads nothing, dropped past `max_backlog` bytes.
+    fn member(max_backlog: usize) -> (std::net::TcpStream, Arc<Conn>, Member) {
+        let (client, conn) = test_pair();
+        let conn = Arc::new(conn);
+        let port: Arc<dyn Port> = conn.clone();
+        let link = Link::new(
+            Arc::downgrade(&port),
+            Peer::ip("127.0.0.1:1".parse().expect("addr")),
+            false,
+        );
+        (
+            client,
+            conn,
+            Member::new("bob".to_string(), link, max_backlog),
+        )
+    }
+
+    /// Under a `--max-line` past the usual backlog, one whole line of that
+    /// length, more than the socket takes at once, drops nobody.
+    #[test]
+    fn one_line_within_the_limit_drops_no_member() {
+        let line = vec![b'x'; 8 << 20];
+        let (_client, conn, bob) = member(max_backlog(16 << 20));
+        bob.deliver(&line);
+        assert_eq!(conn.deliver(b"next\n", usize::MAX), Delivery::Queued);
+        // The same line against the usual backlog: dropped.
+        let (_client, conn, bob) = member(MAX_BACKLOG);
+        bob.deliver(&line);
+        assert_eq!(conn.deliver(b"next\n", usize::MAX), Delivery::Gone);
     }
 }

@@ -6,7 +6,7 @@
 //! each member once for all the lines queued since its last write; what
 //! the socket does not take goes out when it has room again (the poller
 //! wakes the member for it). A member that falls more than [`MAX_BACKLOG`]
-//! behind is disconnected and announced as left; one that reads nothing at
+//! (or one whole line, if longer) behind is disconnected and announced as left; one that reads nothing at
 //! all is closed by the core's idle rule.
 //!
 //! With a chat bus (`--chat-bus`, [`bus`]) the room spans every instance on
@@ -41,8 +41,18 @@ use crate::config::Config;
 const MAX_NAME: usize = 32;
 
 /// How far a member may fall behind (bytes waiting beyond what its socket
-/// buffers hold) before it is dropped.
+/// buffers hold) before it is dropped, unless one line takes more (see
+/// [`max_backlog`]).
 const MAX_BACKLOG: usize = 64 * 1024;
+
+/// How far a member may fall behind: [`MAX_BACKLOG`], or one whole line
+/// of `max_line` bytes as members hear it, if that is more. A longer
+/// `--max-line` is the operator's word that such lines are to be
+/// delivered: a member reading as fast as it can must not be dropped for
+/// one of them.
+fn max_backlog(max_line: usize) -> usize {
+    MAX_BACKLOG.max(max_line.saturating_add(MAX_NAME + ": \n".len()))
+}
 
 /// What a newcomer may say while its name is being claimed, in bytes;
 /// more is dropped.
@@ -52,7 +62,7 @@ const MAX_JOINING: usize = 64 * 1024;
 /// asks for one. A bus URL that cannot be read is an error.
 pub fn build(config: &Config) -> io::Result<Built> {
     let Some(settings) = &config.chat_bus else {
-        let room = Room::new(None);
+        let room = Room::new(None, max_backlog(config.max_line));
         return Ok(Built {
             chat_fanout: Some(room.fanout.clone()),
             protocol: Arc::new(Chat { room }),
@@ -60,7 +70,7 @@ pub fn build(config: &Config) -> io::Result<Built> {
         });
     };
     let out = Outgoing::new(settings.queue);
-    let room = Room::new(Some(out.clone()));
+    let room = Room::new(Some(out.clone()), max_backlog(config.max_line));
     let bus = Bus::new(settings, room.clone(), out)?;
     Ok(Built {
         chat_fanout: Some(room.fanout.clone()),
@@ -80,6 +90,8 @@ pub(crate) struct Room {
     out: Option<Arc<Outgoing>>,
     /// Writes what lines the members hear.
     fanout: Arc<Fanout>,
+    /// How far a member may fall behind before it is dropped.
+    max_backlog: usize,
 }
 
 #[derive(Default)]
@@ -140,11 +152,12 @@ fn unix_micros() -> u64 {
 }
 
 impl Room {
-    fn new(out: Option<Arc<Outgoing>>) -> Arc<Room> {
+    fn new(out: Option<Arc<Outgoing>>, max_backlog: usize) -> Arc<Room> {
         Arc::new(Room {
             members: Mutex::new(Members::default()),
             out,
             fanout: Arc::default(),
+            max_backlog,
         })
     }
 
@@ -206,7 +219,7 @@ impl Room {
     ) -> (u64, Arc<Member>) {
         let id = members.next_id;
         members.next_id += 1;
-        let member = Arc::new(Member::new(name.clone(), link));
+        let member = Arc::new(Member::new(name.clone(), link, self.max_backlog));
         members.by_id.insert(id, member.clone());
         let mut first = notice.unwrap_or_default();
         first.push_str(&format!("Welcome {name}! {} online.\n", members.online()));
@@ -419,7 +432,7 @@ mod tests {
 
     fn room() -> Chat {
         Chat {
-            room: Room::new(None),
+            room: Room::new(None, MAX_BACKLOG),
         }
     }
 
