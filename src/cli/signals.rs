@@ -5,7 +5,8 @@
 use std::thread;
 use std::time::Duration;
 
-use log::info;
+use linepool::logfmt;
+use log::{info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::EXIT_INTERRUPTED;
@@ -41,13 +42,24 @@ pub(super) fn watch_signals(
                 "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
                 drain.as_millis()
             );
-            let shutdown = shutdown.clone();
-            thread::spawn(move || {
-                if !shutdown.wait_timeout(drain) {
-                    info!("drain over, stopping");
-                    shutdown.trigger();
-                }
-            });
+            let timer = shutdown.clone();
+            let spawned = thread::Builder::new()
+                .name("linepool-drain".to_string())
+                .spawn(move || {
+                    if !timer.wait_timeout(drain) {
+                        info!("drain over, stopping");
+                        timer.trigger();
+                    }
+                });
+            // Without a timer the drain would never end: stop now, and
+            // keep watching for signals.
+            if let Err(e) = spawned {
+                warn!(
+                    "cannot time the drain, stopping now error={}",
+                    logfmt::error(&e)
+                );
+                shutdown.trigger();
+            }
         } else {
             info!("signal received, stopping signal={signal} (send again to exit at once)");
             shutdown.trigger();
