@@ -403,5 +403,19 @@ pub(crate) fn test_pair() -> (TcpStream, Conn) {
     (client, conn)
 }
 
+/// Waits until `n` bytes are waiting on `stream`, without reading them,
+/// for tests.
+#[cfg(test)]
+pub(crate) fn wait_waiting(stream: &Stream, n: usize) {
+    let mut peek = vec![MaybeUninit::<u8>::uninit(); n];
+    // MSG_WAITALL waits only on a blocking socket.
+    stream.set_nonblocking(false).expect("blocking");
+    let waiting = SockRef::from(stream)
+        .recv_with_flags(&mut peek, libc::MSG_PEEK | libc::MSG_WAITALL)
+        .expect("peek");
+    stream.set_nonblocking(true).expect("nonblocking");
+    assert_eq!(waiting, n);
+}
+
 #[cfg(test)]
 mod tests;

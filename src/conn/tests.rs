@@ -64,15 +64,6 @@ fn a_client_too_far_behind_is_kicked() {
     assert!(!all.windows(4).any(|w| w == b"more"));
 }
 
-/// Waits until `n` bytes are waiting on `server`, without reading them.
-fn wait_waiting(server: &Stream, n: usize) {
-    let mut all = vec![MaybeUninit::<u8>::uninit(); n];
-    let waiting = SockRef::from(server)
-        .recv_with_flags(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
-        .expect("peek");
-    assert_eq!(waiting, n);
-}
-
 #[test]
 fn drain_reads_what_is_waiting_and_stops_at_its_limit() {
     let (mut client, conn) = pair();

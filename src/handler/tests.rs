@@ -3,7 +3,6 @@
 
 use super::*;
 use std::io::{Read, Write};
-use std::mem::MaybeUninit;
 
 /// A handler on the server side of a fresh connection, and the client.
 fn pair() -> (ClientHandler, TcpStream) {
@@ -16,22 +15,7 @@ fn pair() -> (ClientHandler, TcpStream) {
 
 /// Waits until `n` bytes sent by the client are waiting at the server.
 fn arrived(handler: &ClientHandler, n: usize) {
-    let mut peek = vec![MaybeUninit::<u8>::uninit(); n];
-    let socket = socket2::SockRef::from(handler.conn.stream());
-    handler
-        .conn
-        .stream()
-        .set_nonblocking(false)
-        .expect("blocking");
-    let waiting = socket
-        .recv_with_flags(&mut peek, libc::MSG_PEEK | libc::MSG_WAITALL)
-        .expect("peek");
-    handler
-        .conn
-        .stream()
-        .set_nonblocking(true)
-        .expect("nonblocking");
-    assert_eq!(waiting, n);
+    crate::conn::wait_waiting(handler.conn.stream(), n);
 }
 
 #[test]

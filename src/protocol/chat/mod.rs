@@ -6,8 +6,8 @@
 //! each member once for all the lines queued since its last write; what
 //! the socket does not take goes out when it has room again (the poller
 //! wakes the member for it). A member that falls more than [`MAX_BACKLOG`]
-//! (or one whole line, if longer) behind is disconnected and announced as left; one that reads nothing at
-//! all is closed by the core's idle rule.
+//! (or one whole line, if longer) behind is disconnected and announced as
+//! left; one that reads nothing at all is closed by the core's idle rule.
 //!
 //! With a chat bus (`--chat-bus`, [`bus`]) the room spans every instance on
 //! the same Redis and room name: local members still hear a local line
