@@ -42,22 +42,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start NAME COMMAND...: starts a server that logs "listening on IP:PORT".
-start() {
-  local name=$1
-  shift
-  "${SERVER_CPU[@]}" "$@" 2>"$work/$name.log" &
-  pids[$name]=$!
-  ports[$name]=$(listening_port "$work/$name.log") && return 0
-  echo "conn-cost: $name did not start:" >&2
-  cat "$work/$name.log" >&2
-  exit 1
-}
 
 
 # shellcheck disable=SC2086 # the flags are meant to split
-start linepool "$LINEPOOL" serve --port 0 $SERVE_FLAGS
-start tokio "$TOKIO" 0
+start_named linepool "$LINEPOOL" serve --port 0 $SERVE_FLAGS
+start_named tokio "$TOKIO" 0
 
 rounds="$work/rounds.tsv"
 for round in $(seq "$ROUNDS"); do

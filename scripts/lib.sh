@@ -30,6 +30,22 @@ start_linepool() {
   }
 }
 
+# start_named NAME COMMAND...: starts a server that logs "listening on
+# IP:PORT", pinned to the server's CPU (SERVER_CPU, from pin_cpus), with
+# its log in $work/NAME.log; records its pid in pids[NAME] and its port in
+# ports[NAME] (the caller declares both, `declare -A pids ports`, and
+# sets `work`). Exits the script if the server does not start.
+start_named() {
+  local name=$1
+  shift
+  "${SERVER_CPU[@]}" "$@" 2>"$work/$name.log" &
+  pids[$name]=$!
+  ports[$name]=$(listening_port "$work/$name.log") && return 0
+  echo "$(basename "$0"): $name did not start:" >&2
+  cat "$work/$name.log" >&2
+  exit 1
+}
+
 # listening_port LOG: waits (up to 10 s) until a server logs "listening on
 # IP:PORT" into LOG and prints the port; fails if none does.
 listening_port() {

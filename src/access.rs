@@ -138,7 +138,7 @@ pub(crate) struct TooMany;
 /// Admits a connection from `ip` under `--max-per-ip` (if `table` is
 /// set): its slot, to keep for the connection's life, or the refusal, on
 /// which the caller sends [`TOO_MANY_FROM_ADDRESS`] and closes. The
-/// door admits it as it accepts; behind a proxy, the connection's first
+/// acceptor admits it as it accepts; behind a proxy, the connection's first
 /// turn does, once the header has named the client.
 pub(crate) fn admit(
     table: Option<&Arc<PerAddress>>,

@@ -35,7 +35,7 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// What the door does when `max_connections` are open.
+/// What the acceptor does when `max_connections` are open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overload {
     /// Stop accepting until a slot frees; new clients wait in the kernel backlog.

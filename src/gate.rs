@@ -2,31 +2,25 @@
 //! it is handed to the engine, and given back when the permit is dropped,
 //! which happens when the connection is, however it ended.
 //!
-//! A full gate can also call back instead of making anyone wait: the door
-//! asks with [`Gate::try_acquire_or_hook`], and the next release calls the
-//! gate's release hook once, so the door knows when to accept again
-//! without a thread blocked here.
+//! In `block` mode the acceptor thread waits here, in [`Gate::acquire`],
+//! while every slot is taken: that one thread waiting is the server's
+//! backpressure, and new clients wait in the kernel's listen backlog
+//! meanwhile. A release wakes it; so does [`Gate::close`], at a stop.
 //!
 //! Its lock and condition variable come from `crate::sync`, so that the
 //! model checker (`scripts/loom.sh`) proves the bound and the wake-ups of
-//! the release hook, `close` and `wait_idle` under every interleaving.
+//! `acquire`, `close` and `wait_idle` under every interleaving.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::sync::{Condvar, Mutex};
 
-/// What a release calls when the door asked for it.
-type Hook = Box<dyn Fn() + Send + Sync>;
-
 /// A counting gate with a fixed number of slots.
 pub struct Gate {
     capacity: usize,
     state: Mutex<State>,
     cond: Condvar,
-    /// Called by the first release after `try_acquire_or_hook` found the
-    /// gate full.
-    on_release: Option<Hook>,
 }
 
 struct State {
@@ -34,8 +28,8 @@ struct State {
     closed: bool,
     /// Threads waiting in `wait_idle` for every slot.
     draining: usize,
-    /// Whether the next release is to call the release hook.
-    hooked: bool,
+    /// Threads waiting in `acquire` for a free slot (the acceptor).
+    acquiring: usize,
 }
 
 /// One slot of a [`Gate`], released on drop.
@@ -46,31 +40,15 @@ pub struct Permit {
 impl Gate {
     /// A gate with `capacity` slots.
     pub fn new(capacity: usize) -> Arc<Gate> {
-        Gate::build(capacity, None)
-    }
-
-    /// A gate with `capacity` slots whose releases call `hook` when
-    /// [`Gate::try_acquire_or_hook`] asked for it. The hook runs on the
-    /// releasing thread, without the gate's lock: it must be quick and must
-    /// not wait.
-    pub fn with_release_hook(
-        capacity: usize,
-        hook: impl Fn() + Send + Sync + 'static,
-    ) -> Arc<Gate> {
-        Gate::build(capacity, Some(Box::new(hook)))
-    }
-
-    fn build(capacity: usize, on_release: Option<Hook>) -> Arc<Gate> {
         Arc::new(Gate {
             capacity,
             state: Mutex::new(State {
                 in_use: 0,
                 closed: false,
                 draining: 0,
-                hooked: false,
+                acquiring: 0,
             }),
             cond: Condvar::new(),
-            on_release,
         })
     }
 
@@ -83,16 +61,14 @@ impl Gate {
         self.take(&mut state)
     }
 
-    /// Takes a free slot if there is one; otherwise has the next release
-    /// call the release hook (once), so that the caller can try again then
-    /// instead of waiting. Deciding and arming happen under one lock, so a
-    /// release cannot slip in between and be missed. A closed gate gives
-    /// nothing and arms nothing.
-    pub fn try_acquire_or_hook(self: &Arc<Self>) -> Option<Permit> {
+    /// Takes a slot, waiting while every slot is taken. Returns `None`
+    /// once the gate is closed, at once if a closing wakes the wait.
+    pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
-        if state.in_use >= self.capacity {
-            state.hooked = !state.closed && self.on_release.is_some();
-            return None;
+        while state.in_use >= self.capacity && !state.closed {
+            state.acquiring += 1;
+            self.cond.wait(&mut state);
+            state.acquiring -= 1;
         }
         self.take(&mut state)
     }
@@ -105,10 +81,17 @@ impl Gate {
         Some(Permit { gate: self.clone() })
     }
 
-    /// Refuses every later permit. Permits already out stay valid until
+    /// Refuses every later permit, and wakes a thread waiting in
+    /// [`Gate::acquire`] with nothing. Permits already out stay valid until
     /// dropped.
     pub fn close(&self) {
-        self.state.lock().closed = true;
+        let mut state = self.state.lock();
+        state.closed = true;
+        let wake = state.acquiring > 0;
+        drop(state);
+        if wake {
+            self.cond.notify_all();
+        }
     }
 
     /// How many slots are taken now.
@@ -136,19 +119,17 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.gate.state.lock();
         state.in_use -= 1;
-        // The stop sequence may wait for none in use; wake it only then: a
+        // Wake only someone who waits for this release: the acceptor
+        // blocked on a full gate, or a stop waiting for none in use. A
         // stop closing thousands of connections should not wake its own
-        // thread thousands of times for nothing.
-        let wake = state.draining > 0 && state.in_use == 0;
-        // The hook is asked for once, and only when the door found the gate
-        // full, so a release normally costs nothing more.
-        let hook = std::mem::take(&mut state.hooked);
+        // thread thousands of times for nothing, and a release normally
+        // costs no system call at all.
+        let wake = state.acquiring > 0 || (state.draining > 0 && state.in_use == 0);
         drop(state);
         if wake {
+            // The acceptor and a stop may wait at once, on one condition
+            // variable: wake both, each checks its own condition.
             self.gate.cond.notify_all();
-        }
-        if hook && let Some(on_release) = &self.gate.on_release {
-            on_release();
         }
     }
 }
@@ -156,7 +137,6 @@ impl Drop for Permit {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     #[test]
@@ -183,41 +163,60 @@ mod tests {
         assert_eq!(gate.in_use(), 0);
     }
 
-    /// A gate of one slot whose release hook counts its calls.
-    fn counting_gate() -> (Arc<Gate>, Arc<AtomicUsize>) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
-        let gate = Gate::with_release_hook(1, move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-        });
-        (gate, calls)
-    }
-
     #[test]
-    fn a_closed_gate_gives_no_permit_and_arms_no_hook() {
-        let (gate, calls) = counting_gate();
+    fn a_closed_gate_gives_no_permit() {
+        let gate = Gate::new(1);
         let held = gate.try_acquire().expect("slot");
         gate.close();
-        assert!(gate.try_acquire_or_hook().is_none());
         drop(held);
         assert!(gate.try_acquire().is_none());
-        assert!(gate.try_acquire_or_hook().is_none());
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert!(gate.acquire().is_none(), "a closed gate made acquire wait");
     }
 
+    /// Waits until `acquiring` threads wait in `acquire`.
+    fn until_acquiring(gate: &Gate, acquiring: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.state.lock().acquiring != acquiring {
+            assert!(Instant::now() < deadline, "the acquirer never waited");
+            std::thread::yield_now();
+        }
+    }
+
+    /// `acquire` waits on a full gate, and the next release hands it the
+    /// slot.
     #[test]
-    fn a_release_calls_the_hook_once_when_asked() {
-        let (gate, calls) = counting_gate();
-        let held = gate.try_acquire_or_hook().expect("a free slot");
+    fn acquire_waits_for_a_release() {
+        let gate = Gate::new(1);
+        let held = gate.try_acquire().expect("slot");
+        let (tx, got) = std::sync::mpsc::channel();
+        {
+            let gate = gate.clone();
+            std::thread::spawn(move || tx.send(gate.acquire()));
+        }
+        until_acquiring(&gate, 1);
+        assert!(
+            got.try_recv().is_err(),
+            "acquire took a slot of a full gate"
+        );
         drop(held);
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        let held = gate.try_acquire_or_hook().expect("a free slot");
-        assert!(gate.try_acquire_or_hook().is_none());
-        drop(held);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let held = gate.try_acquire().expect("the slot came back");
-        drop(held);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let permit = got.recv_timeout(Duration::from_secs(10));
+        assert!(permit.is_ok_and(|p| p.is_some()), "the release was missed");
+        assert_eq!(gate.in_use(), 0, "the permit did not go back");
+    }
+
+    /// Closing the gate ends a wait in `acquire` at once, with nothing.
+    #[test]
+    fn closing_wakes_a_waiting_acquire() {
+        let gate = Gate::new(1);
+        let _held = gate.try_acquire().expect("slot");
+        let (tx, got) = std::sync::mpsc::channel();
+        {
+            let gate = gate.clone();
+            std::thread::spawn(move || tx.send(gate.acquire().is_some()));
+        }
+        until_acquiring(&gate, 1);
+        gate.close();
+        assert_eq!(got.recv_timeout(Duration::from_secs(10)), Ok(false));
     }
 
     #[test]
@@ -270,8 +269,8 @@ mod tests {
 }
 
 /// The model checks (`scripts/loom.sh`): the bound holds, the stop's wait
-/// ends and no release hook is lost, however acquires and releases
-/// interleave.
+/// ends, and the acceptor waiting for a slot is woken by a release or a
+/// close, however they interleave with the workers' releases.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -290,13 +289,13 @@ mod loom_tests {
     #[test]
     fn loom_gate_bounds_holders() {
         loom::model(|| {
-            let gate = Gate::with_release_hook(1, || {});
+            let gate = Gate::new(1);
             let holders = Arc::new(AtomicUsize::new(0));
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let (gate, holders) = (gate.clone(), holders.clone());
                     thread::spawn(move || {
-                        if let Some(permit) = gate.try_acquire_or_hook() {
+                        if let Some(permit) = gate.try_acquire() {
                             let before = holders.fetch_add(1, Ordering::SeqCst);
                             assert_eq!(before, 0, "two permits out of one slot");
                             holders.fetch_sub(1, Ordering::SeqCst);
@@ -332,34 +331,44 @@ mod loom_tests {
         });
     }
 
-    /// A release after the door found the gate full always calls the
-    /// release hook, and one before leaves a slot for the door: however the
-    /// two interleave, the door either gets a permit or is called back, and
-    /// then finds one.
+    /// The acceptor's hand-off: waiting in `acquire` on a full gate, it
+    /// gets the slot a worker releases, whether the release comes before
+    /// or during its wait; no release is missed.
     #[test]
-    fn loom_gate_release_hook_loses_no_wake() {
+    fn loom_gate_acquire_gets_the_released_slot() {
         loom::model(|| {
-            let calls = Arc::new(AtomicUsize::new(0));
-            let gate = {
-                let calls = calls.clone();
-                Gate::with_release_hook(1, move || {
-                    calls.fetch_add(1, Ordering::SeqCst);
+            let gate = Gate::new(1);
+            let held = gate.try_acquire().expect("a free slot");
+            let worker = thread::spawn(move || drop(held));
+            let got = gate.acquire();
+            assert!(got.is_some(), "the release was missed");
+            assert_eq!(gate.in_use(), 1);
+            worker.join().expect("releasing thread");
+        });
+    }
+
+    /// A stop's close ends the acceptor's wait with nothing, while a
+    /// worker releases slots and a stop waits for none in use: every wait
+    /// ends, and no permit is given after the close.
+    #[test]
+    fn loom_gate_close_ends_the_acceptors_wait() {
+        loom::model(|| {
+            let gate = Gate::new(1);
+            let held = gate.try_acquire().expect("a free slot");
+            let stopper = {
+                let gate = gate.clone();
+                thread::spawn(move || {
+                    gate.close();
+                    drop(held);
+                    assert!(gate.wait_idle(far_off()));
                 })
             };
-            let held = gate.try_acquire().expect("a free slot");
-            let releaser = thread::spawn(move || drop(held));
-            let got = gate.try_acquire_or_hook();
-            releaser.join().expect("releasing thread");
-            match got {
-                Some(permit) => {
-                    assert_eq!(calls.load(Ordering::SeqCst), 0, "a hook nobody asked for");
-                    drop(permit);
-                }
-                None => {
-                    assert_eq!(calls.load(Ordering::SeqCst), 1, "the release was missed");
-                    assert!(gate.try_acquire().is_some(), "called back to a full gate");
-                }
+            if let Some(permit) = gate.acquire() {
+                // Taken before the close: it stays valid until dropped.
+                drop(permit);
             }
+            assert!(gate.acquire().is_none(), "a permit after the close");
+            stopper.join().expect("stopping thread");
         });
     }
 }

@@ -1,10 +1,12 @@
 //! linepool: a bounded worker-pool TCP line server.
 //!
 //! Each line a client sends is answered with `ACK: <line>`; `shutdown` closes
-//! that client and `quit_server` stops the server. An event-driven engine run by a
-//! fixed-size thread pool accepts (the listener sits in its poller) and
-//! serves: a connection with nothing to do waits in the poller and holds no
-//! worker, so idle or slow clients cannot exhaust the pool.
+//! that client and `quit_server` stops the server. An acceptor thread pushes
+//! accepted sockets into a fixed-size thread pool, whose workers run each
+//! connection's protocol in an event-driven engine: a connection with
+//! nothing to do waits in the poller and holds no worker, so idle or slow
+//! clients cannot exhaust the pool. A registry of live connections lets a
+//! stop close them all, and the pool is joined at exit.
 //!
 //! # Using it
 //! [`Server::bind`] does everything that can fail (the listener, the side
@@ -41,7 +43,7 @@
 //!   the ready queue and the workers' rendezvous).
 //! - `watchdog` (the idle scan), `agent` (the HAProxy agent port), `metrics`
 //!   (Prometheus and `/healthz`).
-//! - [`server`]: binding, the door (accepting), the running server and its stop
+//! - [`server`]: binding, the acceptor thread, the running server and its stop
 //!   sequence.
 //!
 //! The library installs no logger and no signal handler; the `linepool`

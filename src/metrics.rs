@@ -118,7 +118,7 @@ impl Collector for Figures {
         {
             let mut family = encoder.encode_descriptor(
                 "linepool_connections_rejected",
-                "Connections turned away at the door, by reason.",
+                "Connections turned away by the acceptor, by reason.",
                 None,
                 MetricType::Counter,
             )?;

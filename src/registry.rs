@@ -3,8 +3,8 @@
 //! token of its event, the watchdog scans it, and a server-wide stop shuts
 //! every socket in it down.
 //!
-//! An entry is added by the door before the socket is registered with
-//! the poller, and removed by the worker that closes the connection (after a
+//! An entry is added by the acceptor thread before the socket is registered
+//! with the poller, and removed by the worker that closes the connection (after a
 //! panic in protocol code too: the worker catches it and closes). The lock
 //! guards the map only; callers copy out what they need and do their I/O
 //! after releasing it.

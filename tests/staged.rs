@@ -65,7 +65,9 @@ fn threads_are_named_owned_and_never_left_behind() {
     assert_eq!(server_threads(), Vec::<String>::new());
     let running = server.start().expect("start");
     // Each thread names itself as it starts; the system keeps 15 bytes.
+    // One acceptor thread owns the listeners.
     let mut expected: Vec<String> = [
+        "linepool-acceptor",
         "linepool-metrics",
         "linepool-watchdog",
         "linepool-worker",

@@ -19,24 +19,24 @@
 //! do not fit wait in the connection's outbox and go out when the socket
 //! reports room.
 //!
-//! The listening socket is in the same poller, under a token of its own:
-//! the leader that sees it ready lets the [`Door`] accept (a batch at
-//! most), and new sockets are added as they come, so accepting costs no
-//! thread of its own and no wake-up per connection.
+//! The engine does not accept: the server's acceptor thread pushes each
+//! new connection in with [`Engine::add`], from its own thread. The new
+//! socket is writable at once, so registering it wakes the leader (once
+//! for a batch: a waiter woken by the poller is not woken again), and the
+//! connection's first turn is a worker's.
 //!
 //! The queue and the leader/followers discipline are [`rendezvous`]'s;
-//! this module adds the poller, the door, the registry and the turns.
+//! this module adds the poller, the registry and the turns.
 
-mod door;
 mod rendezvous;
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{error, warn};
 use mio::unix::SourceFd;
@@ -44,7 +44,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use threadpool::ThreadPool;
 
-pub(crate) use self::door::{ACCEPT_BATCH, Again, Door};
 use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
 use crate::handler::{ClientHandler, Turn};
@@ -54,9 +53,6 @@ use crate::sched::Park;
 
 /// The token of the waker that ends the leader's wait at a stop.
 const WAKER: Token = Token(usize::MAX);
-
-/// The token of the first listening socket; the others count down from it.
-const DOOR: Token = Token(usize::MAX - 1);
 
 /// Events taken from the poller at once.
 const EVENTS: usize = 1024;
@@ -78,11 +74,6 @@ pub(crate) struct Engine {
     /// Registers sockets while the leader waits.
     registry: mio::Registry,
     waker: Waker,
-    /// The listening side, once the server opens it.
-    door: OnceLock<Arc<dyn Door>>,
-    /// When the door is to be tried again without an event from the
-    /// poller (a batch spent, a back-off, a permit back), if it is.
-    door_due: Mutex<Option<Instant>>,
     workers: Rendezvous<Arc<Served>>,
     conns: Arc<Connections>,
     panics: AtomicUsize,
@@ -98,8 +89,6 @@ impl Engine {
             poll: Mutex::new(poll),
             registry,
             waker,
-            door: OnceLock::new(),
-            door_due: Mutex::new(None),
             workers: Rendezvous::new(),
             conns,
             panics: AtomicUsize::new(0),
@@ -116,7 +105,8 @@ impl Engine {
     /// Adds an accepted connection: into the registry, so that its events
     /// find it, then into the poller. A new socket is writable at once, so
     /// its first turn (the protocol's greeting, the first read) follows
-    /// straight away.
+    /// straight away, on a worker. The acceptor thread calls it; any
+    /// thread may.
     pub(crate) fn add(&self, served: Arc<Served>) -> io::Result<()> {
         let id = served.conn.id();
         let fd = served.conn.stream().as_raw_fd();
@@ -203,24 +193,14 @@ impl Engine {
         woken: &mut Vec<Arc<Served>>,
         timeout: Option<Duration>,
     ) -> Option<Arc<Served>> {
-        let wait = self.wait_for(timeout);
-        if let Err(e) = self.poll.lock().poll(events, wait)
+        if let Err(e) = self.poll.lock().poll(events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             // Nothing in the poller's contract makes this happen; say so
             // and carry on rather than lose the server.
             error!("poll failed error={}", logfmt::error(&e));
         }
-        // Allocates only when a listener is ready.
-        let mut listeners = Vec::new();
-        let ready = events.iter().filter(|e| {
-            if let Some(i) = door::listener_of(e.token()) {
-                listeners.push(i);
-                return false;
-            }
-            e.token() != WAKER
-        });
-        let ready = ready.map(|e| {
+        let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
             let ended = e.is_read_closed() || e.is_error();
             (e.token().0 as u64, ended)
         });
@@ -232,9 +212,6 @@ impl Engine {
                 woken.push(served.clone());
             }
         });
-        // New sockets are added to the poller now; their first events come
-        // at the next look.
-        self.try_door(&listeners);
         // After a wait this worker serves one itself; after a look it goes
         // back to the queue, where others wait already.
         self.workers.hand_off(woken.drain(..), timeout.is_none())
@@ -294,7 +271,7 @@ impl Engine {
 }
 
 fn token(id: u64) -> Token {
-    // Ids count up from 0 and never reach the door's or the waker's token.
+    // Ids count up from 0 and never reach the waker's token.
     Token(id as usize)
 }
 

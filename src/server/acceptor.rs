@@ -1,28 +1,36 @@
-//! The door: the engine's leader calls it when a listening socket is
-//! ready (see [`crate::engine::Door`]); it takes a slot from the gate,
-//! accepts a socket, admits it (`--max-per-ip`) and hands it to the
-//! engine, whose poller brings it to the pool's workers whenever it has
-//! something to do; or turns it away with one line. Every listener (TCP,
-//! IPv4 or IPv6, and Unix domain sockets) shares the one gate, registry,
-//! pool and stop. The door never blocks and never ends the server over an
-//! accept error: it skips those that concern one connection and backs off
-//! from the rest, leaving the retry to the leader's next look into the
-//! poller.
+//! The acceptor thread, `linepool-acceptor`: it owns every listener (TCP,
+//! IPv4 or IPv6, and Unix domain sockets, bound or passed by systemd) and
+//! does nothing but accept and push the accepted sockets into the pool.
+//!
+//! It waits for its listeners in a poller of its own, where one wait covers
+//! every listener and the stop's wake-up. For each connection it takes a
+//! slot from the gate (in `block` mode *before* `accept()`, waiting while
+//! the gate is full: that wait is the server's backpressure), accepts the
+//! socket straight into non-blocking mode, admits it (`--max-per-ip`),
+//! wraps it with its handler and adds it to the engine, whose workers run
+//! its first turn and every one after. No protocol code, TLS handshake or
+//! client write runs here, beyond the one-line refusals.
+//!
+//! It never ends the server over an accept error: it skips those that
+//! concern one connection and backs off from the rest. At a stop it is
+//! woken, returns, and closes its listeners as it goes.
 
 use std::io::{self, Write};
 use std::net::Shutdown as Direction;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::listen::{ACCEPTED_INHERIT_OPTIONS, Listener};
 use crate::access::{self, AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
-use crate::engine::{ACCEPT_BATCH, Again, Door, Engine, Served};
+use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{ClientHandler, Limits};
 use crate::logfmt;
@@ -32,20 +40,74 @@ use crate::socket::{Peer, Stream};
 use crate::stats::{ListenerCount, Stats};
 use crate::tls::{self, Certs};
 
+/// Connections accepted from one listener before the next listener's
+/// turn, so that a flood on one cannot starve the others.
+const ACCEPT_BATCH: usize = 64;
+
 /// The first and the longest pause after an accept error such as running
 /// out of file descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// What the door needs to accept and hand connections on. Whichever worker
-/// leads calls it, so what changes is behind a lock.
-pub(super) struct Acceptor {
+/// The token of the waker that ends the acceptor's wait at a stop; the
+/// listeners' tokens are their indices.
+const WAKER: Token = Token(usize::MAX);
+
+/// The listeners in a poller of their own, made before any thread starts
+/// (making them can fail).
+pub(super) struct Listening {
+    listeners: Vec<Listener>,
+    poll: Poll,
+    waker: Arc<Waker>,
+}
+
+impl Listening {
+    /// Puts the listeners, already non-blocking, in a new poller,
+    /// edge-triggered: clients already waiting in a backlog make theirs
+    /// ready at once.
+    pub(super) fn new(listeners: Vec<Listener>) -> io::Result<Listening> {
+        let poll = Poll::new()?;
+        for (i, listener) in listeners.iter().enumerate() {
+            poll.registry().register(
+                &mut SourceFd(&listener.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Listening {
+            listeners,
+            poll,
+            waker,
+        })
+    }
+
+    /// Every listener, in the order the acceptor takes them.
+    pub(super) fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Has `shutdown` end the acceptor's wait in the poller.
+    pub(super) fn woken_by(&self, shutdown: &Shutdown) {
+        let waker = self.waker.clone();
+        shutdown.on_trigger(move || {
+            if let Err(e) = waker.wake() {
+                error!("cannot wake the acceptor error={}", logfmt::error(&e));
+            }
+        });
+    }
+}
+
+/// What every accepted connection is given: the rules, the shared parts of
+/// the server, and where it goes.
+pub(super) struct Admission {
     pub(super) overload: Overload,
     pub(super) proxy_protocol: bool,
     pub(super) protocol: Arc<dyn Protocol>,
     pub(super) limits: Limits,
     pub(super) shutdown: Shutdown,
     pub(super) gate: Arc<Gate>,
+    pub(super) engine: Arc<Engine>,
     pub(super) stats: Arc<Stats>,
     pub(super) admin_from: Arc<AddrList>,
     /// User ids that may stop the server from a Unix socket.
@@ -58,42 +120,33 @@ pub(super) struct Acceptor {
     pub(super) admin_certs: Option<Arc<Vec<String>>>,
     /// Connections accepted, per listener, in the listeners' order.
     pub(super) counts: Vec<Arc<ListenerCount>>,
-    pub(super) state: Mutex<State>,
 }
 
-/// The door's changing part.
-pub(super) struct State {
-    /// Empty once the stop has closed them.
-    listeners: Vec<Listener>,
+/// The acceptor: its listeners and what it remembers between waits. It
+/// lives on its own thread, so nothing here is shared or locked.
+pub(super) struct Acceptor {
+    listening: Listening,
+    admission: Admission,
     /// Per listener: whether clients may wait in its backlog (the poller
     /// said so, and no accept has said `EAGAIN` since). The poller is
-    /// edge-triggered, so this is what remembers a backlog left for later
-    /// (a spent batch, a full gate, a back-off).
+    /// edge-triggered, so this is what remembers a backlog left for the
+    /// next round or for after a back-off.
     waiting: Vec<bool>,
-    /// The listener the next call starts with, so that a flood on one
-    /// cannot starve the others.
+    /// The listener the next round starts with, so that the first listener
+    /// is not always served first.
     first: usize,
     next_id: u64,
     /// The pause after the next accept error.
     backoff: Duration,
     /// No accept before this, after an error.
     retry_at: Option<Instant>,
+    /// In `block` mode, the slot taken for the next accept: kept when the
+    /// listener turned out to have nobody waiting.
+    reserved: Option<Permit>,
 }
 
-impl State {
-    pub(super) fn new(listeners: Vec<Listener>) -> Mutex<State> {
-        Mutex::new(State {
-            waiting: vec![false; listeners.len()],
-            listeners,
-            first: 0,
-            next_id: 0,
-            backoff: BACKOFF_MIN,
-            retry_at: None,
-        })
-    }
-}
-
-/// One accepted connection, with what the door knows of where it came in.
+/// One accepted connection, with what the acceptor knows of where it came
+/// in.
 struct Accepted {
     stream: Stream,
     peer: Peer,
@@ -102,7 +155,14 @@ struct Accepted {
     unix: bool,
 }
 
-/// Why a connection is turned away at the door.
+/// Whether the acceptor goes on with the round after one accept.
+enum Flow {
+    Go,
+    /// The stop began, or an error asks for a pause.
+    Stop,
+}
+
+/// Why a connection is turned away.
 #[derive(Clone, Copy, Debug)]
 enum Refusal {
     /// Every slot is taken (`--overload reject`).
@@ -122,103 +182,140 @@ impl Refusal {
     }
 }
 
-impl Door for Acceptor {
-    /// Accepts until the listeners have nothing more, a batch at most.
-    ///
-    /// The lock is held throughout: only the leader calls this, so it
-    /// delays nobody but the stop, which takes it once to close the
-    /// listeners and so knows that no accept is under way.
-    fn accept_ready(&self, engine: &Engine, ready: &[usize]) -> Again {
-        // Should the door ever panic, the server stops rather than serve on
-        // without accepting.
-        let _stop = StopOnPanic(&self.shutdown);
-        let mut state = self.state.lock();
-        for &i in ready {
-            if let Some(waiting) = state.waiting.get_mut(i) {
-                *waiting = true;
-            }
-        }
-        if let Some(at) = state.retry_at {
-            if Instant::now() < at {
-                return Again::At(at);
-            }
-            state.retry_at = None;
-        }
-        let count = state.listeners.len();
-        let first = state.first;
-        state.first = (first + 1) % count.max(1);
-        let mut budget = ACCEPT_BATCH;
-        for on in (0..count).map(|k| (first + k) % count) {
-            while state.waiting[on] {
-                if budget == 0 {
-                    // The batch is spent and clients may still wait, with
-                    // no new event to say so: the leader tries again at
-                    // its next look.
-                    return Again::Soon;
-                }
-                budget -= 1;
-                if let Some(again) = self.accept_one(engine, &mut state, on) {
-                    return again;
-                }
-            }
-        }
-        Again::OnEvent
-    }
-}
-
 impl Acceptor {
-    /// Accepts one connection from listener `on` and hands it on (or turns
-    /// it away). Returns what to tell the engine if the door is to stop
-    /// here; `None` to go on.
-    fn accept_one(&self, engine: &Engine, state: &mut State, on: usize) -> Option<Again> {
-        if self.shutdown.is_triggered() {
-            return Some(Again::OnEvent);
+    pub(super) fn new(listening: Listening, admission: Admission) -> Acceptor {
+        Acceptor {
+            waiting: vec![false; listening.listeners.len()],
+            listening,
+            admission,
+            first: 0,
+            next_id: 0,
+            backoff: BACKOFF_MIN,
+            retry_at: None,
+            reserved: None,
         }
-        let listener = &state.listeners[on];
-        // In block mode the slot is taken before accept(), so a full
-        // server leaves new clients in the kernel's listen backlog; the
-        // gate calls back (`Engine::door_ready`) when one comes free.
-        let reserved = match self.overload {
-            Overload::Block => match self.gate.try_acquire_or_hook() {
-                Some(permit) => Some(permit),
-                None => return Some(Again::OnEvent),
-            },
-            Overload::Reject => None,
-        };
+    }
+
+    /// Accepts until the stop. The listeners close when this returns (a
+    /// bound Unix socket's file is removed), so clients still in the
+    /// backlogs are refused.
+    pub(super) fn run(mut self) {
+        let shutdown = self.admission.shutdown.clone();
+        // Should the acceptor ever panic, the server stops rather than
+        // serve on without accepting.
+        let _stop = StopOnPanic(&shutdown);
+        let mut events = Events::with_capacity(self.listening.listeners.len() + 1);
+        while !shutdown.is_triggered() {
+            if let Err(e) = self.listening.poll.poll(&mut events, self.wait())
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                // Nothing in the poller's contract makes this happen; say so
+                // and carry on rather than lose the server.
+                error!("acceptor poll failed error={}", logfmt::error(&e));
+            }
+            for event in &events {
+                if let Some(waiting) = self.waiting.get_mut(event.token().0) {
+                    *waiting = true;
+                }
+            }
+            self.round();
+        }
+        let listeners = std::mem::take(&mut self.listening.listeners);
+        let count = listeners.len();
+        drop(listeners);
+        info!(
+            "stopped accepting, closed {}",
+            logfmt::count(count as u64, "listener")
+        );
+    }
+
+    /// How long the next wait in the poller may last: not at all while a
+    /// backlog is left for the next round, until a back-off ends, or until
+    /// an event.
+    fn wait(&self) -> Option<Duration> {
+        if let Some(at) = self.retry_at {
+            return Some(at.saturating_duration_since(Instant::now()));
+        }
+        self.waiting.contains(&true).then_some(Duration::ZERO)
+    }
+
+    /// One round: each listener with clients waiting, starting with the
+    /// next one in turn, accepts until `EAGAIN` or a batch at most. What is
+    /// left waits for the next round, after a look into the poller for the
+    /// other listeners and the stop.
+    fn round(&mut self) {
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return;
+            }
+            self.retry_at = None;
+        }
+        let count = self.waiting.len();
+        let first = self.first;
+        self.first = (first + 1) % count.max(1);
+        for on in (0..count).map(|k| (first + k) % count) {
+            for _ in 0..ACCEPT_BATCH {
+                if !self.waiting[on] {
+                    break;
+                }
+                if let Flow::Stop = self.accept_one(on) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Accepts one connection from listener `on` and hands it on (or turns
+    /// it away).
+    fn accept_one(&mut self, on: usize) -> Flow {
+        let shutdown = &self.admission.shutdown;
+        if shutdown.is_triggered() {
+            return Flow::Stop;
+        }
+        if self.admission.overload == Overload::Block && self.reserved.is_none() {
+            // The backpressure: while every slot is taken, this thread
+            // waits here and accepts nothing, and new clients wait in the
+            // kernel's listen backlog. A release wakes it, and so does the
+            // stop (it closes the gate).
+            match self.admission.gate.acquire() {
+                Some(permit) => self.reserved = Some(permit),
+                None => return Flow::Stop,
+            }
+        }
+        let listener = &self.listening.listeners[on];
         let unix = listener.is_unix();
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                state.waiting[on] = false;
-                return None;
+                self.waiting[on] = false;
+                return Flow::Go;
             }
-            Err(_) if self.shutdown.is_triggered() => return Some(Again::OnEvent),
+            Err(_) if shutdown.is_triggered() => return Flow::Stop,
             Err(e) if is_transient(&e) => {
                 debug!(
                     "accept skipped a failed connection error={} listener={}",
                     logfmt::error(&e),
                     listener.name()
                 );
-                return None;
+                return Flow::Go;
             }
             Err(e) => {
                 warn!(
                     "accept failed, backing off error={} retry_in_ms={}",
                     logfmt::error(&e),
-                    state.backoff.as_millis()
+                    self.backoff.as_millis()
                 );
-                // No worker sleeps: the leader's wait in the poller ends
-                // when the pause does, and the door is tried then.
-                let at = Instant::now() + state.backoff;
-                state.retry_at = Some(at);
-                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
-                return Some(Again::At(at));
+                // The pause is the deadline of the next wait in the poller,
+                // which the stop still ends at once.
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                return Flow::Stop;
             }
         };
-        state.backoff = BACKOFF_MIN;
-        if self.shutdown.is_triggered() {
-            // Accepted just as the stop began: close it like the rest.
-            return Some(Again::OnEvent);
+        self.backoff = BACKOFF_MIN;
+        if shutdown.is_triggered() {
+            // Accepted just as the stop began: closed like the rest.
+            return Flow::Stop;
         }
         let accepted = Accepted {
             stream,
@@ -226,68 +323,43 @@ impl Acceptor {
             on,
             unix,
         };
-        let Some(permit) = reserved.or_else(|| self.gate.try_acquire()) else {
-            self.reject(accepted, Refusal::Busy);
-            return None;
+        let reserved = self.reserved.take();
+        let Some(permit) = reserved.or_else(|| self.admission.gate.try_acquire()) else {
+            self.admission.reject(accepted, Refusal::Busy);
+            return Flow::Go;
         };
         // Behind a proxy the address to count is known only once the
         // header is read: the handler admits it then. A Unix client has no
         // address to count.
-        let table = self.per_address.as_ref().filter(|_| !self.proxy_protocol);
+        let admission = &self.admission;
+        let table = admission
+            .per_address
+            .as_ref()
+            .filter(|_| !admission.proxy_protocol);
         let admitted = match accepted.peer.ip_addr() {
             Some(ip) => access::admit(table, ip),
             None => Ok(None),
         };
         match admitted {
             Ok(slot) => {
-                let id = state.next_id;
-                state.next_id += 1;
-                self.dispatch(engine, id, accepted, permit, slot);
+                let id = self.next_id;
+                self.next_id += 1;
+                admission.dispatch(id, accepted, permit, slot);
             }
-            Err(access::TooMany) => self.reject(accepted, Refusal::PerAddress),
+            Err(access::TooMany) => {
+                drop(permit);
+                admission.reject(accepted, Refusal::PerAddress);
+            }
         }
-        None
+        Flow::Go
     }
+}
 
-    /// Opens the door: the listeners go into the engine's poller, and from
-    /// then on the leader accepts.
-    pub(super) fn open(self: &Arc<Self>, engine: &Engine) -> io::Result<()> {
-        let fds: Vec<RawFd> = self
-            .state
-            .lock()
-            .listeners
-            .iter()
-            .map(AsRawFd::as_raw_fd)
-            .collect();
-        engine.open_door(self.clone(), &fds)
-    }
-
-    /// Shuts the listeners down, as the stop begins: on Linux the kernel
-    /// refuses new TCP clients from then on. Waits for an accept under way.
-    pub(super) fn shut(&self) {
-        for listener in &self.state.lock().listeners {
-            listener.shut();
-        }
-    }
-
-    /// Closes the door for good (the stop's step 2): the listeners are
-    /// closed, so clients still in the kernel's backlogs are refused, and
-    /// socket files we bound are removed. Taking the lock waits for an
-    /// accept under way.
-    pub(super) fn close(&self) {
-        let listeners = std::mem::take(&mut self.state.lock().listeners);
-        drop(listeners);
-    }
-
-    /// Hands the connection to the engine, which serves it from now on.
-    fn dispatch(
-        &self,
-        engine: &Engine,
-        id: u64,
-        accepted: Accepted,
-        permit: Permit,
-        slot: Option<AddressSlot>,
-    ) {
+impl Admission {
+    /// Pushes the connection into the pool: its `Conn` and handler go into
+    /// the registry and the workers' poller, and a worker runs its first
+    /// turn.
+    fn dispatch(&self, id: u64, accepted: Accepted, permit: Permit, slot: Option<AddressSlot>) {
         let Accepted {
             stream,
             peer,
@@ -307,7 +379,8 @@ impl Acceptor {
         let mut conn = Conn::new(id, stream, peer, self.stats.clone(), guards);
         if let Some(certs) = &self.tls {
             // The configuration current now, for the connection's life: a
-            // reload changes nothing for it.
+            // reload changes nothing for it. The handshake itself is the
+            // workers'.
             match tls::Session::new(certs.current()) {
                 Ok(session) => conn = conn.with_tls(session),
                 Err(e) => {
@@ -337,7 +410,7 @@ impl Acceptor {
             conn,
             handler: Mutex::new(handler),
         });
-        if let Err(e) = engine.add(served) {
+        if let Err(e) = self.engine.add(served) {
             warn!(
                 "cannot watch connection peer={peer} error={}",
                 logfmt::error(&e)
@@ -345,8 +418,7 @@ impl Acceptor {
         }
     }
 
-    /// Turns a connection away: one line, then close. Runs on a worker, in
-    /// the door, so nothing here may block.
+    /// Turns a connection away: one line, then close, without blocking.
     fn reject(&self, accepted: Accepted, why: Refusal) {
         let Accepted {
             stream, peer, on, ..
@@ -376,8 +448,8 @@ impl Acceptor {
         );
         // In the client's framing: a framed client would read a bare
         // line's first bytes as a length. A TLS client could read it only
-        // after a handshake, which the acceptor does not wait for: it is
-        // closed without a word.
+        // after a handshake, which the acceptor does not do: it is closed
+        // without a word.
         if self.tls.is_none() {
             let mut line = Vec::with_capacity(text.len() + 4);
             self.protocol.framing().say(text, &mut line);
@@ -387,7 +459,7 @@ impl Acceptor {
         let _ = stream.shutdown(Direction::Write);
         // Read what the client already sent so that closing does not
         // reset the connection and destroy the line in flight; bounded,
-        // so a client that keeps sending cannot hold the door.
+        // so a client that keeps sending cannot hold the acceptor.
         drain_pending(&stream, LINGER_BYTES);
     }
 }
@@ -415,13 +487,13 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Stops the server if the door panics.
+/// Stops the server if the acceptor panics.
 struct StopOnPanic<'a>(&'a Shutdown);
 
 impl Drop for StopOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            error!("the door panicked, stopping");
+            error!("the acceptor panicked, stopping");
             self.0.trigger();
         }
     }

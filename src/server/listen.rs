@@ -179,19 +179,13 @@ impl Listener {
                 let (socket, _) = accept_nonblocking(l)?;
                 let stream: UnixStream = socket.into();
                 // Fails only for a client already gone: skipped like one
-                // that aborted, not a reason for the door to back off.
+                // that aborted, not a reason for the acceptor to back off.
                 let uid = getsockopt(&stream, PeerCredentials)
                     .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?
                     .uid();
                 Ok((Stream::Unix(Arc::new(stream)), Peer::Local { uid }))
             }
         }
-    }
-
-    /// Ends accepting at once, as the stop begins: on Linux the kernel
-    /// refuses new TCP clients from then on.
-    pub(super) fn shut(&self) {
-        let _ = socket2::SockRef::from(self).shutdown(Direction::Read);
     }
 }
 

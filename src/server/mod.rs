@@ -6,17 +6,19 @@
 //! A `Running` dropped without either stops and joins everything, so a
 //! start that fails half-way leaks no thread.
 //!
-//! The stop sequence, as docs/architecture.md numbers it:
+//! The stop sequence, as docs/architecture.md numbers it, in the order the
+//! design implies: the acceptor first, then the connections, then the pool.
 //!
-//! 1. the stop signal is set and its wake-ups run (the gate is closed),
-//!    whoever triggered it: from then on the door accepts nothing; the
-//!    side ports go on answering health checks (503, `drain`);
-//! 2. the door closes the listeners, once no accept is under way: clients
-//!    still in the backlogs are refused;
+//! 1. the stop signal is set and its wake-ups run, whoever triggered it:
+//!    the gate is closed and the acceptor's poller woken, so the acceptor
+//!    accepts nothing more, even if it was waiting for a slot; the side
+//!    ports go on answering health checks (503, `drain`);
+//! 2. the acceptor thread is joined: it has closed its listeners (clients
+//!    still in the backlogs are refused) and removed the Unix socket file;
 //! 3. every registered connection is given a turn, as if an event had
 //!    come, so each answers what it has read and closes;
-//! 4. up to `--stop-grace` for every slot to come back, then the stragglers
-//!    are cut off (and given one more grace);
+//! 4. up to `--stop-grace` for every slot to come back, then the registry
+//!    shuts the stragglers' sockets down (and gives them one more grace);
 //! 5. the workers' loops end, the pool is joined, the side ports end, every
 //!    helper thread is joined, and the summary is logged and returned.
 
@@ -33,14 +35,14 @@ use std::sync::Arc;
 use log::info;
 use threadpool::ThreadPool;
 
-use self::acceptor::{Acceptor, State as DoorState};
+use self::acceptor::{Acceptor, Admission, Listening};
 pub use self::listen::Listener;
 use self::listen::context;
 pub use self::running::Running;
 use self::threads::Threads;
 use crate::access::{self, PerAddress};
 use crate::agent;
-use crate::config::{Config, Overload};
+use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::handler::Limits;
@@ -59,7 +61,8 @@ const WORKER_STACK: usize = 256 * 1024;
 /// A bound server: everything that can fail before the threads start has
 /// been done.
 pub struct Server {
-    listeners: Vec<Listener>,
+    /// The listeners, in the acceptor's poller.
+    listening: Listening,
     local_addr: SocketAddr,
     /// The HAProxy agent port, with `--agent`.
     agent: Option<TcpListener>,
@@ -179,8 +182,8 @@ impl Server {
             chat_bus,
             chat_fanout,
         } = protocol::build(config.protocol, &config)?;
-        // The door accepts from the poller and must never block; a passed
-        // socket may be either.
+        // The acceptor accepts until `EAGAIN` and must never block in
+        // accept(); a passed socket may be either.
         for listener in &listeners {
             listener.prepare()?;
         }
@@ -201,10 +204,12 @@ impl Server {
         for side in agent.iter().chain(&metrics) {
             listen::stopped_with(side, &last_step)?;
         }
+        let listening = Listening::new(listeners)?;
+        listening.woken_by(&shutdown);
         let conns = Registry::new();
         let engine = Engine::new(conns.clone())?;
         Ok(Server {
-            listeners,
+            listening,
             local_addr,
             agent,
             metrics,
@@ -233,7 +238,7 @@ impl Server {
 
     /// Every listener, in the order the server accepts on them.
     pub fn listeners(&self) -> &[Listener] {
-        &self.listeners
+        self.listening.listeners()
     }
 
     /// The address agent checks are answered on, with `--agent`.
@@ -252,11 +257,12 @@ impl Server {
     }
 
     /// Starts serving: the pool's workers and the helper threads, then
-    /// opens the door. A thread that cannot be created is an error, and whatever
-    /// had started by then is stopped and joined before it is returned.
+    /// the acceptor thread. A thread that cannot be created is an error, and
+    /// whatever had started by then is stopped and joined before it is
+    /// returned.
     pub fn start(self) -> io::Result<Running> {
         let Server {
-            listeners,
+            listening,
             local_addr,
             agent,
             metrics,
@@ -270,28 +276,19 @@ impl Server {
             engine,
             tls,
         } = self;
-        // In block mode a full gate calls the door back when a slot comes
-        // free. The hook holds the engine weakly: the engine holds the door,
-        // which holds the gate.
-        let gate = match config.overload {
-            Overload::Block => {
-                let engine = Arc::downgrade(&engine);
-                Gate::with_release_hook(config.max_connections, move || {
-                    if let Some(engine) = engine.upgrade() {
-                        engine.door_ready();
-                    }
-                })
-            }
-            Overload::Reject => Gate::new(config.max_connections),
-        };
+        // A stop wakes the acceptor if it waits for a slot; from then on
+        // it gets none.
+        let gate = Gate::new(config.max_connections);
         {
             let gate = gate.clone();
             shutdown.on_trigger(move || gate.close());
         }
         let stats = Arc::new(Stats::default());
-        // How the log names each listener, taken before the door owns them.
-        let shown: Vec<String> = listeners.iter().map(shown).collect();
-        let counts: Vec<Arc<ListenerCount>> = listeners
+        // How the log names each listener, taken before the acceptor owns
+        // them.
+        let shown: Vec<String> = listening.listeners().iter().map(shown).collect();
+        let counts: Vec<Arc<ListenerCount>> = listening
+            .listeners()
             .iter()
             .map(|l| ListenerCount::new(l.shared_name()))
             .collect();
@@ -299,33 +296,25 @@ impl Server {
             Some(uids) => uids.as_slice().into(),
             None => access::default_admin_uids().into(),
         };
-        let door = Arc::new(Acceptor {
-            overload: config.overload,
-            proxy_protocol: config.proxy_protocol,
-            protocol,
-            limits: Limits::from_config(&config),
-            shutdown: shutdown.clone(),
-            gate: gate.clone(),
-            stats: stats.clone(),
-            admin_from: Arc::new(config.admin_from.clone()),
-            admin_uids,
-            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-            tls: tls.clone(),
-            admin_certs: config.admin_cert.clone().map(Arc::new),
-            counts: counts.clone(),
-            state: DoorState::new(listeners),
-        });
-        {
-            // The stop shuts the listener down at once (on Linux the kernel
-            // then refuses new clients), before step 2 closes it. Weakly
-            // held: the door holds the signal.
-            let door = Arc::downgrade(&door);
-            shutdown.on_trigger(move || {
-                if let Some(door) = door.upgrade() {
-                    door.shut();
-                }
-            });
-        }
+        let acceptor = Acceptor::new(
+            listening,
+            Admission {
+                overload: config.overload,
+                proxy_protocol: config.proxy_protocol,
+                protocol,
+                limits: Limits::from_config(&config),
+                shutdown: shutdown.clone(),
+                gate: gate.clone(),
+                engine: engine.clone(),
+                stats: stats.clone(),
+                admin_from: Arc::new(config.admin_from.clone()),
+                admin_uids,
+                per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+                tls: tls.clone(),
+                admin_certs: config.admin_cert.clone().map(Arc::new),
+                counts: counts.clone(),
+            },
+        );
         let pool = start_pool(config.workers)?;
         engine.start(&pool, config.workers);
         // From here on, dropping `running` stops and joins what started.
@@ -338,7 +327,7 @@ impl Server {
             engine: engine.clone(),
             stats: stats.clone(),
             stop_grace: config.stop_grace,
-            door: door.clone(),
+            acceptor: Threads::default(),
             chat_bus: chat_bus.clone(),
             pool: Some(pool),
             threads: Threads::default(),
@@ -417,10 +406,11 @@ impl Server {
                 threads.spawn(name, run)?;
             }
         }
-        // Last, as the acceptor thread once was started last: from here on
-        // the leader accepts. Clients already in the backlog make the
-        // listener ready at once.
-        door.open(&engine)?;
+        // Last, once everything it hands connections to runs. Clients
+        // already in a backlog make their listener ready at once.
+        running
+            .acceptor
+            .spawn("linepool-acceptor", move || acceptor.run())?;
         Ok(running)
     }
 

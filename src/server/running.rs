@@ -8,7 +8,6 @@ use std::time::Instant;
 use log::{info, warn};
 use threadpool::ThreadPool;
 
-use super::acceptor::Acceptor;
 use super::threads::Threads;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
@@ -29,7 +28,8 @@ pub struct Running {
     pub(super) engine: Arc<Engine>,
     pub(super) stats: Arc<Stats>,
     pub(super) stop_grace: std::time::Duration,
-    pub(super) door: Arc<Acceptor>,
+    /// The acceptor thread, joined first at the stop.
+    pub(super) acceptor: Threads,
     pub(super) chat_bus: Option<Arc<ChatBus>>,
     /// `None` once joined.
     pub(super) pool: Option<ThreadPool>,
@@ -63,10 +63,10 @@ impl Running {
 
     /// Steps 2 to 5 of the stop (step 1, the trigger, has happened).
     fn stop_sequence(&mut self) -> Summary {
-        // 2. Nothing more is accepted (the door has accepted nothing since
-        // the trigger); clients still in the backlog are refused.
-        self.door.close();
-        let mut panicked = 0;
+        // 2. The acceptor, woken by the trigger, has accepted nothing since;
+        // once it is joined its listeners are closed, and clients still in
+        // the backlogs are refused.
+        let mut panicked = self.acceptor.join_all();
         let open = self.conns.len();
         info!(
             "stopping, closing {}",
@@ -78,7 +78,8 @@ impl Running {
         // make a read return 0 while the client still sends, and the close
         // that follows would reset the client and destroy its replies.
         self.engine.wake_all();
-        // 4. The grace, then the stragglers are cut off.
+        // 4. The grace, then the registry's sockets are shut down: the
+        // stragglers are cut off.
         if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
             let stuck = shut_down_all(&self.conns, Direction::Both);
             warn!(

@@ -1,4 +1,4 @@
-//! Server-wide counters and gauges, shared by the door and every worker:
+//! Server-wide counters and gauges, shared by the acceptor and every worker:
 //! the periodic stats line (`--stats-interval`), the metrics endpoint
 //! (`--metrics`), and the one-line summary logged when the server stops.
 

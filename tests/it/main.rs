@@ -1,6 +1,7 @@
 //! Integration tests: the real server on an ephemeral port, checked by plain
 //! socket clients that compare the exact bytes on the wire.
 
+mod acceptor;
 mod access;
 mod chat_bus;
 mod chat_contract;

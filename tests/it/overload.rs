@@ -27,10 +27,9 @@ fn connect_when_served(server: &TestServer) -> Client {
     }
 }
 
-/// With `block`, a client over the limit waits in the backlog and is served
-/// as soon as a slot frees.
-#[test]
-fn block_mode_holds_extra_clients_in_the_backlog() {
+/// A `block` server with one slot, taken by a served client, and a second
+/// client that sent `two` and waits in the backlog, unanswered.
+pub fn one_served_one_waiting() -> (TestServer, Client, Client) {
     let server = TestServer::start(|c| {
         c.max_connections = 1;
         c.overload = Overload::Block;
@@ -42,7 +41,14 @@ fn block_mode_holds_extra_clients_in_the_backlog() {
     let mut waiting = server.connect();
     waiting.send_line("two");
     waiting.expect_silence(QUIET);
+    (server, first, waiting)
+}
 
+/// With `block`, a client over the limit waits in the backlog and is served
+/// as soon as a slot frees.
+#[test]
+fn block_mode_holds_extra_clients_in_the_backlog() {
+    let (_server, mut first, mut waiting) = one_served_one_waiting();
     first.send_line("shutdown");
     first.expect_closed();
     waiting.expect("ACK: two\n");
