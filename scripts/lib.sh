@@ -17,11 +17,12 @@ linepool_bin() {
 
 # start_linepool LOG ARGS...: starts `linepool serve --port 0 ARGS...` in
 # the background with its log in LOG, waits until it listens, and sets
-# SERVER_PID and SERVER_PORT.
+# SERVER_PID and SERVER_PORT. Where SERVER_CPU is set (pin_cpus), the
+# server starts pinned by it.
 start_linepool() {
   local log=$1
   shift
-  "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
+  ${SERVER_CPU[@]+"${SERVER_CPU[@]}"} "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
   SERVER_PORT=$(listening_port "$log") || {
     echo "linepool did not start:" >&2
