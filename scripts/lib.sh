@@ -9,9 +9,11 @@ target_dir() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-# linepool_bin: builds linepool in release mode and prints its path.
+# linepool_bin: builds linepool in release mode and prints its path; fails
+# when the build does. (A command substitution does not inherit `set -e`,
+# so without the return a failed build would go on with an older binary.)
 linepool_bin() {
-  cargo build --release --quiet
+  cargo build --release --quiet || return 1
   echo "$(target_dir)/release/linepool"
 }
 
@@ -46,7 +48,7 @@ listening_port() {
 # linepool_debug_bin: builds linepool in debug mode (what `cargo test` has
 # just built, so nothing new under CI) and prints its path.
 linepool_debug_bin() {
-  cargo build --quiet
+  cargo build --quiet || return 1
   echo "$(target_dir)/debug/linepool"
 }
 
