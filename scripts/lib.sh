@@ -9,19 +9,22 @@ target_dir() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-# linepool_bin: builds linepool in release mode and prints its path.
+# linepool_bin: builds linepool in release mode and prints its path; fails
+# when the build does. (A command substitution does not inherit `set -e`,
+# so without the return a failed build would go on with an older binary.)
 linepool_bin() {
-  cargo build --release --quiet
+  cargo build --release --quiet || return 1
   echo "$(target_dir)/release/linepool"
 }
 
 # start_linepool LOG ARGS...: starts `linepool serve --port 0 ARGS...` in
 # the background with its log in LOG, waits until it listens, and sets
-# SERVER_PID and SERVER_PORT.
+# SERVER_PID and SERVER_PORT. Where SERVER_CPU is set (pin_cpus), the
+# server starts pinned by it.
 start_linepool() {
   local log=$1
   shift
-  "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
+  ${SERVER_CPU[@]+"${SERVER_CPU[@]}"} "$LINEPOOL" serve --port 0 "$@" 2>"$log" &
   SERVER_PID=$!
   SERVER_PORT=$(listening_port "$log") || {
     echo "linepool did not start:" >&2
@@ -61,7 +64,7 @@ listening_port() {
 # linepool_debug_bin: builds linepool in debug mode (what `cargo test` has
 # just built, so nothing new under CI) and prints its path.
 linepool_debug_bin() {
-  cargo build --quiet
+  cargo build --quiet || return 1
   echo "$(target_dir)/debug/linepool"
 }
 
