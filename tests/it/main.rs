@@ -4,6 +4,7 @@
 mod access;
 mod chat_bus;
 mod chat_contract;
+mod check;
 mod cli;
 mod client;
 mod drain;

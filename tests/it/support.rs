@@ -518,6 +518,39 @@ pub fn run_bin_env(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String)
     (output.status, text)
 }
 
+/// Runs the binary with `args` and `vars` like [`run_bin_env`], but kills
+/// it and fails the test if it has not exited within [`DEADLINE`]: for
+/// commands that would serve for ever if a refusal they should meet were
+/// missing.
+pub fn run_bin_within(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(args)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run linepool");
+    let pid = child.id();
+    let (done_tx, done) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("wait for linepool"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            panic!("linepool {args:?} was still running after {DEADLINE:?}");
+        }
+    };
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    (output.status, text)
+}
+
 /// Raises this process's limit on open files towards `wanted` (as far as
 /// the hard limit allows) and returns the limit now in force, so tests that
 /// hold thousands of sockets can size themselves.
