@@ -10,7 +10,7 @@ fn refused_alike(args: &[&str], vars: &[(&str, &str)], line: &str) {
         let mut all = vec!["serve", "--port", "0", "--log-level", "off"];
         all.extend_from_slice(mode);
         all.extend_from_slice(args);
-        let (status, text) = run_bin_within(&all, vars);
+        let (status, text) = run_bin_within(&all, vars, b"");
         assert_eq!(status.code(), Some(2), "{all:?}: {text}");
         assert_eq!(text, format!("{line}\n"), "{all:?}");
     }

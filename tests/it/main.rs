@@ -26,3 +26,4 @@ mod systemd;
 mod timeouts;
 mod tls;
 mod tls_certs;
+mod wrong_transport;

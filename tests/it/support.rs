@@ -518,19 +518,24 @@ pub fn run_bin_env(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String)
     (output.status, text)
 }
 
-/// Runs the binary with `args` and `vars` like [`run_bin_env`], but kills
-/// it and fails the test if it has not exited within [`DEADLINE`]: for
-/// commands that would serve for ever if a refusal they should meet were
-/// missing.
-pub fn run_bin_within(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+/// Runs the binary with `args` and `vars` like [`run_bin_env`], with
+/// `input` on its standard input (closed after it), but kills it and fails
+/// the test if it has not exited within [`DEADLINE`]: for commands that
+/// would run for ever if what they should meet were missing.
+pub fn run_bin_within(args: &[&str], vars: &[(&str, &str)], input: &[u8]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
         .args(args)
         .envs(vars.iter().copied())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run linepool");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A command that exits without reading its input makes this fail: the
+    // test looks at its status and words, not at this.
+    let _ = stdin.write_all(input);
+    drop(stdin);
     let pid = child.id();
     let (done_tx, done) = mpsc::channel();
     thread::spawn(move || {
