@@ -9,6 +9,8 @@
 //!   [`output`] creates the files they write.
 //! - [`client`]: connects standard input and output to a server.
 //! - `activation`: the listening sockets systemd passes to `serve`.
+//! - `open_files`: raises the open file limit `serve` needs for
+//!   `--max-connections`.
 //! - [`settings`]: where `serve`'s settings came from (flag or
 //!   `LINEPOOL_*` variable), and refusals that name the variable.
 //! - [`dist`]: man pages and completions made from this definition.
@@ -18,6 +20,7 @@ pub mod client;
 pub mod compare;
 pub mod dist;
 pub mod load;
+mod open_files;
 pub mod output;
 pub mod serve;
 pub mod settings;

@@ -15,7 +15,7 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use super::settings::{self, Given};
 use super::signals::{stop_signals, watch_signals};
 use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
-use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration};
+use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration, open_files};
 use linepool::access::AddrList;
 use linepool::config::{
     ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
@@ -389,6 +389,9 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     }
     init_logging(args.log_level.filter());
     debug!("{}", settings::log_line(given));
+    // Before anything is bound, and logged, so that a short limit is said
+    // at the start rather than found under load.
+    open_files::raise_for(args.max_connections);
     // Socket activation: systemd passes the listening sockets (LISTEN_FDS,
     // LISTEN_PID, LISTEN_FDNAMES), which then outlive restarts, so none
     // refuses a client. Read before any thread starts: it clears those

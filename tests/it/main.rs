@@ -15,6 +15,7 @@ mod listeners;
 mod load;
 mod load_files;
 mod metrics;
+mod open_files;
 mod overload;
 mod pki;
 mod protocols;
