@@ -214,7 +214,8 @@ pub struct Args {
     )]
     admin_cert: Option<Vec<String>>,
     /// Check the flags and the certificate files, then exit: 0 if good, 2
-    /// if not (for ExecStartPre=).
+    /// if not (for ExecStartPre=). No variable: set in an environment file
+    /// it would keep the server from ever starting.
     #[arg(long)]
     check: bool,
     /// How much to log.

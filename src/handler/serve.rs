@@ -130,7 +130,7 @@ impl ClientHandler {
             }
             Peer::Local { uid } => Admin {
                 allowed: self.admin_uids.contains(&uid),
-                refused_for: "address",
+                refused_for: "uid",
             },
         };
         debug!(

@@ -420,8 +420,12 @@ impl BinServer {
 impl Drop for BinServer {
     fn drop(&mut self) {
         if !self.exited && self.exit.try_recv().is_err() {
+            // The process may have exited a moment ago, its status not yet
+            // passed on: kill's "No such process" would be noise in the
+            // test run's output, so its words go nowhere.
             let _ = Command::new("kill")
                 .args(["-s", "KILL", &self.pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
     }
