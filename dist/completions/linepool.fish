@@ -77,7 +77,7 @@ complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-room -d
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-heartbeat -d 'Time between two heartbeats on the chat bus (tests shorten it)' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-backoff-max -d 'Longest wait between two attempts to reach the chat bus' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2, as HAProxy\'s send-proxy sends) first on every connection, within 5 s: the client address it names is the one logs, --admin-from and --max-per-ip see'
-complete -c linepool -n "__fish_linepool_using_subcommand serve" -l check -d 'Check the flags and the certificate files, then exit: 0 if good, 2 if not (for ExecStartPre=)'
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l check -d 'Check the flags and the certificate files, then exit: 0 if good, 2 if not (for ExecStartPre=). No variable: set in an environment file it would keep the server from ever starting'
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l host -d 'Server host name or address' -r
 complete -c linepool -n "__fish_linepool_using_subcommand load; and not __fish_seen_subcommand_from compare help" -l port -d 'Server port' -r

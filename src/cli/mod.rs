@@ -9,6 +9,8 @@
 //!   [`output`] creates the files they write.
 //! - [`client`]: connects standard input and output to a server.
 //! - `activation`: the listening sockets systemd passes to `serve`.
+//! - `open_files`: raises the open file limit `serve` needs for
+//!   `--max-connections`.
 //! - [`settings`]: where `serve`'s settings came from (flag or
 //!   `LINEPOOL_*` variable), and refusals that name the variable.
 //! - [`dist`]: man pages and completions made from this definition.
@@ -18,6 +20,7 @@ pub mod client;
 pub mod compare;
 pub mod dist;
 pub mod load;
+mod open_files;
 pub mod output;
 pub mod serve;
 pub mod settings;
@@ -65,10 +68,12 @@ pub enum Command {
 
 /// What `linepool serve --help` (and its man page) says after the flags.
 const SERVE_ENVIRONMENT: &str = "\
-Every flag can also be given by its environment variable, named after it: \
---max-connections by LINEPOOL_MAX_CONNECTIONS, --proxy-protocol by \
+Every flag but --check can also be given by its environment variable, named \
+after it: --max-connections by LINEPOOL_MAX_CONNECTIONS, --proxy-protocol by \
 LINEPOOL_PROXY_PROTOCOL=true. A flag on the command line wins over its \
-variable. The packaged systemd unit reads them from /etc/default/linepool.";
+variable. The packaged systemd unit reads them from /etc/default/linepool. \
+--check has no variable on purpose: set in such a file it would keep the \
+server from ever starting.";
 
 /// Parses the command line (and, for `serve`, the `LINEPOOL_*`
 /// variables). A refusal is printed as clap prints it, naming the variable

@@ -15,7 +15,7 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use super::settings::{self, Given};
 use super::signals::{stop_signals, watch_signals};
 use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
-use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration};
+use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration, open_files};
 use linepool::access::AddrList;
 use linepool::config::{
     ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
@@ -214,7 +214,8 @@ pub struct Args {
     )]
     admin_cert: Option<Vec<String>>,
     /// Check the flags and the certificate files, then exit: 0 if good, 2
-    /// if not (for ExecStartPre=).
+    /// if not (for ExecStartPre=). No variable: set in an environment file
+    /// it would keep the server from ever starting.
     #[arg(long)]
     check: bool,
     /// How much to log.
@@ -333,10 +334,25 @@ fn name_variables(message: &str, given: &[Given]) -> String {
     message
 }
 
-/// Checks what clap cannot: that the certificate files are there, parse and
-/// go together, and that TLS is not asked of a Unix socket. One line on
-/// error.
-fn check(args: &Args) -> Result<(), String> {
+/// Checks what clap cannot, for the start and for `--check` alike, so that
+/// `--check` refuses exactly what the start refuses: that the chat flags go
+/// together, that the certificate files are there, parse and go together,
+/// and that TLS is not asked of a Unix socket. `given` says which settings
+/// were given (a room name that is only the default asks nothing). One line
+/// on error.
+///
+/// What the start meets only when it binds (a port or a socket path in
+/// use) is not checked: it belongs to the machine at that moment, not to
+/// the configuration.
+fn check(args: &Args, given: &[Given]) -> Result<(), String> {
+    if args.chat_bus.is_some() && args.protocol != Protocol::Chat {
+        return Err("--chat-bus is used only with --protocol chat".to_string());
+    }
+    if args.chat_bus.is_none() && given.iter().any(|setting| setting.name == "chat_room") {
+        // Without a bus the room is this instance's alone, and has no name:
+        // a name given there is a bus forgotten, not a setting.
+        return Err("--chat-room is used only with --chat-bus".to_string());
+    }
     if args.unix.is_some() && args.tls_cert.is_some() {
         // Its clients are local tools, told apart by user id (`--admin-uid`).
         return Err(
@@ -354,7 +370,7 @@ fn check(args: &Args) -> Result<(), String> {
 /// a variable, for the debug log.
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     // Bad files are refused before anything starts, as bad flags are.
-    if let Err(e) = check(args) {
+    if let Err(e) = check(args, given) {
         eprintln!("linepool: {}", name_variables(&e, given));
         return ExitCode::from(EXIT_USAGE);
     }
@@ -372,12 +388,11 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         eprintln!("linepool: cannot mask signals: {e}");
         return ExitCode::FAILURE;
     }
-    if args.chat_bus.is_some() && args.protocol != Protocol::Chat {
-        eprintln!("linepool: --chat-bus is used only with --protocol chat");
-        return ExitCode::from(EXIT_USAGE);
-    }
     init_logging(args.log_level.filter());
     debug!("{}", settings::log_line(given));
+    // Before anything is bound, and logged, so that a short limit is said
+    // at the start rather than found under load.
+    open_files::raise_for(args.max_connections);
     // Socket activation: systemd passes the listening sockets (LISTEN_FDS,
     // LISTEN_PID, LISTEN_FDNAMES), which then outlive restarts, so none
     // refuses a client. Read before any thread starts: it clears those

@@ -112,6 +112,11 @@ impl Reader {
         self.framing
     }
 
+    /// The bytes read and not yet handed out as messages.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
     /// Whether part of a message has been read but not its end.
     pub fn has_partial(&self) -> bool {
         self.start < self.end

@@ -28,6 +28,8 @@ pub(super) enum End {
     InvalidUtf8,
     /// The input ended inside a length-prefixed message.
     Truncated,
+    /// A TLS handshake came first on a plaintext port.
+    TlsOnPlaintext,
     Idle(Idle),
     /// No valid PROXY protocol header, and why.
     BadHeader(&'static str),
@@ -49,6 +51,7 @@ impl End {
             End::TooLong => "too_long",
             End::InvalidUtf8 => "invalid_utf8",
             End::Truncated => "truncated",
+            End::TlsOnPlaintext => "tls_on_plaintext",
             End::Idle(Idle::Read) => "idle_read",
             End::Idle(Idle::Write) => "idle_write",
             End::Idle(Idle::Linger) => "linger",
@@ -69,6 +72,7 @@ impl ClientHandler {
             End::TooLong => self.stats.client_error(ClientError::TooLong),
             End::InvalidUtf8 => self.stats.client_error(ClientError::InvalidUtf8),
             End::Truncated => self.stats.client_error(ClientError::Truncated),
+            End::TlsOnPlaintext => self.stats.client_error(ClientError::TlsOnPlaintext),
             End::Io(_) => self.stats.client_error(ClientError::Io),
             End::Idle(Idle::Read) => self.stats.idle_close(IdleClose::Read),
             End::Idle(Idle::Write) => self.stats.idle_close(IdleClose::Write),
@@ -94,6 +98,7 @@ impl ClientHandler {
             End::TooLong => warn!("message too long, closing peer={peer} max={max}"),
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
             End::Truncated => warn!("connection ended inside a message peer={peer}"),
+            End::TlsOnPlaintext => warn!("tls handshake on a plaintext port, closing peer={peer}"),
             End::Idle(Idle::Read) => warn!("idle timeout, closing peer={peer}"),
             End::Idle(Idle::Header) => warn!(
                 "no PROXY protocol header within {} s, closing peer={peer}",

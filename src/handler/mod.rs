@@ -172,6 +172,9 @@ pub struct ClientHandler {
     read_at: Option<Instant>,
     /// A read returned the client's end of stream: nothing more can come.
     input_ended: bool,
+    /// The first bytes were looked at for a TLS handshake (never on a TLS
+    /// port, where one belongs).
+    first_bytes_seen: bool,
 }
 
 impl ClientHandler {
@@ -222,6 +225,7 @@ impl ClientHandler {
             answered: 0,
             read_at: None,
             input_ended: false,
+            first_bytes_seen: false,
         }
     }
 

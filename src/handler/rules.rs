@@ -18,7 +18,8 @@ use crate::stats::Stats;
 pub(super) struct Admin {
     /// `--admin-from` and `--admin-cert` both allow it.
     pub(super) allowed: bool,
-    /// What refused it, for the log: `address` or `certificate`.
+    /// What refused it, for the log: `address` or `certificate`, or for a
+    /// client of the Unix socket `uid`.
     pub(super) refused_for: &'static str,
 }
 

@@ -130,7 +130,7 @@ impl ClientHandler {
             }
             Peer::Local { uid } => Admin {
                 allowed: self.admin_uids.contains(&uid),
-                refused_for: "address",
+                refused_for: "uid",
             },
         };
         debug!(
@@ -183,6 +183,9 @@ impl ClientHandler {
                 return Ok(Turn::Park);
             }
             self.conn.activity.set_paused(false);
+            if !self.first_bytes_seen && !self.conn.is_tls() {
+                self.look_for_tls()?;
+            }
             let more = self.answer(out, &mut budget);
             self.conn.send(out).map_err(End::Io)?;
             self.report();
@@ -222,6 +225,21 @@ impl ClientHandler {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(End::Io(e)),
             }
+        }
+    }
+
+    /// Refuses a client whose first bytes on this plaintext port are a TLS
+    /// handshake: its ClientHello would otherwise be taken for a bad line
+    /// or an oversized frame, and the warning would not say what happened.
+    /// Decided once three bytes have come (or fewer that cannot be one).
+    fn look_for_tls(&mut self) -> Result<(), End> {
+        match crate::tls::handshake_record(self.reader.buffered()) {
+            Some(true) => Err(End::TlsOnPlaintext),
+            Some(false) => {
+                self.first_bytes_seen = true;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 

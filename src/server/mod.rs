@@ -333,13 +333,14 @@ impl Server {
             threads: Threads::default(),
         };
         info!(
-            "listening on {} version={} protocol={} workers={} max_connections={} overload={}",
+            "listening on {} version={} protocol={} workers={} max_connections={} overload={}{}",
             shown[0],
             env!("CARGO_PKG_VERSION"),
             config.protocol,
             config.workers,
             config.max_connections,
-            config.overload
+            config.overload,
+            crate::tls::ListeningFields(config.tls.as_ref())
         );
         for also in &shown[1..] {
             info!("also listening on {also}");

@@ -83,8 +83,9 @@ impl Running {
         if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
             let stuck = shut_down_all(&self.conns, Direction::Both);
             warn!(
-                "{} still busy after the stop grace, cutting them off",
-                logfmt::count(stuck as u64, "connection")
+                "{} still busy after the stop grace, cutting {} off",
+                logfmt::count(stuck as u64, "connection"),
+                if stuck == 1 { "it" } else { "them" }
             );
             if !self.gate.wait_idle(Instant::now() + self.stop_grace) {
                 let left = self.gate.in_use() as u64;

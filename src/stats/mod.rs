@@ -24,7 +24,7 @@ pub struct Stats {
     received: AtomicU64,
     sent: AtomicU64,
     idle_closes: [AtomicU64; 2],
-    client_errors: [AtomicU64; 4],
+    client_errors: [AtomicU64; ClientError::ALL.len()],
     /// Failed TLS handshakes, in the order of [`Failure::ALL`].
     tls_failures: [AtomicU64; Failure::ALL.len()],
     service: ServiceTimes,
@@ -54,15 +54,19 @@ pub enum ClientError {
     Truncated,
     /// A reset or another socket error.
     Io,
+    /// A TLS handshake record as the first bytes on a plaintext port: a
+    /// client that meant to speak TLS.
+    TlsOnPlaintext,
 }
 
 impl ClientError {
     /// Every kind, in the order of the counters.
-    pub const ALL: [ClientError; 4] = [
+    pub const ALL: [ClientError; 5] = [
         ClientError::TooLong,
         ClientError::InvalidUtf8,
         ClientError::Truncated,
         ClientError::Io,
+        ClientError::TlsOnPlaintext,
     ];
 
     /// The kind's name in metrics.
@@ -72,6 +76,7 @@ impl ClientError {
             ClientError::InvalidUtf8 => "invalid_utf8",
             ClientError::Truncated => "truncated",
             ClientError::Io => "io",
+            ClientError::TlsOnPlaintext => "tls_on_plaintext",
         }
     }
 }
@@ -284,7 +289,7 @@ pub struct Totals {
     /// Idle closes: [read, write].
     pub idle_closes: [u64; 2],
     /// Client errors, in the order of [`ClientError::ALL`].
-    pub client_errors: [u64; 4],
+    pub client_errors: [u64; ClientError::ALL.len()],
     /// Failed TLS handshakes, in the order of [`Failure::ALL`].
     pub tls_failures: [u64; Failure::ALL.len()],
     /// Service times, when measured.

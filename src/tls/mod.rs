@@ -28,9 +28,42 @@ pub(crate) mod testing;
 pub use self::certs::{Certs, check};
 pub use self::failure::Failure;
 pub(crate) use self::session::Session;
-pub use self::settings::{ClientAuth, DEFAULT_HANDSHAKE_TIMEOUT, Settings, TlsVersion};
+pub use self::settings::{
+    ClientAuth, DEFAULT_HANDSHAKE_TIMEOUT, ListeningFields, Settings, TlsVersion,
+};
+
+/// Whether the first bytes of a connection are a TLS handshake record:
+/// content type 22 (handshake), then a record version 3.0 to 3.4 (every
+/// TLS ClientHello starts `16 03 0X`). `None` while fewer than three bytes
+/// have come and they could still be one. On a plaintext port this tells a
+/// client that meant to speak TLS from one that sent garbage.
+pub(crate) fn handshake_record(first: &[u8]) -> Option<bool> {
+    match first {
+        [0x16, 0x03, version, ..] => Some(*version <= 0x04),
+        [] | [0x16] | [0x16, 0x03] => None,
+        _ => Some(false),
+    }
+}
 
 /// The crypto provider: `ring`, which builds with the C compiler alone.
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handshake_record;
+
+    #[test]
+    fn a_client_hello_is_told_from_lines_and_frames() {
+        assert_eq!(handshake_record(b"\x16\x03\x01\x02\x00\x01"), Some(true));
+        assert_eq!(handshake_record(b"\x16\x03\x03"), Some(true));
+        assert_eq!(handshake_record(b"\x16\x03\x05"), Some(false));
+        assert_eq!(handshake_record(b"hello\n"), Some(false));
+        assert_eq!(handshake_record(b"\x16\n"), Some(false));
+        assert_eq!(handshake_record(b"\x00\x00\x00\x05"), Some(false));
+        for undecided in [&b""[..], b"\x16", b"\x16\x03"] {
+            assert_eq!(handshake_record(undecided), None, "{undecided:?}");
+        }
+    }
 }

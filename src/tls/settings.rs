@@ -38,6 +38,30 @@ impl Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
+
+    /// Whether clients present certificates, named as the flags name it:
+    /// `required` or `optional` (`--tls-client-auth`), or `none` without
+    /// `--tls-client-ca`.
+    pub fn client_cert_mode(&self) -> &'static str {
+        match (&self.client_ca, self.client_auth) {
+            (None, _) => "none",
+            (Some(_), ClientAuth::Required) => "required",
+            (Some(_), ClientAuth::Optional) => "optional",
+        }
+    }
+}
+
+/// What the startup `listening` line adds for TLS: ` tls=on
+/// client_cert=MODE` when the server speaks it, nothing otherwise.
+pub struct ListeningFields<'a>(pub Option<&'a Settings>);
+
+impl fmt::Display for ListeningFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(settings) => write!(f, " tls=on client_cert={}", settings.client_cert_mode()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether clients must present a certificate.

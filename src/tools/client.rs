@@ -6,6 +6,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 use std::time::Duration;
@@ -31,6 +33,14 @@ pub enum Mode {
 /// The `sum` prompt, exactly as printed.
 pub const SUM_PROMPT: &str = "Enter an integer between 1 and 100: ";
 
+/// The error when a plaintext client was closed without a byte in answer
+/// to what it sent: what a TLS port does with input that is not TLS.
+pub const NO_REPLY: &str = "the server closed without a reply: is it a TLS port? try --tls";
+
+/// The error when the TLS handshake met an end of stream, a reset or bytes
+/// that are not TLS: what a plaintext port does with a ClientHello.
+pub const NO_HANDSHAKE: &str = "the server did not answer the TLS handshake: a plaintext port?";
+
 /// Runs a session on `stream`: `input` to the server, the server to
 /// `output`. Returns when the server closes the connection, or when input
 /// ends and the server has answered everything.
@@ -42,15 +52,41 @@ pub fn run(
     mut output: impl Write,
 ) -> io::Result<()> {
     if mode == Mode::Sum {
-        return sum(&stream, name, input, output);
+        return sum(&stream, name, input, output, true);
     }
     // Input goes out on its own thread, so that what the server sends (chat
     // messages from others, say) is printed while the user types.
     let sender = stream.try_clone()?;
-    thread::spawn(move || send_input(sender, mode, input));
-    match mode {
-        Mode::Framed => print_frames(stream, &mut output),
-        _ => print_bytes(stream, &mut output),
+    let said = Arc::new(AtomicBool::new(false));
+    {
+        let said = said.clone();
+        thread::spawn(move || send_input(sender, mode, input, &said));
+    }
+    let mut heard = Heard { stream, any: false };
+    let printed = match mode {
+        Mode::Framed => print_frames(&mut heard, &mut output),
+        _ => print_bytes(&mut heard, &mut output),
+    };
+    // Every protocol answers what it is sent; a close with not one byte
+    // after we said something is what a TLS port does with plaintext. With
+    // nothing said (empty input) a silent close is ordinary.
+    if printed.is_ok() && !heard.any && said.load(Ordering::SeqCst) {
+        return Err(io::Error::other(NO_REPLY));
+    }
+    printed
+}
+
+/// A plaintext stream that remembers whether anything came.
+struct Heard {
+    stream: TcpStream,
+    any: bool,
+}
+
+impl Read for Heard {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.any |= n > 0;
+        Ok(n)
     }
 }
 
@@ -67,10 +103,13 @@ pub fn run_tls(
 ) -> io::Result<()> {
     let mut stream = StreamOwned::new(connector.session()?, socket);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .map_err(not_tls_meant)?;
     }
     if mode == Mode::Sum {
-        return sum(stream, name, input, output);
+        return sum(stream, name, input, output, false);
     }
     // Reads wait a moment at a time, so that input lines go out between
     // them from this one thread.
@@ -87,6 +126,27 @@ pub fn run_tls(
     match mode {
         Mode::Framed => print_frames(pump, &mut output),
         _ => print_bytes(pump, &mut output),
+    }
+}
+
+/// A handshake error, as [`NO_HANDSHAKE`] when the server answered the
+/// ClientHello with an end of stream, a reset or bytes that are no TLS
+/// record. A certificate refused, or an alert, keeps its own words.
+fn not_tls_meant(e: io::Error) -> io::Error {
+    let not_tls = match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => true,
+        _ => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|inner| matches!(inner, rustls::Error::InvalidMessage(_))),
+    };
+    if not_tls {
+        io::Error::other(NO_HANDSHAKE)
+    } else {
+        e
     }
 }
 
@@ -149,10 +209,13 @@ fn for_each_message(mode: Mode, input: impl BufRead, mut send: impl FnMut(&[u8])
 }
 
 /// Sends each input line; at the end of input, ends our side of the
-/// connection so the server answers what it has and closes.
-fn send_input(mut stream: TcpStream, mode: Mode, input: impl BufRead) {
+/// connection so the server answers what it has and closes. `said` is set
+/// before the first write, so that the reader cannot see the server's
+/// close before it.
+fn send_input(mut stream: TcpStream, mode: Mode, input: impl BufRead, said: &AtomicBool) {
     let mut sent = true;
     for_each_message(mode, input, |message| {
+        said.store(true, Ordering::SeqCst);
         sent = stream.write_all(message).is_ok();
         sent
     });
@@ -209,14 +272,17 @@ fn print_frames(mut stream: impl Read, output: &mut impl Write) -> io::Result<()
 
 /// The number exchange, one integer at a time, the way the original client
 /// did it: prompt, check the number here, send `<name>;<n>`, print the sum.
+/// On `plaintext`, a close before the first reply is [`NO_REPLY`].
 fn sum(
     stream: impl Read + Write,
     name: &str,
     input: impl BufRead,
     mut output: impl Write,
+    plaintext: bool,
 ) -> io::Result<()> {
     let mut replies = BufReader::new(stream);
     let mut lines = input.lines();
+    let mut answered = false;
     loop {
         output.write_all(SUM_PROMPT.as_bytes())?;
         output.flush()?;
@@ -241,9 +307,14 @@ fn sum(
             .write_all(format!("{name};{n}\n").as_bytes())?;
         let mut reply = String::new();
         if replies.read_line(&mut reply)? == 0 {
+            if plaintext && !answered {
+                writeln!(output)?;
+                return Err(io::Error::other(NO_REPLY));
+            }
             writeln!(output, "the server closed the connection")?;
             return Ok(());
         }
+        answered = true;
         let reply = reply.trim_end_matches(['\r', '\n']);
         match reply
             .rsplit_once(';')

@@ -76,6 +76,34 @@ fn bad_flags_are_refused() {
     }
 }
 
+/// `serve --help` says every flag but `--check` has a variable, and why
+/// `--check` has none; `LINEPOOL_CHECK` is indeed not read.
+#[test]
+fn help_says_check_has_no_variable() {
+    let (status, text) = run_bin(&["serve", "--help"]);
+    assert!(status.success());
+    let footer = text.lines().last().expect("a footer");
+    assert!(
+        footer.starts_with("Every flag but --check can also be given by its environment variable"),
+        "{footer}"
+    );
+    assert!(
+        footer.ends_with(
+            "--check has no variable on purpose: set in such a file it would keep the server from ever starting."
+        ),
+        "{footer}"
+    );
+    assert!(!text.contains("LINEPOOL_CHECK"), "{text}");
+    let mut server = BinServer::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
+        command
+            .args(["serve", "--port", "0"])
+            .env("LINEPOOL_CHECK", "true");
+        command
+    });
+    server.wait_log("listening on ");
+}
+
 /// A port in use is refused with a message naming the address.
 #[test]
 fn port_in_use_is_refused_by_name() {

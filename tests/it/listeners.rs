@@ -9,11 +9,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 
-use crate::support::{BinServer, Client, DEADLINE, scrape_until};
+use crate::support::{BinServer, Client, DEADLINE, run_bin_within, scrape_until};
 
 /// A fresh path for a socket file, gone before the test starts.
 fn socket_path(name: &str) -> PathBuf {
@@ -48,29 +46,10 @@ fn also_listening(server: &mut BinServer, starts: &str) -> String {
 /// exit status and what it wrote. A server that starts instead is killed
 /// after [`DEADLINE`] and the test fails.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_linepool"))
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run linepool");
-    let pid = child.id();
-    let (tx, done) = mpsc::channel();
-    thread::spawn(move || tx.send(child.wait_with_output()));
-    match done.recv_timeout(DEADLINE) {
-        Ok(Ok(output)) => (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        ),
-        _ => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("linepool serve {args:?} was not refused: it went on running");
-        }
-    }
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let (status, text) = run_bin_within(&all, &[], b"");
+    (status.code(), text)
 }
 
 /// A client of a Unix domain socket, reading line by line.
@@ -236,7 +215,7 @@ fn quit_server_over_the_unix_socket_goes_by_user_id() {
     client.send_line("still here");
     client.expect("ACK: still here\n");
     server.wait_log(&format!(
-        "quit_server refused, address may not stop the server peer=uid:{me}"
+        "quit_server refused, uid may not stop the server peer=uid:{me}"
     ));
     server.signal("TERM");
     assert!(server.wait_exit(DEADLINE).success());

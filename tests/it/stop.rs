@@ -369,15 +369,7 @@ fn second_sigint_exits_at_once() {
 #[test]
 fn second_sigterm_while_stopping_exits_130() {
     let mut server = BinServer::start(&["--stop-grace", "30s"]);
-    // A client that sends without reading: its replies back up, so the
-    // stop waits for it.
-    let mut flooder = server.connect();
-    flooder
-        .stream
-        .set_write_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let chunk = "x".repeat(1000) + "\n";
-    while flooder.stream.write_all(chunk.as_bytes()).is_ok() {}
+    let flooder = flood_without_reading(&server);
     server.signal("TERM");
     server.wait_log("stopping, closing");
     server.signal("TERM");
@@ -436,4 +428,33 @@ fn a_stop_delivers_every_reply_to_a_client_still_sending() {
         );
         let _ = sender.join();
     }
+}
+
+/// One client holding the stop past its grace is one connection, cut off
+/// as "it": the warning's words agree with its count.
+#[test]
+fn one_straggler_is_cut_off_in_the_singular() {
+    let mut server = BinServer::start(&["--stop-grace", "200ms"]);
+    let flooder = flood_without_reading(&server);
+    server.signal("TERM");
+    let line = server.wait_log("still busy after the stop grace");
+    assert!(
+        line.ends_with("[WARN] 1 connection still busy after the stop grace, cutting it off"),
+        "{line}"
+    );
+    assert!(server.wait_exit(DEADLINE).success());
+    drop(flooder);
+}
+
+/// A client that sends without reading until its socket takes no more: its
+/// replies back up, so a stop waits for it until the stop grace is over.
+fn flood_without_reading(server: &BinServer) -> Client {
+    let mut flooder = server.connect();
+    flooder
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let chunk = "x".repeat(1000) + "\n";
+    while flooder.stream.write_all(chunk.as_bytes()).is_ok() {}
+    flooder
 }

@@ -420,8 +420,12 @@ impl BinServer {
 impl Drop for BinServer {
     fn drop(&mut self) {
         if !self.exited && self.exit.try_recv().is_err() {
+            // The process may have exited a moment ago, its status not yet
+            // passed on: kill's "No such process" would be noise in the
+            // test run's output, so its words go nowhere.
             let _ = Command::new("kill")
                 .args(["-s", "KILL", &self.pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
     }
@@ -513,6 +517,44 @@ pub fn run_bin_env(args: &[&str], vars: &[(&str, &str)]) -> (ExitStatus, String)
         .stdin(Stdio::null())
         .output()
         .expect("run linepool");
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stdout));
+    (output.status, text)
+}
+
+/// Runs the binary with `args` and `vars` like [`run_bin_env`], with
+/// `input` on its standard input (closed after it), but kills it and fails
+/// the test if it has not exited within [`DEADLINE`]: for commands that
+/// would run for ever if what they should meet were missing.
+pub fn run_bin_within(args: &[&str], vars: &[(&str, &str)], input: &[u8]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(args)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run linepool");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A command that exits without reading its input makes this fail: the
+    // test looks at its status and words, not at this.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let pid = child.id();
+    let (done_tx, done) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("wait for linepool"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            panic!("linepool {args:?} was still running after {DEADLINE:?}");
+        }
+    };
     let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stdout));
     (output.status, text)
