@@ -227,6 +227,67 @@ fn a_line_said_as_soon_as_redis_is_back_is_delivered() {
     expect_through_rejoin(&mut ann, "bob", "bob: heard you\n");
 }
 
+/// A Redis outage of about 1, 3 and 5 s, each shorter than the 10 s hold
+/// window, loses nothing: what is said at its start, in its middle and at
+/// its end, on either instance, reaches the other once, in order, once
+/// Redis is back; both are back on Redis within moments of it (with the
+/// default heartbeat and back-off).
+#[test]
+fn a_short_redis_outage_loses_no_line() {
+    let mut redis = Redis::start();
+    let on_defaults = || {
+        TestServer::with_metrics(|c| {
+            c.protocol = linepool::ProtocolName::Chat;
+            c.chat_bus = Some(linepool::config::ChatBus::new(redis.url()));
+        })
+    };
+    let (a, b) = (on_defaults(), on_defaults());
+    for server in [&a, &b] {
+        scrape_until(server.metrics(), |m| {
+            m.get("linepool_chat_bus_up") == Some(&1.0)
+        });
+    }
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
+    for outage in [1000, 3000, 5000] {
+        let half = Duration::from_millis(outage / 2);
+        let said: Vec<String> = ["start", "middle", "end", "back"]
+            .iter()
+            .map(|moment| format!("{moment} of a {outage} ms outage"))
+            .collect();
+        let both = |ann: &mut Client, bob: &mut Client, line: &str| {
+            ann.send_line(line);
+            bob.send_line(line);
+        };
+        redis.down();
+        both(&mut ann, &mut bob, &said[0]);
+        std::thread::sleep(half);
+        both(&mut ann, &mut bob, &said[1]);
+        std::thread::sleep(half);
+        both(&mut ann, &mut bob, &said[2]);
+        redis.up();
+        let back = Instant::now();
+        both(&mut ann, &mut bob, &said[3]);
+        // Both are back on Redis a moment after it is: the back-off's cap
+        // is a quarter of a second.
+        for server in [&a, &b] {
+            let samples = scrape_until(server.metrics(), |m| {
+                m.get("linepool_chat_bus_up") == Some(&1.0)
+            });
+            assert_eq!(samples["linepool_chat_bus_up"], 1.0);
+        }
+        within(back, Duration::from_millis(1500));
+        for line in &said {
+            expect_through_rejoin(&mut bob, "ann", &format!("ann: {line}\n"));
+            expect_through_rejoin(&mut ann, "bob", &format!("bob: {line}\n"));
+        }
+    }
+    // Nothing comes twice after the last outage's lines either.
+    ann.send_line("last");
+    bob.send_line("last");
+    expect_through_rejoin(&mut bob, "ann", "ann: last\n");
+    expect_through_rejoin(&mut ann, "bob", "bob: last\n");
+}
+
 /// `CLIENT KILL TYPE pubsub` ends every subscription: each instance
 /// subscribes again, and lines cross again.
 #[test]

@@ -10,9 +10,11 @@
 //!   envelopes from a bounded queue ([`Outgoing`]) and publishes them on the
 //!   room's channel, in order, with this instance's sequence numbers; it
 //!   decides newcomers' names (claimed in Redis, `SET`-if-free with a
-//!   time to live), sends the heartbeat and refreshes the claims. A full
-//!   queue, or Redis away, drops envelopes and counts them: memory stays
-//!   flat during an outage of any length.
+//!   time to live), sends the heartbeat and refreshes the claims. A line
+//!   counts as published once Redis has answered its `PUBLISH`; until
+//!   then it is held, and what is held past [`HOLD`] while Redis is away
+//!   is dropped and counted, as is what finds the queue full: memory
+//!   stays flat during an outage of any length.
 //! - The **subscriber** (`subscribe.rs`, thread `linepool-chat-sub`) reads
 //!   the channel, drops its own envelopes, repeats and garbage (counted),
 //!   and delivers the rest to the local members; it keeps the roster of
@@ -20,7 +22,9 @@
 //!   heartbeats (announcing its members as left), and reconnects a
 //!   subscription that has not brought its own heartbeat back for three.
 //!
-//! Both reconnect forever, with capped, jittered back-off.
+//! Both reconnect forever, with capped, jittered back-off: a short cap
+//! (a quarter of a second by default), so that an instance is back on
+//! Redis a moment after Redis is.
 
 mod publish;
 mod subscribe;
@@ -49,6 +53,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first wait after a failed attempt to reach Redis.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The hold window: while Redis is away, what members say for the other
+/// instances is kept this long from when it was said, and on top of it for
+/// as long as Redis could be back unnoticed, so that an outage shorter
+/// than this loses nothing.
+pub(crate) const HOLD: Duration = Duration::from_secs(10);
 
 /// A thread to start: its name and what it runs.
 pub(crate) type Runner = (&'static str, Box<dyn FnOnce() + Send>);
