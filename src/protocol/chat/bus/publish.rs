@@ -284,6 +284,7 @@ impl Publisher<'_> {
                 self.publish(batch);
             }
             Job::Admit(admission) => self.admit(&admission),
+            Job::Free(id, names) => self.free(&id, &names),
         }
     }
 
