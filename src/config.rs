@@ -135,8 +135,10 @@ pub struct Config {
 pub const DEFAULT_CHAT_ROOM: &str = "lobby";
 /// Default time between two heartbeats of an instance on the chat bus.
 pub const DEFAULT_CHAT_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Default longest wait between two attempts to reach Redis.
-pub const DEFAULT_CHAT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Default longest wait between two attempts to reach Redis: short, so
+/// that an instance is back on Redis a moment after Redis is (an attempt
+/// at a stopped Redis is refused at once and costs next to nothing).
+pub const DEFAULT_CHAT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Default bound on envelopes waiting to be published.
 pub const DEFAULT_CHAT_QUEUE: usize = 10_000;
 

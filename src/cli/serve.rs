@@ -261,7 +261,7 @@ pub struct Args {
     chat_heartbeat: Duration,
     /// Longest wait between two attempts to reach the chat bus.
     #[arg(long, value_name = "DURATION", env = "LINEPOOL_CHAT_BACKOFF_MAX", hide = true,
-          default_value = "5", value_parser = positive_duration)]
+          default_value = "0.25", value_parser = positive_duration)]
     chat_backoff_max: Duration,
 }
 

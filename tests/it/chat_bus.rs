@@ -2,6 +2,7 @@
 //! subscriptions killed, garbage on the channel, an instance killed or
 //! stopped, another room on the same Redis.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::chat_contract::{Room, ann_and_bob, instance};
@@ -19,13 +20,19 @@ fn join(client: Client, name: &str) -> Client {
 /// The binary as a chat instance on the bus at `url`, with the tests'
 /// short timings and metrics.
 fn chat_binary(url: &str) -> BinServer {
+    chat_binary_beating(url, "0.1")
+}
+
+/// The binary as a chat instance on the bus at `url`, with a heartbeat
+/// every `heartbeat` seconds, the tests' short back-off and metrics.
+fn chat_binary_beating(url: &str, heartbeat: &str) -> BinServer {
     BinServer::start(&[
         "--protocol",
         "chat",
         "--chat-bus",
         url,
         "--chat-heartbeat",
-        "0.1",
+        heartbeat,
         "--chat-backoff-max",
         "0.2",
         "--metrics",
@@ -56,7 +63,7 @@ fn slow_instance(url: &str) -> TestServer {
 fn ann_on_a_bob_on_b(a: &TestServer, b: &TestServer) -> (Client, Client) {
     let mut ann = join(a.connect(), "ann");
     ann.expect("Welcome ann! 1 online.\n");
-    members(b, 1.0);
+    members(b.metrics(), 1.0);
     let mut bob = join(b.connect(), "bob");
     bob.expect("Welcome bob! 2 online.\n");
     ann.expect("* bob joined\n");
@@ -69,11 +76,10 @@ fn within(started: Instant, limit: Duration) {
     assert!(took < limit, "took {took:?}, more than {limit:?}");
 }
 
-/// Waits until `server` sees `n` members in the room.
-fn members(server: &TestServer, n: f64) {
-    let samples = scrape_until(server.metrics(), |m| {
-        m.get("linepool_chat_room_members") == Some(&n)
-    });
+/// Waits until the instance whose metrics are at `metrics` sees `n`
+/// members in the room.
+fn members(metrics: SocketAddr, n: f64) {
+    let samples = scrape_until(metrics, |m| m.get("linepool_chat_room_members") == Some(&n));
     assert_eq!(samples["linepool_chat_room_members"], n);
 }
 
@@ -227,6 +233,67 @@ fn a_line_said_as_soon_as_redis_is_back_is_delivered() {
     expect_through_rejoin(&mut ann, "bob", "bob: heard you\n");
 }
 
+/// A Redis outage of about 1, 3 and 5 s, each shorter than the 10 s hold
+/// window, loses nothing: what is said at its start, in its middle and at
+/// its end, on either instance, reaches the other once, in order, once
+/// Redis is back; both are back on Redis within moments of it (with the
+/// default heartbeat and back-off).
+#[test]
+fn a_short_redis_outage_loses_no_line() {
+    let mut redis = Redis::start();
+    let on_defaults = || {
+        TestServer::with_metrics(|c| {
+            c.protocol = linepool::ProtocolName::Chat;
+            c.chat_bus = Some(linepool::config::ChatBus::new(redis.url()));
+        })
+    };
+    let (a, b) = (on_defaults(), on_defaults());
+    for server in [&a, &b] {
+        scrape_until(server.metrics(), |m| {
+            m.get("linepool_chat_bus_up") == Some(&1.0)
+        });
+    }
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b);
+    for outage in [1000, 3000, 5000] {
+        let half = Duration::from_millis(outage / 2);
+        let said: Vec<String> = ["start", "middle", "end", "back"]
+            .iter()
+            .map(|moment| format!("{moment} of a {outage} ms outage"))
+            .collect();
+        let both = |ann: &mut Client, bob: &mut Client, line: &str| {
+            ann.send_line(line);
+            bob.send_line(line);
+        };
+        redis.down();
+        both(&mut ann, &mut bob, &said[0]);
+        std::thread::sleep(half);
+        both(&mut ann, &mut bob, &said[1]);
+        std::thread::sleep(half);
+        both(&mut ann, &mut bob, &said[2]);
+        redis.up();
+        let back = Instant::now();
+        both(&mut ann, &mut bob, &said[3]);
+        // Both are back on Redis a moment after it is: the back-off's cap
+        // is a quarter of a second.
+        for server in [&a, &b] {
+            let samples = scrape_until(server.metrics(), |m| {
+                m.get("linepool_chat_bus_up") == Some(&1.0)
+            });
+            assert_eq!(samples["linepool_chat_bus_up"], 1.0);
+        }
+        within(back, Duration::from_millis(1500));
+        for line in &said {
+            expect_through_rejoin(&mut bob, "ann", &format!("ann: {line}\n"));
+            expect_through_rejoin(&mut ann, "bob", &format!("bob: {line}\n"));
+        }
+    }
+    // Nothing comes twice after the last outage's lines either.
+    ann.send_line("last");
+    bob.send_line("last");
+    expect_through_rejoin(&mut bob, "ann", "ann: last\n");
+    expect_through_rejoin(&mut ann, "bob", "bob: last\n");
+}
+
 /// `CLIENT KILL TYPE pubsub` ends every subscription: each instance
 /// subscribes again, and lines cross again.
 #[test]
@@ -312,23 +379,36 @@ fn garbage_on_the_channel_is_dropped_and_counted() {
     }
 }
 
+/// Two binaries on the bus at `url`, with a heartbeat every `heartbeat`
+/// seconds, each subscribed: one to be killed, with `names` joined on it
+/// (and known to the other), and one to watch.
+fn doomed_and_other(
+    url: &str,
+    heartbeat: &str,
+    names: &[&str],
+) -> (BinServer, BinServer, Vec<Client>) {
+    let mut doomed = chat_binary_beating(url, heartbeat);
+    let mut other = chat_binary_beating(url, heartbeat);
+    doomed.wait_log("chat bus subscribed");
+    other.wait_log("chat bus subscribed");
+    let mut joined = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut member = join(doomed.connect(), name);
+        member.expect(&format!("Welcome {name}! {} online.\n", i + 1));
+        joined.push(member);
+    }
+    members(other.metrics(), names.len() as f64);
+    (doomed, other, joined)
+}
+
 /// An instance killed with SIGKILL: its members are announced as left on
 /// the others within 15 s (here, with 0.1 s heartbeats, within 0.5 s or
 /// so), and the others lose nothing.
 #[test]
 fn a_killed_instance_members_leave() {
     let redis = Redis::start();
-    let url = redis.url();
-    let mut doomed = chat_binary(&url);
-    let mut other = chat_binary(&url);
-    doomed.wait_log("chat bus subscribed");
-    other.wait_log("chat bus subscribed");
-    let mut ann = join(doomed.connect(), "ann");
-    ann.expect("Welcome ann! 1 online.\n");
-    let seen = scrape_until(other.metrics(), |m| {
-        m.get("linepool_chat_room_members") == Some(&1.0)
-    });
-    assert_eq!(seen["linepool_chat_room_members"], 1.0);
+    let (doomed, other, mut joined) = doomed_and_other(&redis.url(), "0.1", &["ann"]);
+    let mut ann = joined.remove(0);
     let mut bob = join(other.connect(), "bob");
     bob.expect("Welcome bob! 2 online.\n");
     ann.expect("* bob joined\n");
@@ -342,6 +422,32 @@ fn a_killed_instance_members_leave() {
     within(killed, Duration::from_secs(15));
     bob.send_line("who is left?");
     cid.expect("bob: who is left?\n");
+}
+
+/// Once the room says a killed instance's members left, their names are
+/// free at once, not only when their claims expire; a name another
+/// instance claimed since stays taken.
+#[test]
+fn a_killed_instance_names_are_free_once_it_is_given_up() {
+    let redis = Redis::start();
+    // Given up after 2.5 s of silence, claims that live 5 s: a name
+    // freed only by its time to live would still be taken.
+    let (doomed, other, _ann_and_zed) = doomed_and_other(&redis.url(), "0.5", &["ann", "zed"]);
+    let mut bob = join(other.connect(), "bob");
+    bob.expect("Welcome bob! 3 online.\n");
+    doomed.signal("KILL");
+    // Another instance took zed's name since (as one may once a claim
+    // has expired): that claim is not the dead instance's to give up.
+    let key = "linepool:chat:lobby:name:zed";
+    assert_eq!(redis.command(&["SET", key, "0123456789abcdef"]), "+OK");
+    bob.expect("* ann left\n");
+    bob.expect("* zed left\n");
+    let mut newcomer = join(other.connect(), "ann");
+    newcomer.expect("Welcome ann! 2 online.\n");
+    let mut late = join(other.connect(), "zed");
+    late.expect("Name zed is taken; you are guest-1\n");
+    late.expect("Welcome guest-1! 3 online.\n");
+    assert_eq!(redis.command(&["EXISTS", key]), ":1");
 }
 
 /// An instance that stops announces its members as left at once, long
@@ -376,7 +482,7 @@ fn another_room_on_the_same_redis_does_not_mix() {
     ann.expect("Welcome ann! 1 online.\n");
     let mut zed = join(other.connect(), "ann");
     zed.expect("Welcome ann! 1 online.\n");
-    members(&lobby[1], 1.0);
+    members(lobby[1].metrics(), 1.0);
     let mut bob = join(lobby[1].connect(), "bob");
     bob.expect("Welcome bob! 2 online.\n");
     ann.expect("* bob joined\n");

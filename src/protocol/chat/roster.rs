@@ -110,15 +110,20 @@ impl Roster {
     }
 
     /// Forgets every instance not heard for `silence` by `now`; returns
-    /// the members they had.
-    pub fn expire(&mut self, now: Instant, silence: Duration) -> Vec<String> {
+    /// each one's id with the members it had.
+    pub fn expire(&mut self, now: Instant, silence: Duration) -> Vec<(String, Vec<String>)> {
         let gone: Vec<String> = self
             .peers
             .iter()
             .filter(|(_, peer)| now.saturating_duration_since(peer.last_heard) > silence)
             .map(|(id, _)| id.clone())
             .collect();
-        gone.iter().flat_map(|id| self.forget(id)).collect()
+        gone.into_iter()
+            .map(|id| {
+                let names = self.forget(&id);
+                (id, names)
+            })
+            .collect()
     }
 
     /// Whether any other instance has a member called `name`.
@@ -201,7 +206,7 @@ mod tests {
         let later = t + Duration::from_millis(2500);
         assert_eq!(
             roster.expire(later, Duration::from_secs(1)),
-            names(&["ann"])
+            vec![("a".to_string(), names(&["ann"]))]
         );
         assert_eq!(roster.len(), 1);
         assert!(roster.holds("bob"));

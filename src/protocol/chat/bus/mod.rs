@@ -10,17 +10,23 @@
 //!   envelopes from a bounded queue ([`Outgoing`]) and publishes them on the
 //!   room's channel, in order, with this instance's sequence numbers; it
 //!   decides newcomers' names (claimed in Redis, `SET`-if-free with a
-//!   time to live), sends the heartbeat and refreshes the claims. A full
-//!   queue, or Redis away, drops envelopes and counts them: memory stays
-//!   flat during an outage of any length.
+//!   time to live), sends the heartbeat, refreshes the claims and frees
+//!   the names of an instance the subscriber gave up for dead. A line
+//!   counts as published once Redis has answered its `PUBLISH`; until
+//!   then it is held, and what is held past [`HOLD`] while Redis is away
+//!   is dropped and counted, as is what finds the queue full: memory
+//!   stays flat during an outage of any length.
 //! - The **subscriber** (`subscribe.rs`, thread `linepool-chat-sub`) reads
 //!   the channel, drops its own envelopes, repeats and garbage (counted),
 //!   and delivers the rest to the local members; it keeps the roster of
 //!   the other instances' members, forgets an instance silent for five
-//!   heartbeats (announcing its members as left), and reconnects a
-//!   subscription that has not brought its own heartbeat back for three.
+//!   heartbeats (announcing its members as left, their names freed), and
+//!   reconnects a subscription that has not brought its own heartbeat
+//!   back for three.
 //!
-//! Both reconnect forever, with capped, jittered back-off.
+//! Both reconnect forever, with capped, jittered back-off: a short cap
+//! (a quarter of a second by default), so that an instance is back on
+//! Redis a moment after Redis is.
 
 mod publish;
 mod subscribe;
@@ -49,6 +55,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first wait after a failed attempt to reach Redis.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The hold window: while Redis is away, what members say for the other
+/// instances is kept this long from when it was said, and on top of it for
+/// as long as Redis could be back unnoticed, so that an outage shorter
+/// than this loses nothing.
+pub(crate) const HOLD: Duration = Duration::from_secs(10);
 
 /// A thread to start: its name and what it runs.
 pub(crate) type Runner = (&'static str, Box<dyn FnOnce() + Send>);
@@ -302,6 +313,9 @@ enum Job {
     Send(Body, u64),
     /// Decide a newcomer's name.
     Admit(Arc<Admission>),
+    /// Free the names that an instance given up for dead (its id) may
+    /// still hold in Redis.
+    Free(String, Vec<String>),
 }
 
 /// The publisher's queue, bounded: sessions and the subscriber put
@@ -351,6 +365,14 @@ impl Outgoing {
     /// per connection, and the newcomer waits for it.
     pub(super) fn admit(&self, admission: Arc<Admission>) {
         self.queue.lock().jobs.push_back(Job::Admit(admission));
+        self.ready.notify_one();
+    }
+
+    /// Queues the freeing of `names`, which the instance `id`, given up
+    /// for dead, may still hold. Never dropped: there is one per instance
+    /// that dies, and a name not freed stays taken for its time to live.
+    pub(super) fn free(&self, id: String, names: Vec<String>) {
+        self.queue.lock().jobs.push_back(Job::Free(id, names));
         self.ready.notify_one();
     }
 

@@ -2,21 +2,27 @@
 //! with this instance's sequence numbers, decides newcomers' names
 //! (`names.rs`), sends the heartbeat and keeps the name claims alive.
 //!
-//! A publish that fails is never retried (it may have reached Redis, and
-//! a retry could deliver it twice): it is dropped and counted.
+//! A line (or a change of membership) is published when Redis has
+//! answered its `PUBLISH`, not when it was written: a connection Redis has
+//! closed takes writes without a word, and only the missing answer says
+//! that they went nowhere. What a failed round trip carried is held again,
+//! in order, ahead of what came after it, and re-sent once Redis is back;
+//! a heartbeat in it is not (the next one says more).
 //!
-//! While Redis is away, lines and changes of membership are held, in
-//! order, for as long as Redis could have been back without this
-//! instance knowing yet (the back-off's cap and a connection's time);
-//! older ones are dropped and counted, so memory stays flat whatever the
-//! outage lasts. Back on Redis, the publisher says `hello` and goes on
-//! holding until every instance that was in the room has said it hears
-//! it again (or, for one that does not come back, until it could have):
-//! a line said once Redis is back is published only when every instance
-//! can hear it, so none is lost however the instances' back-offs fall.
-//! Heartbeats go out meanwhile, naming the members as the others know
-//! them, so that nobody is taken for gone and nobody hears of a change
-//! before the lines said before it.
+//! While Redis is away, lines and changes of membership are held, in order,
+//! for the hold window ([`HOLD`], 10 s) from when each was said, and on top
+//! of it for as long as Redis could have been back without this instance
+//! knowing yet (the back-off's cap and a connection's time): every line
+//! said in the last 10 s before Redis was back is published, so an outage
+//! shorter than that loses nothing. Older ones are dropped and counted, so
+//! memory stays flat whatever the outage lasts. Back on Redis, the
+//! publisher says `hello` and goes on holding until every instance that was
+//! in the room has said it hears it again (or, for one that does not come
+//! back, until it could have): a line said once Redis is back is published
+//! only when every instance can hear it, so none is lost however the
+//! instances' back-offs fall. Heartbeats go out meanwhile, naming the
+//! members as the others know them, so that nobody is taken for gone and
+//! nobody hears of a change before the lines said before it.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -25,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::{Backoff, Bus, COMMAND_TIMEOUT, CONNECT_TIMEOUT, Job, Loss};
+use super::{Backoff, Bus, COMMAND_TIMEOUT, CONNECT_TIMEOUT, HOLD, Job, Loss};
 use crate::logfmt;
 use crate::protocol::chat::envelope::{Body, Envelope, VERSION};
 use crate::protocol::chat::{Room, unix_micros};
@@ -62,9 +68,6 @@ struct CatchUp {
     since: Instant,
     /// When it stops waiting for instances that have not come back.
     until: Instant,
-    /// Held envelopes taken before this (microseconds since the epoch)
-    /// were taken before Redis was back: they are dropped.
-    oldest: u64,
     /// Every instance expected hears the room.
     hearing: bool,
     /// A heartbeat went out since: they know this instance's members
@@ -139,12 +142,13 @@ impl Bus {
         self.backoff_max + CONNECT_TIMEOUT
     }
 
-    /// When (microseconds since the epoch) Redis came back at the
-    /// earliest, if it is back now or comes back now unnoticed: what was
-    /// taken before cannot have been said once it was back.
-    fn back_at_earliest(&self) -> u64 {
-        let unnoticed = u64::try_from(self.unnoticed().as_micros()).unwrap_or(0);
-        unix_micros().saturating_sub(unnoticed)
+    /// The oldest time (microseconds since the epoch) a line held while
+    /// Redis is away may have been said: Redis may be back now, unnoticed
+    /// for a while yet, and every line said in the hold window before it
+    /// came back is still owed.
+    fn held_since(&self) -> u64 {
+        let kept = u64::try_from((HOLD + self.unnoticed()).as_micros()).unwrap_or(u64::MAX);
+        unix_micros().saturating_sub(kept)
     }
 }
 
@@ -164,6 +168,9 @@ impl Publisher<'_> {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.backoff.reset();
+                // What is held is trimmed to the window only as lines come:
+                // after a quiet spell it may hold older ones, which go now.
+                self.drop_held_before(self.bus.held_since());
                 if !self.held.is_empty() || !self.expected.is_empty() {
                     let now = Instant::now();
                     let unnoticed = self.bus.unnoticed();
@@ -173,7 +180,6 @@ impl Publisher<'_> {
                         // connection behind this one, and a heartbeat more
                         // before it says so.
                         until: now + unnoticed + self.bus.heartbeat,
-                        oldest: self.bus.back_at_earliest(),
                         hearing: false,
                         announced: false,
                     });
@@ -221,8 +227,7 @@ impl Publisher<'_> {
     }
 
     /// Ends the catch-up once every instance expected hears the room
-    /// again, or could have: publishes what is held, in order, but for
-    /// what was taken before Redis was back (dropped and counted).
+    /// again, or could have: publishes what is held, in order.
     fn try_catch_up(&mut self, now: Instant) {
         let Some(catch_up) = self.catch_up.as_mut() else {
             return;
@@ -239,10 +244,8 @@ impl Publisher<'_> {
         if now < catch_up.until && !catch_up.announced {
             return;
         }
-        let oldest = catch_up.oldest;
         self.catch_up = None;
         self.expected.clear();
-        self.drop_held_before(oldest);
         while self.conn.is_some() && !self.held.is_empty() {
             let n = self.held.len().min(BATCH);
             let batch: Vec<(Body, u64)> = self.held.drain(..n).collect();
@@ -252,10 +255,10 @@ impl Publisher<'_> {
 
     /// Holds `body`, taken at `at`, until it can go out; makes room by
     /// dropping (and counting) the oldest, and while Redis is away, what
-    /// was taken longer ago than Redis could be back unnoticed.
+    /// is past the hold window. Back on Redis, the catch-up keeps all.
     fn hold(&mut self, body: Body, at: u64) {
-        if self.catch_up.is_none() {
-            self.drop_held_before(self.bus.back_at_earliest());
+        if self.conn.is_none() {
+            self.drop_held_before(self.bus.held_since());
         }
         if self.held.len() >= self.bus.out.cap {
             self.held.pop_front();
@@ -281,6 +284,7 @@ impl Publisher<'_> {
                 self.publish(batch);
             }
             Job::Admit(admission) => self.admit(&admission),
+            Job::Free(id, names) => self.free(&id, &names),
         }
     }
 
@@ -293,10 +297,7 @@ impl Publisher<'_> {
         }
         let mut now = Vec::new();
         for (mut body, at) in batch {
-            if matches!(
-                body,
-                Body::Said { .. } | Body::Joined { .. } | Body::Left { .. }
-            ) {
+            if held_when_unanswered(&body) {
                 self.hold(body, at);
                 continue;
             }
@@ -321,8 +322,10 @@ impl Publisher<'_> {
         }
     }
 
-    /// Publishes envelopes in one round trip, in order, or drops and
-    /// counts them all.
+    /// Publishes envelopes in one round trip, in order. Without an answer
+    /// from Redis, none counts as published: the lines and changes of
+    /// membership are held again, ahead of what is held already (taken
+    /// after them), and the rest is dropped and counted.
     fn send(&mut self, batch: Vec<(Body, u64)>) {
         let counters = &self.bus.out.counters;
         let Some(conn) = self.conn.as_mut() else {
@@ -334,6 +337,11 @@ impl Publisher<'_> {
         let mut pipe = redis::pipe();
         let mut sent = Vec::with_capacity(batch.len());
         for (body, at) in batch {
+            // A re-sent envelope takes a new number: whatever went out
+            // since (a heartbeat during the catch-up) has a higher one,
+            // and the others drop what comes with a lower one as seen. So
+            // one that Redis carried out without answering is heard twice:
+            // rarer, and less harm, than a line lost.
             self.seq += 1;
             let envelope = Envelope {
                 v: VERSION,
@@ -358,10 +366,14 @@ impl Publisher<'_> {
                 }
             }
             Err(e) => {
-                for _ in &sent {
-                    counters.dropped(Loss::RedisDown);
-                }
                 self.lost(&e);
+                for envelope in sent.into_iter().rev() {
+                    if held_when_unanswered(&envelope.body) {
+                        self.held.push_front((envelope.body, envelope.at));
+                    } else {
+                        counters.dropped(Loss::RedisDown);
+                    }
+                }
             }
         }
     }
@@ -413,6 +425,16 @@ impl Publisher<'_> {
             .publishing
             .store(false, Ordering::Release);
     }
+}
+
+/// Whether `body` is held while it cannot be published: lines and changes
+/// of membership, which nothing later repeats. A heartbeat, a `hello` or a
+/// `bye` is not: the next one says more.
+fn held_when_unanswered(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Said { .. } | Body::Joined { .. } | Body::Left { .. }
+    )
 }
 
 /// `members`, an instance's members now, as the other instances know

@@ -62,7 +62,9 @@ impl Bus {
         let end = Instant::now() + wait;
         loop {
             let now = Instant::now();
-            self.expire_peers(now);
+            // Not hearing the room, this instance cannot tell a dead
+            // instance from a live one: their names are left to expire.
+            self.expire_peers(now, false);
             let left = end.saturating_duration_since(now);
             if left.is_zero() {
                 return false;
@@ -120,7 +122,7 @@ impl Bus {
                 return Ok(());
             }
             let now = Instant::now();
-            self.expire_peers(now);
+            self.expire_peers(now, true);
             if self.own_beat_lost(subscribed, now) {
                 return Err(format!(
                     "own heartbeat did not come back within {} ms",
@@ -142,11 +144,22 @@ impl Bus {
     }
 
     /// Forgets the instances silent too long, announcing their members as
-    /// left.
-    fn expire_peers(&self, now: Instant) {
+    /// left. With `free` (this instance hears the room, so they are gone
+    /// from it, dead or cut off), the publisher frees their names first:
+    /// once the room hears that a member left, its name is free, not for
+    /// the rest of the claim's time to live only. A name that the instance
+    /// holds again when it comes back is claimed again by its heartbeat.
+    fn expire_peers(&self, now: Instant, free: bool) {
         let mut members = self.room.members.lock();
-        for name in members.remote.expire(now, self.peer_silence()) {
-            members.announce(None, format!("* {name} left\n").as_bytes());
+        for (id, names) in members.remote.expire(now, self.peer_silence()) {
+            // Queued before the announcement, under the room's lock: a
+            // newcomer who heard it is admitted after the names are free.
+            if free && !names.is_empty() {
+                self.out.free(id, names.clone());
+            }
+            for name in names {
+                members.announce(None, format!("* {name} left\n").as_bytes());
+            }
         }
     }
 

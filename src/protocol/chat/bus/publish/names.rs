@@ -4,7 +4,8 @@
 //! to this instance's id, with a time to live of ten heartbeats, if the
 //! key is free or already this instance's; every heartbeat refreshes the
 //! claims of the instance's members, a `left` releases one (only if still
-//! ours). Guest numbers come from one counter per room (`INCR`). Without
+//! ours), and the names of an instance given up for dead are freed (only
+//! those still its own). Guest numbers come from one counter per room (`INCR`). Without
 //! Redis the instance decides alone, from what it knows of the room.
 
 use std::sync::Arc;
@@ -18,7 +19,8 @@ const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
     if v == false or v == ARGV[1] then \
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0";
 
-/// Deletes `KEYS[1]` if it holds `ARGV[1]`.
+/// Deletes `KEYS[1]` if it holds `ARGV[1]`: compare and delete in one
+/// step, so that a name another instance took since is left alone.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -92,40 +94,40 @@ impl Publisher<'_> {
     /// instance took while this one could not renew stays with it here
     /// too (see docs/protocols.md).
     pub(super) fn claim_all(&mut self, names: &[String]) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if names.is_empty() {
-            return;
-        }
-        let ttl = self.bus.claim_ttl().as_millis() as u64;
-        let mut pipe = redis::pipe();
-        for name in names {
-            pipe.cmd("EVAL")
-                .arg(CLAIM)
-                .arg(1)
-                .arg(format!("{}{name}", self.bus.names))
-                .arg(&self.bus.instance)
-                .arg(ttl)
-                .ignore();
-        }
-        if let Err(e) = pipe.exec(conn) {
-            self.lost(&e);
-        }
+        let ttl = self.bus.claim_ttl().as_millis().to_string();
+        let instance = self.bus.instance.clone();
+        self.each_name(CLAIM, names, &[&instance, &ttl]);
     }
 
     /// Gives `name` back, if this instance still holds it.
     pub(super) fn release(&mut self, name: &str) {
-        let Some(conn) = self.conn.as_mut() else {
+        let instance = self.bus.instance.clone();
+        self.free(&instance, &[name.to_string()]);
+    }
+
+    /// Deletes the claims of `names` that still hold the instance `id`, in
+    /// one round trip; a name claimed since by another instance stays
+    /// its. Without Redis, the claims expire by their time to live.
+    pub(super) fn free(&mut self, id: &str, names: &[String]) {
+        self.each_name(RELEASE, names, &[id]);
+    }
+
+    /// Runs `script` on the claim of each of `names`, with `args`, in one
+    /// round trip; nothing without Redis.
+    fn each_name(&mut self, script: &str, names: &[String], args: &[&str]) {
+        let Some(conn) = self.conn.as_mut().filter(|_| !names.is_empty()) else {
             return;
         };
-        let released = redis::cmd("EVAL")
-            .arg(RELEASE)
-            .arg(1)
-            .arg(format!("{}{name}", self.bus.names))
-            .arg(&self.bus.instance)
-            .query::<i64>(conn);
-        if let Err(e) = released {
+        let mut pipe = redis::pipe();
+        for name in names {
+            pipe.cmd("EVAL")
+                .arg(script)
+                .arg(1)
+                .arg(format!("{}{name}", self.bus.names))
+                .arg(args)
+                .ignore();
+        }
+        if let Err(e) = pipe.exec(conn) {
             self.lost(&e);
         }
     }
