@@ -256,6 +256,11 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
         },
         rate: args.rate,
         tls: args.tls.connector(&args.host)?,
+        // Words that are not UTF-8 are shown with replacement characters:
+        // the report is text.
+        command: std::env::args_os()
+            .map(|word| word.to_string_lossy().into_owned())
+            .collect(),
     })
 }
 

@@ -9,6 +9,7 @@
 //! server that stalls shows in the percentiles instead of slowing the
 //! clients down (coordinated omission; wrk2's `-R`).
 
+pub mod about;
 pub mod chart;
 pub mod chat;
 pub mod compare;
@@ -24,8 +25,9 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use about::About;
 pub use report::Report;
 
 /// How long a run goes on.
@@ -77,6 +79,8 @@ pub struct LoadConfig {
     pub protocol: LoadProtocol,
     /// Speak TLS, verifying the server with this.
     pub tls: Option<crate::tools::tls::Connector>,
+    /// The command line as given, program first, for the report.
+    pub command: Vec<String>,
 }
 
 /// Counters a progress display reads while a run goes on.
@@ -113,6 +117,7 @@ pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::R
         .collect();
 
     let threads = config.threads.clamp(1, config.connections.max(1));
+    let about = About::new(SystemTime::now(), config.command.clone());
     let start = Instant::now();
     let results = thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -139,6 +144,7 @@ pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::R
     let interrupted = stop.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Report::new(
         config,
+        about,
         results,
         elapsed,
         held,

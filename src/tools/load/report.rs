@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use linepool::logfmt;
 use serde::{Deserialize, Serialize};
 
+use super::about::About;
 use super::counts::{Counts, per_sec};
 pub use super::counts::{Errors, Latency};
 use super::hist;
@@ -108,6 +109,10 @@ pub struct EncodedHistogram {
 pub struct Report {
     /// The shape of this report: [`FORMAT_VERSION`].
     pub format_version: u32,
+    /// When, by which command and from which host the run was made;
+    /// absent from reports made before it was added.
+    #[serde(default)]
+    pub run: Option<About>,
     /// What was run.
     pub scenario: Scenario,
     /// `true` unless `-R` was given: each connection waits for replies
@@ -149,6 +154,7 @@ impl Report {
     /// Merges the threads' outcomes.
     pub(super) fn new(
         config: &LoadConfig,
+        about: About,
         outcomes: Vec<Outcome>,
         elapsed: Duration,
         idle_held: usize,
@@ -165,6 +171,7 @@ impl Report {
         let secs = elapsed.as_secs_f64();
         Report {
             format_version: FORMAT_VERSION,
+            run: Some(about),
             scenario: Scenario {
                 addr: config.addr.to_string(),
                 connections: config.connections,
@@ -373,7 +380,7 @@ pub mod samples {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use super::{Outcome, Report};
+    use super::{About, Outcome, Report};
     use crate::tools::load::counts::Counts;
     use crate::tools::load::series::Slice;
     use crate::tools::load::{Limit, LoadConfig, LoadProtocol};
@@ -396,6 +403,7 @@ pub mod samples {
             rate,
             protocol: LoadProtocol::Ack,
             tls: None,
+            command: Vec::new(),
         };
         let thread = || {
             let slices: Vec<Slice> = (0..seconds as u64)
@@ -415,8 +423,17 @@ pub mod samples {
             counts.established = 2;
             Outcome { slices, counts }
         };
+        let about = About {
+            started_at: "2026-12-07T11:20:00Z".to_string(),
+            linepool_version: "9.9.9".to_string(),
+            command: ["linepool", "load", "-d", "3s", "--html", "run <1>.html"]
+                .map(String::from)
+                .to_vec(),
+            host: "bench-host".to_string(),
+        };
         Report::new(
             &config,
+            about,
             vec![thread(), thread()],
             Duration::from_secs(seconds as u64),
             0,
