@@ -43,6 +43,12 @@ pub const OPEN_LOOP_NOTE: &str = "Open loop: requests went out on a fixed schedu
 server did, and each request's latency counts from when it was due, so a stall shows as every \
 request it kept waiting.";
 
+/// What a page of open-loop arrivals says about its latency and drops.
+pub const ARRIVALS_NOTE: &str = "Open-loop arrivals: new connections arrived on a fixed \
+schedule whatever the server did, each with one request. An arrival that found the bound of \
+connections in flight reached was dropped, not delayed, and each arrival's latency counts \
+from when it was due, its connect included.";
+
 fn head(out: &mut String, title: &str) {
     let _ = write!(
         out,
@@ -156,6 +162,8 @@ pub fn run_page(report: &Report) -> String {
     }
     let note = if report.closed_loop {
         CLOSED_LOOP_NOTE
+    } else if s.max_in_flight.is_some() {
+        ARRIVALS_NOTE
     } else {
         OPEN_LOOP_NOTE
     };
@@ -173,7 +181,10 @@ pub fn run_page(report: &Report) -> String {
             ("mode", compare::mode(report)),
             ("server", s.addr.clone()),
             ("protocol", s.protocol.clone()),
-            ("connections", s.connections.to_string()),
+            match s.max_in_flight {
+                Some(bound) => ("arrivals in flight", format!("at most {bound}")),
+                None => ("connections", s.connections.to_string()),
+            },
             ("limit", limit),
             ("pipeline", s.pipeline.to_string()),
             ("payload", format!("{} B", s.payload)),
@@ -582,6 +593,21 @@ mod tests {
         assert!(page.contains("Open loop"));
         assert!(!page.contains("coordinated omission"));
         assert!(page.contains("open loop, 400/s"));
+    }
+
+    /// A page of open-loop arrivals says so, with its bound of
+    /// connections in flight.
+    #[test]
+    fn an_arrivals_page_says_so() {
+        let mut report = samples::report(2, Some(400.0));
+        report.scenario.connect_per_request = true;
+        report.scenario.max_in_flight = Some(10);
+        let page = run_page(&report);
+        let doc = parse(&page);
+        assert!(page.contains(&escape(ARRIVALS_NOTE)));
+        assert!(!page.contains("coordinated omission"));
+        assert_eq!(cell(&doc, "arrivals in flight"), "at most 10");
+        assert_eq!(cell(&doc, "mode"), "arrivals, 400/s");
     }
 
     /// The comparison page overlays one spectrum and one rate line per

@@ -51,6 +51,10 @@ pub struct Scenario {
     pub protocol: String,
     /// `-R`: the requests per second asked for (open loop), or `null`.
     pub target_rate_per_sec: Option<f64>,
+    /// Open-loop arrivals (`-R` with `--connect-per-request`): the bound
+    /// of connections in flight (`--max-in-flight`); `null` otherwise.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// The `encoding` of the report's histogram.
@@ -78,6 +82,9 @@ pub struct Connections {
     pub rejected: u64,
     /// Connections reset or broken in use.
     pub reset: u64,
+    /// Arrivals dropped at the bound of connections in flight.
+    #[serde(default)]
+    pub dropped: u64,
     /// Idle connections held open for the whole run.
     pub idle_held: usize,
     /// Idle connections that could not be opened.
@@ -199,6 +206,7 @@ impl Report {
                 }
                 .to_string(),
                 target_rate_per_sec: config.rate,
+                max_in_flight: config.arrivals().then_some(config.max_in_flight),
             },
             closed_loop: config.rate.is_none(),
             interrupted,
@@ -207,6 +215,7 @@ impl Report {
                 refused: counts.refused,
                 rejected: counts.rejected,
                 reset: counts.reset,
+                dropped: counts.dropped,
                 idle_held,
                 idle_failed,
             },
@@ -282,6 +291,7 @@ impl Report {
             (e.timeout, "timed out"),
             (e.closed, "closed by the server with requests unanswered"),
             (e.other, "failed otherwise"),
+            (e.dropped, "dropped at the bound of connections in flight"),
         ]
         .into_iter()
         .filter(|(n, _)| *n > 0)
@@ -313,11 +323,14 @@ impl fmt::Display for Report {
             (_, _, Some(n)) => format!("{} each", logfmt::count(n, "request")),
             _ => String::new(),
         };
+        let who = match s.max_in_flight {
+            Some(bound) => format!("arrivals, at most {bound} in flight"),
+            None => logfmt::count(s.connections as u64, "connection"),
+        };
         writeln!(
             f,
-            "target {}: {}, {limit}, pipeline {}, payload {} B{}{}",
+            "target {}: {who}, {limit}, pipeline {}, payload {} B{}{}",
             s.addr,
-            logfmt::count(s.connections as u64, "connection"),
             s.pipeline,
             s.payload,
             if s.connect_per_request {
@@ -333,8 +346,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "connections  established {}  refused {}  rejected {}  reset {}  idle held {}",
-            c.established, c.refused, c.rejected, c.reset, c.idle_held
+            "connections  established {}  refused {}  rejected {}  reset {}  dropped {}  idle held {}",
+            c.established, c.refused, c.rejected, c.reset, c.dropped, c.idle_held
         )?;
         writeln!(
             f,
@@ -354,8 +367,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}",
-            e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other
+            "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}  dropped {}",
+            e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other, e.dropped
         )?;
         if self.interrupted {
             writeln!(f, "interrupted: the figures cover the run until then")?;
@@ -364,6 +377,11 @@ impl fmt::Display for Report {
             write!(
                 f,
                 "note: closed loop; each connection waits for its replies before sending more"
+            )
+        } else if s.max_in_flight.is_some() {
+            write!(
+                f,
+                "note: open loop; connections arrived on schedule, latency counts from when each was due"
             )
         } else {
             write!(
@@ -404,6 +422,7 @@ pub mod samples {
             protocol: LoadProtocol::Ack,
             tls: None,
             command: Vec::new(),
+            max_in_flight: 1000,
         };
         let thread = || {
             let slices: Vec<Slice> = (0..seconds as u64)
