@@ -46,13 +46,15 @@ chromium_on() {
 }
 
 failed=0
-# check NAME SVGS LINES COLOURS...: checks page NAME.html.
+# check NAME SVGS LINES COLOURS...: checks page NAME.html. The light
+# screenshot is of a wide window (the page is fluid: its charts share
+# the width), the dark one of a narrow one (they stack).
 check() {
   local name=$1 svgs=$2 lines=$3
   shift 3
   local page="$OUT/$name.html"
   chromium_on "$page" light --dump-dom >"$OUT/$name.dom.html" 2>"$OUT/$name.console.log"
-  chromium_on "$page" light --window-size=900,2800 --screenshot="$OUT/$name.png" 2>>"$OUT/$name.console.log"
+  chromium_on "$page" light --window-size=1600,1800 --screenshot="$OUT/$name.png" 2>>"$OUT/$name.console.log"
   chromium_on "$page" dark --window-size=900,900 --screenshot="$OUT/$name-dark.png" 2>>"$OUT/$name.console.log"
   local got_svgs got_lines
   got_svgs=$(grep -o '<svg ' "$OUT/$name.dom.html" | wc -l)
@@ -83,10 +85,17 @@ sys.exit(0 if ok else 1)' "$light" "$dark"; then
   fi
 }
 
-# The run page: four charts, at least seven lines (replies/s, errors
-# total, p50, p90, p99, max, the spectrum) in the light palette's first
-# four colours.
-check run 4 7 1f6fd1 d1471f 1f9e55 8e44c4
+# The run page of a clean run: three charts (errors are the words "no
+# errors"), at least seven lines (replies/s, p50, p90, p99, p99.9, max,
+# the spectrum) in the light palette's first four colours.
+check run 3 7 1f6fd1 d1471f 1f9e55 8e44c4
+# Its header says what ran, and the spectrum marks p99 and p99.9.
+for needle in '<header>' '>date (UTC)<' '>command<' 'data-mark="p99"' 'data-mark="p99.9"' '>no errors<'; do
+  if ! grep -qF "$needle" "$OUT/run.dom.html"; then
+    echo "report-check: run: no $needle in the DOM" >&2
+    failed=1
+  fi
+done
 # The comparison page: two charts, a spectrum and a rate line per run.
 check compare 2 4 1f6fd1 d1471f
 if [ "$failed" -ne 0 ]; then

@@ -274,7 +274,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__load)
-            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --idle --timeout --threads --json --protocol --hgrm --html --spread --tls --tls-ca --tls-cert --tls-key --tls-server-name --help compare help"
+            opts="-c -n -d -R -h --host --port --connections --requests --duration --rate --pipeline --payload --connect-per-request --max-in-flight --idle --timeout --threads --json --protocol --hgrm --html --spread --tls --tls-ca --tls-cert --tls-key --tls-server-name --help compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,6 +325,10 @@ _linepool() {
                     return 0
                     ;;
                 --payload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-in-flight)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -26,6 +26,11 @@ use crate::tools::load::{hist, page};
 /// Requests per connection when a run names neither -n nor -d.
 const DEFAULT_REQUESTS_PER_CONNECTION: u64 = 1000;
 
+/// Open-loop arrivals in flight at once by default: room for a server
+/// that is slow under load, and under the 1,024 open files a shell
+/// usually allows.
+const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+
 /// Exit status when nothing was answered.
 const EXIT_NOTHING_ANSWERED: u8 = 2;
 
@@ -66,8 +71,9 @@ pub struct Args {
     /// Open loop: send this many requests per second in all, spread over the
     /// connections, whatever the server does; latency counts from when each
     /// request was due. Without it, each connection waits for its replies.
-    #[arg(short = 'R', long, value_name = "PER_SEC", value_parser = positive_rate,
-          conflicts_with = "connect_per_request")]
+    /// With --connect-per-request: this many new connections per second
+    /// (arrivals), each with one request.
+    #[arg(short = 'R', long, value_name = "PER_SEC", value_parser = positive_rate)]
     rate: Option<f64>,
     /// Requests in flight on each connection (closed loop).
     #[arg(long, value_name = "DEPTH", default_value_t = 1, value_parser = at_least_one)]
@@ -79,11 +85,18 @@ pub struct Args {
     /// the ACK, close.
     #[arg(long)]
     connect_per_request: bool,
+    /// Arrivals (-R with --connect-per-request): the most connections in
+    /// flight at once; an arrival past it is counted as dropped, not
+    /// delayed. -c is not used.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IN_FLIGHT,
+          value_parser = at_least_one, requires_all = ["rate", "connect_per_request"])]
+    max_in_flight: usize,
     /// Also hold this many idle connections open for the whole run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     idle: usize,
     /// How long a connect or a reply may take before it counts as a
-    /// timeout (`5`, `500ms`).
+    /// timeout (`5`, `500ms`); for arrivals, the whole connection: connect,
+    /// request and reply, from when it was due.
     #[arg(long, value_name = "DURATION", default_value = "5", value_parser = positive_duration)]
     timeout: Duration,
     /// Event-loop threads driving the connections.
@@ -256,6 +269,12 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
         },
         rate: args.rate,
         tls: args.tls.connector(&args.host)?,
+        // Words that are not UTF-8 are shown with replacement characters:
+        // the report is text.
+        command: std::env::args_os()
+            .map(|word| word.to_string_lossy().into_owned())
+            .collect(),
+        max_in_flight: args.max_in_flight,
     })
 }
 

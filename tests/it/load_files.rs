@@ -70,6 +70,16 @@ fn json_carries_the_series_and_a_v2_histogram() {
     let scratch = Scratch::new("json-series");
     let report = run(&server, &scratch.path("a.json"), &["-c", "3", "-d", "1.5s"]);
     assert_eq!(report["format_version"], 2);
+    // What ran, where and when, as the page's header gives it.
+    assert_eq!(report["run"]["linepool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["run"]["command"][1], "load");
+    assert!(!report["run"]["host"].as_str().expect("host").is_empty());
+    assert!(
+        report["run"]["started_at"]
+            .as_str()
+            .expect("date")
+            .ends_with('Z')
+    );
     assert_eq!(report["series"]["interval_secs"], 1.0);
     let seconds = report["series"]["seconds"].as_array().expect("seconds");
     assert_eq!(seconds.len(), 2, "{seconds:?}");
@@ -145,9 +155,72 @@ fn hgrm_and_html_files_are_written() {
     };
     let doc = roxmltree::Document::parse_with_options(&page, options).expect("well-formed");
     let svgs = doc.descendants().filter(|n| n.has_tag_name("svg")).count();
-    assert_eq!(svgs, 4);
+    assert_eq!(svgs, 3, "no errors chart in a clean run");
     assert!(page.contains("hides coordinated omission"));
+    assert_page_says_what_ran(&doc, &report);
     assert_eq!(server.stop().lines, 500);
+}
+
+/// `value` to one decimal, its thousands grouped: `1,310.7`.
+fn grouped(value: f64) -> String {
+    let text = format!("{value:.1}");
+    let (whole, fraction) = text.split_at(text.len() - 2);
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out + fraction
+}
+
+/// The page's header gives the run's date, version, command line and
+/// host as the JSON report does; the spectrum marks p99 and p99.9; the
+/// latency chart has a p99.9 line; a clean run says "no errors".
+fn assert_page_says_what_ran(doc: &roxmltree::Document, report: &Value) {
+    let header: Vec<&str> = doc
+        .descendants()
+        .find(|n| n.has_tag_name("header"))
+        .expect("a header")
+        .descendants()
+        .filter(|n| n.has_tag_name("td"))
+        .filter_map(|n| n.text())
+        .collect();
+    let run = &report["run"];
+    let command: Vec<&str> = run["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command[1..4], ["load", "--json", "--port"], "{command:?}");
+    assert_eq!(
+        header,
+        [
+            run["started_at"].as_str().expect("started_at"),
+            env!("CARGO_PKG_VERSION"),
+            command.join(" ").as_str(),
+            run["host"].as_str().expect("host"),
+        ]
+    );
+    let date = header[0];
+    assert_eq!((date.len(), &date[10..11], &date[19..]), (20, "T", "Z"));
+    let marks: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("data-mark"))
+        .collect();
+    assert_eq!(marks, ["p99", "p99.9"]);
+    let p999 = report["latency_us"]["p999"].as_f64().expect("p999");
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    let label = format!("p99.9 {} µs", grouped(p999));
+    assert!(texts.contains(&label.as_str()), "no {label} in {texts:?}");
+    let series = doc
+        .descendants()
+        .filter(|n| n.attribute("data-series") == Some("p99.9"))
+        .count();
+    assert_eq!(series, 1, "a p99.9 line per second");
+    assert!(texts.contains(&"no errors"));
 }
 
 /// A file that cannot be written is refused before any load is sent, with

@@ -14,6 +14,7 @@ mod environment;
 mod lines;
 mod listeners;
 mod load;
+mod load_arrivals;
 mod load_files;
 mod metrics;
 mod open_files;

@@ -23,6 +23,8 @@ svg.chart .title{font-size:14px;font-weight:bold}\
 svg.chart .grid{stroke:var(--grid);stroke-width:1}\
 svg.chart .axis{stroke:var(--muted);stroke-width:1}\
 svg.chart .line{fill:none;stroke-width:1.8;stroke-linejoin:round}\
+svg.chart .mark{fill:var(--bg);stroke:var(--fg);stroke-width:2}\
+svg.chart .mark-label{font-weight:bold}\
 .s0{stroke:var(--c0);fill:var(--c0)}.s1{stroke:var(--c1);fill:var(--c1)}\
 .s2{stroke:var(--c2);fill:var(--c2)}.s3{stroke:var(--c3);fill:var(--c3)}\
 .s4{stroke:var(--c4);fill:var(--c4)}.s5{stroke:var(--c5);fill:var(--c5)}";
@@ -56,6 +58,20 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
+/// A point singled out on a chart: a ring at (x, y) and its label
+/// beside it (the spectrum's p99 and p99.9).
+#[derive(Clone, Debug)]
+pub struct Mark {
+    /// Where it is, in the chart's units.
+    pub x: f64,
+    /// Where it is, in the chart's units.
+    pub y: f64,
+    /// Its short name, also its `data-mark` attribute: `p99`.
+    pub name: String,
+    /// The text beside it: `p99 680.4 µs`.
+    pub label: String,
+}
+
 /// A chart to draw.
 #[derive(Clone, Debug)]
 pub struct Chart {
@@ -72,6 +88,8 @@ pub struct Chart {
     pub y_log: bool,
     /// The lines.
     pub lines: Vec<Line>,
+    /// Points singled out, drawn over the lines.
+    pub marks: Vec<Mark>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -327,6 +345,21 @@ pub fn svg(chart: &Chart) -> String {
         );
         legend_x += 28.0 + 7.0 * line.name.chars().count() as f64;
     }
+    for mark in &chart.marks {
+        let (x, y) = (px(mark.x), py(mark.y));
+        // The label goes above and to the left of its ring: the marks sit
+        // in the spectrum's steep right end, where the line climbs, so
+        // the space up and left of a point is clear of it.
+        let _ = write!(
+            out,
+            "<circle class=\"mark\" data-mark=\"{}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\"/>\
+             <text class=\"mark-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            escape(&mark.name),
+            x - 8.0,
+            y - 8.0,
+            escape(&mark.label)
+        );
+    }
     out.push_str("</svg>");
     out
 }
@@ -357,6 +390,7 @@ mod tests {
             x_axis,
             y_log: false,
             lines,
+            marks: Vec::new(),
         }
     }
 

@@ -40,6 +40,9 @@ pub const HEADER: [&str; 10] = [
 /// How a run was driven, in two words.
 pub fn mode(report: &Report) -> String {
     match report.scenario.target_rate_per_sec {
+        Some(rate) if report.scenario.max_in_flight.is_some() => {
+            format!("arrivals, {rate:.0}/s")
+        }
         Some(rate) if !report.closed_loop => format!("open loop, {rate:.0}/s"),
         _ => "closed loop".to_string(),
     }

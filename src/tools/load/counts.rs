@@ -27,6 +27,9 @@ pub struct Counts {
     pub closed: u64,
     /// Any other socket error.
     pub other: u64,
+    /// Open-loop arrivals not started because the bound of connections in
+    /// flight was reached.
+    pub dropped: u64,
 }
 
 impl Counts {
@@ -41,6 +44,7 @@ impl Counts {
         self.timeout += o.timeout;
         self.closed += o.closed;
         self.other += o.other;
+        self.dropped += o.dropped;
     }
 
     /// What was counted since `earlier`, a snapshot of the same counts.
@@ -55,6 +59,7 @@ impl Counts {
             timeout: self.timeout - earlier.timeout,
             closed: self.closed - earlier.closed,
             other: self.other - earlier.other,
+            dropped: self.dropped - earlier.dropped,
         }
     }
 }
@@ -81,6 +86,10 @@ pub struct Errors {
     pub closed: u64,
     /// Any other socket error.
     pub other: u64,
+    /// Open-loop arrivals dropped at the bound of connections in flight
+    /// (`--max-in-flight`); absent from reports made before it, 0.
+    #[serde(default)]
+    pub dropped: u64,
     /// The sum of the above.
     pub total: u64,
 }
@@ -96,18 +105,20 @@ impl Errors {
             timeout: counts.timeout,
             closed: counts.closed,
             other: counts.other,
+            dropped: counts.dropped,
             total: counts.mismatch
                 + counts.refused
                 + counts.rejected
                 + counts.reset
                 + counts.timeout
                 + counts.closed
-                + counts.other,
+                + counts.other
+                + counts.dropped,
         }
     }
 
     /// Each kind with its name, in the report's order.
-    pub fn kinds(&self) -> [(&'static str, u64); 7] {
+    pub fn kinds(&self) -> [(&'static str, u64); 8] {
         [
             ("mismatch", self.mismatch),
             ("refused", self.refused),
@@ -116,6 +127,7 @@ impl Errors {
             ("timeout", self.timeout),
             ("closed", self.closed),
             ("other", self.other),
+            ("dropped", self.dropped),
         ]
     }
 }

@@ -1,9 +1,11 @@
 //! One load thread: a `mio` event loop over its share of the connections.
 //! Each connection is a small state machine: connect, keep `pipeline`
 //! requests in flight (closed loop) or send each request when it is due
-//! (open loop), check every reply, close.
+//! (open loop), check every reply, close. Open-loop arrivals
+//! (`arrivals.rs`) use the connections as slots: an arrival takes a free
+//! one for its one request, or is counted as dropped.
 //!
-//! The file is a little over 500 lines because the loop and the
+//! The file is about 600 lines because the loop and the
 //! connections' state machine are one piece: each step of one reads and
 //! writes the other's state, and split apart they would need each other's
 //! private fields.
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+use super::arrivals::{Lane, Schedule};
 use super::counts::Counts;
 use super::payload::{busy, is_reply_to, split_reply, write_message};
 use super::report::Outcome;
@@ -51,7 +54,8 @@ struct Conn {
     /// Send times (open loop: due times) of the requests in flight, oldest
     /// first.
     in_flight: VecDeque<Instant>,
-    /// Open loop: when the next request is due.
+    /// Open loop: when the next request is due. Arrivals: when the
+    /// arrival holding this slot was due.
     next_due: Instant,
     out: Vec<u8>,
     written: usize,
@@ -65,6 +69,9 @@ struct Driver<'a> {
     progress: &'a Progress,
     /// Open loop: the time between two requests on one connection.
     interval: Option<Duration>,
+    /// Open-loop arrivals: this thread's schedule, and the slots with no
+    /// connection.
+    arrivals: Option<(Schedule, Vec<usize>)>,
     poll: Poll,
     conns: Vec<Conn>,
     live: usize,
@@ -77,10 +84,12 @@ struct Driver<'a> {
     buf: Box<[u8]>,
 }
 
-/// Drives connections `ids` until the run's limit is reached.
+/// Drives connections `ids` until the run's limit is reached; `lane` is
+/// this thread's place among the threads (arrivals are shared by it).
 pub fn drive(
     config: &LoadConfig,
     ids: &[u64],
+    lane: Lane,
     start: Instant,
     progress: &Progress,
     stop: &AtomicBool,
@@ -88,12 +97,17 @@ pub fn drive(
     let now = Instant::now();
     // Open loop: each connection sends every `connections / rate` seconds,
     // connection k first at k / rate, so the total is spread evenly.
-    let rate = config.rate.filter(|r| r.is_finite() && *r > 0.0);
+    let arrivals = Schedule::new(config, lane, start);
+    let rate = config
+        .rate
+        .filter(|r| r.is_finite() && *r > 0.0 && arrivals.is_none());
     let interval = rate.map(|r| Duration::from_secs_f64(config.connections as f64 / r));
     let mut driver = Driver {
         config,
         progress,
         interval,
+        // Every slot starts free, its phase done.
+        arrivals: arrivals.map(|schedule| (schedule, (0..ids.len()).rev().collect())),
         poll: Poll::new()?,
         conns: ids
             .iter()
@@ -119,7 +133,7 @@ pub fn drive(
                 since: now,
             })
             .collect(),
-        live: ids.len(),
+        live: 0,
         stop_issuing: false,
         reopen: Vec::new(),
         counts: Counts::default(),
@@ -131,17 +145,30 @@ pub fn drive(
         Limit::Duration(d) => Some(start + d),
         Limit::Requests(_) | Limit::PerConnection(_) => None,
     };
-    for i in 0..driver.conns.len() {
-        driver.open(i);
+    if driver.arrivals.is_some() {
+        for conn in &mut driver.conns {
+            conn.phase = Phase::Done;
+        }
+    } else {
+        driver.live = driver.conns.len();
+        for i in 0..driver.conns.len() {
+            driver.open(i);
+        }
     }
     let mut events = Events::with_capacity(1024);
     let mut next_tick = Instant::now() + TICK;
-    while driver.live > 0 && !stop.load(Ordering::Relaxed) {
+    while driver.busy() && !stop.load(Ordering::Relaxed) {
         for i in std::mem::take(&mut driver.reopen) {
             driver.open(i);
         }
         let now = Instant::now();
         let mut wake = next_tick;
+        if driver.arrivals.is_some() {
+            driver.arrive(now);
+            if let Some(due) = driver.arrivals.as_ref().and_then(|(s, _)| s.next_due()) {
+                wake = wake.min(due);
+            }
+        }
         if driver.interval.is_some() {
             driver.send_due(now);
             if let Some(due) = driver.next_due() {
@@ -175,9 +202,50 @@ pub fn drive(
 }
 
 impl Driver<'_> {
-    /// Whether slot `i` may start another request now.
+    /// Whether the run goes on: a connection is live, or arrivals remain.
+    fn busy(&self) -> bool {
+        self.live > 0
+            || self
+                .arrivals
+                .as_ref()
+                .is_some_and(|(schedule, _)| schedule.pending())
+    }
+
+    /// Whether slot `i` may start another request now. An arrival that
+    /// came before the end of a timed run still sends its request.
     fn may_issue(&self, i: usize) -> bool {
-        !self.stop_issuing && self.conns[i].issued < self.conns[i].quota
+        (!self.stop_issuing || self.arrivals.is_some())
+            && self.conns[i].issued < self.conns[i].quota
+    }
+
+    /// Open-loop arrivals: each one due by `now` opens a connection in a
+    /// free slot, or is counted as dropped when every slot is in use.
+    /// A late arrival is never held back for a slot: that would slow the
+    /// arrivals down to what the server takes, the closed loop again.
+    fn arrive(&mut self, now: Instant) {
+        loop {
+            let Some((schedule, free)) = &mut self.arrivals else {
+                return;
+            };
+            let Some(arrival) = schedule.pop_due(now) else {
+                return;
+            };
+            let Some(i) = free.pop() else {
+                self.counts.dropped += 1;
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let conn = &mut self.conns[i];
+            // The arrival's number is the connection id its request
+            // carries, so every arrival sends a request of its own.
+            conn.id = arrival.id;
+            conn.issued = 0;
+            conn.answered = 0;
+            conn.quota = 1;
+            conn.next_due = arrival.due;
+            self.live += 1;
+            self.open(i);
+        }
     }
 
     fn depth(&self) -> usize {
@@ -292,6 +360,9 @@ impl Driver<'_> {
                     due
                 }
                 Some(_) => break,
+                // An arrival's one request counts from when it was due, so
+                // its connect is in its latency.
+                None if self.arrivals.is_some() => conn.next_due,
                 None => now,
             };
             write_message(
@@ -480,9 +551,16 @@ impl Driver<'_> {
     }
 
     /// After a socket ends: another connection (connect-per-request, while
-    /// requests remain) or done.
+    /// requests remain), a free slot (arrivals) or done.
     fn next(&mut self, i: usize) {
-        if self.config.connect_per_request && self.may_issue(i) {
+        if let Some((_, free)) = &mut self.arrivals {
+            // The arrival is over: its slot is free for the next.
+            if self.conns[i].phase != Phase::Done {
+                self.conns[i].phase = Phase::Done;
+                self.live -= 1;
+                free.push(i);
+            }
+        } else if self.config.connect_per_request && self.may_issue(i) {
             // Reopened from the event loop, not from here, so that a server
             // refusing every connection cannot recurse.
             self.conns[i].phase = Phase::Connecting;
@@ -513,6 +591,11 @@ impl Driver<'_> {
                 continue;
             }
             let waiting_since = match conn.phase {
+                // An arrival's timeout covers its connect, request and
+                // reply, from when it was due.
+                Phase::Connecting | Phase::Running if self.arrivals.is_some() => {
+                    Some(conn.next_due)
+                }
                 Phase::Connecting | Phase::Closing => Some(conn.since),
                 Phase::Running => conn.in_flight.front().copied(),
                 Phase::Done => None,

@@ -7,8 +7,13 @@
 //! it is open-loop: requests go out on a fixed schedule whatever the
 //! server does, and each request's latency runs from when it was due, so a
 //! server that stalls shows in the percentiles instead of slowing the
-//! clients down (coordinated omission; wrk2's `-R`).
+//! clients down (coordinated omission; wrk2's `-R`). With a rate and a
+//! fresh connection per request, the open loop is one of arrivals: new
+//! connections at the rate, each taking one of `max_in_flight` slots, or
+//! counted as dropped when none is free (k6's constant arrival rate).
 
+pub mod about;
+mod arrivals;
 pub mod chart;
 pub mod chat;
 pub mod compare;
@@ -24,8 +29,9 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use about::About;
 pub use report::Report;
 
 /// How long a run goes on.
@@ -77,6 +83,28 @@ pub struct LoadConfig {
     pub protocol: LoadProtocol,
     /// Speak TLS, verifying the server with this.
     pub tls: Option<crate::tools::tls::Connector>,
+    /// The command line as given, program first, for the report.
+    pub command: Vec<String>,
+    /// Open-loop arrivals: the most connections in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl LoadConfig {
+    /// Whether the run is one of open-loop arrivals: a rate, and a fresh
+    /// connection for each request.
+    pub fn arrivals(&self) -> bool {
+        self.rate.is_some() && self.connect_per_request
+    }
+
+    /// How many slots the driver threads share: the connections, or the
+    /// bound of arrivals in flight.
+    fn slots(&self) -> usize {
+        if self.arrivals() {
+            self.max_in_flight.max(1)
+        } else {
+            self.connections.max(1)
+        }
+    }
 }
 
 /// Counters a progress display reads while a run goes on.
@@ -112,17 +140,20 @@ pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::R
         )
         .collect();
 
-    let threads = config.threads.clamp(1, config.connections.max(1));
+    let slots = config.slots();
+    let threads = config.threads.clamp(1, slots);
+    let about = About::new(SystemTime::now(), config.command.clone());
     let start = Instant::now();
     let results = thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                // Connection ids t, t + threads, t + 2 * threads, ...
-                let ids: Vec<u64> = (t..config.connections)
-                    .step_by(threads)
-                    .map(|i| i as u64)
-                    .collect();
-                scope.spawn(move || driver::drive(config, &ids, start, progress, stop))
+                // Slot ids t, t + threads, t + 2 * threads, ...
+                let ids: Vec<u64> = (t..slots).step_by(threads).map(|i| i as u64).collect();
+                let lane = arrivals::Lane {
+                    index: t as u64,
+                    of: threads as u64,
+                };
+                scope.spawn(move || driver::drive(config, &ids, lane, start, progress, stop))
             })
             .collect();
         handles
@@ -139,6 +170,7 @@ pub fn run(config: &LoadConfig, progress: &Progress, stop: &AtomicBool) -> io::R
     let interrupted = stop.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Report::new(
         config,
+        about,
         results,
         elapsed,
         held,

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use linepool::logfmt;
 use serde::{Deserialize, Serialize};
 
+use super::about::About;
 use super::counts::{Counts, per_sec};
 pub use super::counts::{Errors, Latency};
 use super::hist;
@@ -50,6 +51,10 @@ pub struct Scenario {
     pub protocol: String,
     /// `-R`: the requests per second asked for (open loop), or `null`.
     pub target_rate_per_sec: Option<f64>,
+    /// Open-loop arrivals (`-R` with `--connect-per-request`): the bound
+    /// of connections in flight (`--max-in-flight`); `null` otherwise.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// The `encoding` of the report's histogram.
@@ -77,6 +82,9 @@ pub struct Connections {
     pub rejected: u64,
     /// Connections reset or broken in use.
     pub reset: u64,
+    /// Arrivals dropped at the bound of connections in flight.
+    #[serde(default)]
+    pub dropped: u64,
     /// Idle connections held open for the whole run.
     pub idle_held: usize,
     /// Idle connections that could not be opened.
@@ -108,6 +116,10 @@ pub struct EncodedHistogram {
 pub struct Report {
     /// The shape of this report: [`FORMAT_VERSION`].
     pub format_version: u32,
+    /// When, by which command and from which host the run was made;
+    /// absent from reports made before it was added.
+    #[serde(default)]
+    pub run: Option<About>,
     /// What was run.
     pub scenario: Scenario,
     /// `true` unless `-R` was given: each connection waits for replies
@@ -149,6 +161,7 @@ impl Report {
     /// Merges the threads' outcomes.
     pub(super) fn new(
         config: &LoadConfig,
+        about: About,
         outcomes: Vec<Outcome>,
         elapsed: Duration,
         idle_held: usize,
@@ -165,6 +178,7 @@ impl Report {
         let secs = elapsed.as_secs_f64();
         Report {
             format_version: FORMAT_VERSION,
+            run: Some(about),
             scenario: Scenario {
                 addr: config.addr.to_string(),
                 connections: config.connections,
@@ -192,6 +206,7 @@ impl Report {
                 }
                 .to_string(),
                 target_rate_per_sec: config.rate,
+                max_in_flight: config.arrivals().then_some(config.max_in_flight),
             },
             closed_loop: config.rate.is_none(),
             interrupted,
@@ -200,6 +215,7 @@ impl Report {
                 refused: counts.refused,
                 rejected: counts.rejected,
                 reset: counts.reset,
+                dropped: counts.dropped,
                 idle_held,
                 idle_failed,
             },
@@ -275,6 +291,7 @@ impl Report {
             (e.timeout, "timed out"),
             (e.closed, "closed by the server with requests unanswered"),
             (e.other, "failed otherwise"),
+            (e.dropped, "dropped at the bound of connections in flight"),
         ]
         .into_iter()
         .filter(|(n, _)| *n > 0)
@@ -306,11 +323,14 @@ impl fmt::Display for Report {
             (_, _, Some(n)) => format!("{} each", logfmt::count(n, "request")),
             _ => String::new(),
         };
+        let who = match s.max_in_flight {
+            Some(bound) => format!("arrivals, at most {bound} in flight"),
+            None => logfmt::count(s.connections as u64, "connection"),
+        };
         writeln!(
             f,
-            "target {}: {}, {limit}, pipeline {}, payload {} B{}{}",
+            "target {}: {who}, {limit}, pipeline {}, payload {} B{}{}",
             s.addr,
-            logfmt::count(s.connections as u64, "connection"),
             s.pipeline,
             s.payload,
             if s.connect_per_request {
@@ -326,8 +346,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "connections  established {}  refused {}  rejected {}  reset {}  idle held {}",
-            c.established, c.refused, c.rejected, c.reset, c.idle_held
+            "connections  established {}  refused {}  rejected {}  reset {}  dropped {}  idle held {}",
+            c.established, c.refused, c.rejected, c.reset, c.dropped, c.idle_held
         )?;
         writeln!(
             f,
@@ -347,8 +367,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}",
-            e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other
+            "errors       mismatch {}  refused {}  rejected {}  reset {}  timeout {}  closed {}  other {}  dropped {}",
+            e.mismatch, e.refused, e.rejected, e.reset, e.timeout, e.closed, e.other, e.dropped
         )?;
         if self.interrupted {
             writeln!(f, "interrupted: the figures cover the run until then")?;
@@ -357,6 +377,11 @@ impl fmt::Display for Report {
             write!(
                 f,
                 "note: closed loop; each connection waits for its replies before sending more"
+            )
+        } else if s.max_in_flight.is_some() {
+            write!(
+                f,
+                "note: open loop; connections arrived on schedule, latency counts from when each was due"
             )
         } else {
             write!(
@@ -373,7 +398,7 @@ pub mod samples {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use super::{Outcome, Report};
+    use super::{About, Outcome, Report};
     use crate::tools::load::counts::Counts;
     use crate::tools::load::series::Slice;
     use crate::tools::load::{Limit, LoadConfig, LoadProtocol};
@@ -396,6 +421,8 @@ pub mod samples {
             rate,
             protocol: LoadProtocol::Ack,
             tls: None,
+            command: Vec::new(),
+            max_in_flight: 1000,
         };
         let thread = || {
             let slices: Vec<Slice> = (0..seconds as u64)
@@ -415,8 +442,17 @@ pub mod samples {
             counts.established = 2;
             Outcome { slices, counts }
         };
+        let about = About {
+            started_at: "2026-12-07T11:20:00Z".to_string(),
+            linepool_version: "9.9.9".to_string(),
+            command: ["linepool", "load", "-d", "3s", "--html", "run <1>.html"]
+                .map(String::from)
+                .to_vec(),
+            host: "bench-host".to_string(),
+        };
         Report::new(
             &config,
+            about,
             vec![thread(), thread()],
             Duration::from_secs(seconds as u64),
             0,
