@@ -318,6 +318,20 @@ fn framed_rejections_are_counted() {
     assert_eq!(count(&report, "/errors/total"), 3);
 }
 
+/// One request is one request, not "1 requests".
+#[test]
+fn one_request_is_said_in_the_singular() {
+    let server = TestServer::default();
+    let port = server.addr.port().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
+        .args(["load", "--port", &port, "-c", "1", "-n", "1"])
+        .output()
+        .expect("run linepool load");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(", 1 request in all,"), "{text}");
+}
+
 /// The text report names every figure.
 #[test]
 fn text_report_names_every_figure() {

@@ -169,7 +169,7 @@ pub fn run_page(report: &Report) -> String {
     };
     let _ = write!(out, "<p class=\"mode\">{}</p>", escape(note));
     let limit = match (s.requests, s.duration_secs, s.requests_per_connection) {
-        (Some(n), _, _) => format!("{n} requests in all"),
+        (Some(n), _, _) => format!("{} in all", linepool::logfmt::count(n, "request")),
         (_, Some(d), _) => format!("{d} s"),
         (_, _, Some(n)) => format!("{n} requests per connection"),
         _ => String::new(),

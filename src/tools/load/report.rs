@@ -318,7 +318,7 @@ impl fmt::Display for Report {
         let l = &self.latency_us;
         let e = &self.errors;
         let limit = match (s.requests, s.duration_secs, s.requests_per_connection) {
-            (Some(n), _, _) => format!("{n} requests in all"),
+            (Some(n), _, _) => format!("{} in all", logfmt::count(n, "request")),
             (_, Some(d), _) => format!("{d} s"),
             (_, _, Some(n)) => format!("{} each", logfmt::count(n, "request")),
             _ => String::new(),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use linepool::logfmt;
 
 use super::{ChatLoad, Tally};
 
@@ -179,8 +180,14 @@ impl fmt::Display for ChatReport {
         let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
         writeln!(
             f,
-            "chat room  {} members over {} addresses, {:.1} s, {} reconnects",
-            self.members, self.targets, secs, self.reconnects
+            "chat room  {} over {}, {:.1} s, {}",
+            logfmt::count(self.members as u64, "member"),
+            match self.targets {
+                1 => "1 address".to_string(),
+                n => format!("{n} addresses"),
+            },
+            secs,
+            logfmt::count(self.reconnects, "reconnect")
         )?;
         writeln!(
             f,
