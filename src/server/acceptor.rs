@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::listen::{ACCEPTED_INHERIT_OPTIONS, Listener};
+use super::threads::run_as_batch;
 use crate::access::{self, AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
 use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
@@ -204,6 +205,19 @@ impl Acceptor {
         // Should the acceptor ever panic, the server stops rather than
         // serve on without accepting.
         let _stop = StopOnPanic(&shutdown);
+        // The acceptor defers to the workers: as a batch thread, its
+        // wake-up for a new client never preempts a worker in the middle of
+        // a turn. Clients that come while the workers run are accepted
+        // together when one pauses (or at the next scheduler tick), so a
+        // busy server pays one switch to the acceptor per batch, not per
+        // connection. Where the policy cannot be had the acceptor runs as
+        // any thread does.
+        if let Err(e) = run_as_batch() {
+            debug!(
+                "acceptor runs without the batch policy error={}",
+                logfmt::error(&e)
+            );
+        }
         let mut events = Events::with_capacity(self.listening.listeners.len() + 1);
         while !shutdown.is_triggered() {
             if let Err(e) = self.listening.poll.poll(&mut events, self.wait())

@@ -15,6 +15,24 @@ use crate::protocol::ChatBus;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
+/// Makes the calling thread a batch thread (Linux's `SCHED_BATCH`, its nice
+/// value unchanged): the scheduler gives it its fair share of the CPU but
+/// never lets its wake-up preempt a running thread. Elsewhere it does
+/// nothing.
+#[allow(unsafe_code)]
+pub(super) fn run_as_batch() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` that outlives the call,
+        // and pid 0 names the calling thread; the call reads nothing else.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Named threads that run until the stop.
 #[derive(Default)]
 pub(super) struct Threads {

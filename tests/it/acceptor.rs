@@ -25,8 +25,27 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The scheduling policy of a process's thread named `name`, field 41 of
+/// its `stat` (`SCHED_BATCH` is 3).
+fn policy_of(pid: u32, name: &str) -> u32 {
+    let task = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter_map(Result::ok)
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|n| n.trim() == name)
+        })
+        .unwrap_or_else(|| panic!("no thread {name}"));
+    let stat = std::fs::read_to_string(task.path().join("stat")).expect("stat");
+    // The name in field 2 is in parentheses and may hold spaces: count
+    // from the closing one, which is followed by field 3.
+    let after = stat.rsplit_once(')').expect("the name's end").1;
+    let policy = after.split_whitespace().nth(41 - 3).expect("field 41");
+    policy.parse().expect("a number")
+}
+
 /// One thread, `linepool-acceptor`, accepts for every listener, beside the
-/// pool's workers.
+/// pool's workers. It is a batch thread, which defers to the workers: its
+/// wake-up never preempts one.
 #[test]
 fn one_named_thread_accepts() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
@@ -48,11 +67,21 @@ fn one_named_thread_accepts() {
         let count = |name: &str| names.iter().filter(|n| *n == name).count();
         assert!(count("linepool-accept") <= 1, "{names:?}");
         if count("linepool-accept") == 1 && count("linepool-worker") == 2 {
-            return;
+            break;
         }
         assert!(Instant::now() < until, "threads {names:?}");
         thread::yield_now();
     }
+    assert_eq!(
+        policy_of(server.pid, "linepool-accept"),
+        3,
+        "not SCHED_BATCH"
+    );
+    assert_eq!(
+        policy_of(server.pid, "linepool-worker"),
+        0,
+        "not SCHED_OTHER"
+    );
 }
 
 /// With `--max-connections 2` in `block` mode, a third client is connected
