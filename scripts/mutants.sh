@@ -39,9 +39,10 @@ files[proxy]="src/proxy.rs";                 tests[proxy]=lib
 files[watchdog]="src/watchdog.rs";           tests[watchdog]=all
 files[conn]="src/conn/mod.rs src/conn/transport.rs"; tests[conn]=all
 files[tls]="src/tls/session.rs";            tests[tls]=all
-files[engine]="src/engine/mod.rs src/engine/door.rs"; tests[engine]=all
+files[engine]="src/engine/mod.rs"; tests[engine]=all
+files[acceptor]="src/server/acceptor.rs"; tests[acceptor]=all
 files[handler]="src/handler/*.rs";           tests[handler]=all
-ORDER="sched gate activity rendezvous framing access proxy watchdog conn tls engine handler"
+ORDER="sched gate activity rendezvous framing access proxy watchdog conn tls engine acceptor handler"
 
 mkdir -p target/mutants
 jobs=${MUTANTS_JOBS:-1}

@@ -39,7 +39,8 @@ pub const NO_REPLY: &str = "the server closed without a reply: is it a TLS port?
 
 /// The error when the TLS handshake met an end of stream, a reset or bytes
 /// that are not TLS: what a plaintext port does with a ClientHello.
-pub const NO_HANDSHAKE: &str = "the server did not answer the TLS handshake: a plaintext port?";
+pub const NO_HANDSHAKE: &str =
+    "the server did not answer the TLS handshake: a plaintext port, or a full one?";
 
 /// Runs a session on `stream`: `input` to the server, the server to
 /// `output`. Returns when the server closes the connection, or when input

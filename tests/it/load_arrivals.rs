@@ -40,6 +40,25 @@ fn syn_sent_to(addr: SocketAddr) -> bool {
         })
 }
 
+/// Without `-n` or `-d` a run is 1,000 arrivals, whatever `-c` says:
+/// arrivals have no connections to multiply a count by.
+#[test]
+fn arrivals_without_a_limit_are_a_thousand() {
+    let server = TestServer::default();
+    for connections in ["1", "3"] {
+        let (output, report) = load(
+            server.addr,
+            &["-R", "5000", "--connect-per-request", "-c", connections],
+        );
+        assert_eq!(output.status.code(), Some(0), "{report}");
+        assert_eq!(
+            count(&report, "/replies"),
+            1000,
+            "-c {connections}: {report}"
+        );
+    }
+}
+
 /// Against a server that keeps up, `-R 200 -d 2s` makes 400 arrivals,
 /// each a connection of its own answered once, about 200 in each second.
 #[test]

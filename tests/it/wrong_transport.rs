@@ -52,7 +52,7 @@ fn a_tls_client_on_a_plaintext_port_is_told_so() {
     assert_eq!(status.code(), Some(1), "{text}");
     assert_eq!(
         text,
-        "linepool: the server did not answer the TLS handshake: a plaintext port?\n"
+        "linepool: the server did not answer the TLS handshake: a plaintext port, or a full one?\n"
     );
 }
 

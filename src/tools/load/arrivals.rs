@@ -41,12 +41,12 @@ pub struct Schedule {
 }
 
 /// The run's arrivals in all: `-n`, or one per `1 / rate` of `-d`
-/// (arrivals at 0, 1/rate, ... up to but not at the end), or the default
-/// requests per connection times the connections.
-pub fn total(limit: Limit, rate: f64, connections: usize) -> u64 {
+/// (arrivals at 0, 1/rate, ... up to but not at the end), or, with
+/// neither, the default count of requests (1,000): arrivals have no
+/// connections to multiply it by, and `-c` plays no part.
+pub fn total(limit: Limit, rate: f64) -> u64 {
     match limit {
-        Limit::Requests(n) => n,
-        Limit::PerConnection(n) => n.saturating_mul(connections.max(1) as u64),
+        Limit::Requests(n) | Limit::PerConnection(n) => n,
         // A duration of a year at most and a finite rate: the product is
         // far from u64's end.
         Limit::Duration(d) => (d.as_secs_f64() * rate).ceil() as u64,
@@ -61,7 +61,7 @@ impl Schedule {
         if !config.connect_per_request {
             return None;
         }
-        let all = total(config.limit, rate, config.connections);
+        let all = total(config.limit, rate);
         Some(Schedule {
             start,
             rate,
@@ -97,7 +97,7 @@ mod tests {
     use super::*;
 
     fn schedule(limit: Limit, rate: f64, lane: Lane, start: Instant) -> Schedule {
-        let all = total(limit, rate, 1);
+        let all = total(limit, rate);
         Schedule {
             start,
             rate,
@@ -113,9 +113,9 @@ mod tests {
     fn arrivals_keep_the_rate_over_the_lanes() {
         let start = Instant::now();
         let limit = Limit::Duration(Duration::from_secs(2));
-        assert_eq!(total(limit, 200.0, 7), 400);
-        assert_eq!(total(Limit::Requests(9), 200.0, 7), 9);
-        assert_eq!(total(Limit::PerConnection(10), 200.0, 3), 30);
+        assert_eq!(total(limit, 200.0), 400);
+        assert_eq!(total(Limit::Requests(9), 200.0), 9);
+        assert_eq!(total(Limit::PerConnection(10), 200.0), 10);
         let mut seen = Vec::new();
         for index in 0..2 {
             let mut lane = schedule(limit, 200.0, Lane { index, of: 2 }, start);

@@ -171,6 +171,9 @@ pub fn run_page(report: &Report) -> String {
     let limit = match (s.requests, s.duration_secs, s.requests_per_connection) {
         (Some(n), _, _) => format!("{} in all", linepool::logfmt::count(n, "request")),
         (_, Some(d), _) => format!("{d} s"),
+        (_, _, Some(n)) if s.max_in_flight.is_some() => {
+            format!("{} in all", linepool::logfmt::count(n, "arrival"))
+        }
         (_, _, Some(n)) => format!("{n} requests per connection"),
         _ => String::new(),
     };

@@ -320,6 +320,9 @@ impl fmt::Display for Report {
         let limit = match (s.requests, s.duration_secs, s.requests_per_connection) {
             (Some(n), _, _) => format!("{} in all", logfmt::count(n, "request")),
             (_, Some(d), _) => format!("{d} s"),
+            (_, _, Some(n)) if s.max_in_flight.is_some() => {
+                format!("{} in all", logfmt::count(n, "arrival"))
+            }
             (_, _, Some(n)) => format!("{} each", logfmt::count(n, "request")),
             _ => String::new(),
         };

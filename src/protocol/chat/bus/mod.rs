@@ -90,6 +90,9 @@ pub(crate) struct Bus {
     /// The highest sequence number of this instance's own that came back
     /// on the subscription.
     own_seen: AtomicU64,
+    /// When a payload of this instance's own last came back on the
+    /// subscription: the proof that it hears the room now.
+    own_heard: Mutex<Option<Instant>>,
     /// The oldest heartbeat published that has not come back yet: its
     /// sequence number and when it went out.
     beat_out: Mutex<Option<(u64, Instant)>>,
@@ -147,6 +150,7 @@ impl Bus {
             hello: AtomicBool::new(false),
             beat_soon: AtomicBool::new(false),
             own_seen: AtomicU64::new(0),
+            own_heard: Mutex::new(None),
             beat_out: Mutex::new(None),
         }))
     }

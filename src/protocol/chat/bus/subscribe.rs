@@ -122,7 +122,15 @@ impl Bus {
                 return Ok(());
             }
             let now = Instant::now();
-            self.expire_peers(now, true);
+            // Only a subscription that hears this instance's own payloads
+            // come back knows that the silent ones are gone from the room.
+            // One on a Redis that stalls (stopped, paused) hears nothing,
+            // and must not free the names of instances that are alive.
+            let hears = self
+                .own_heard
+                .lock()
+                .is_some_and(|at| now.saturating_duration_since(at) < self.own_silence());
+            self.expire_peers(now, hears);
             if self.own_beat_lost(subscribed, now) {
                 return Err(format!(
                     "own heartbeat did not come back within {} ms",
@@ -144,8 +152,9 @@ impl Bus {
     }
 
     /// Forgets the instances silent too long, announcing their members as
-    /// left. With `free` (this instance hears the room, so they are gone
-    /// from it, dead or cut off), the publisher frees their names first:
+    /// left. With `free` (this instance has heard its own payloads come
+    /// back lately, so it hears the room and they are gone from it, dead
+    /// or cut off), the publisher frees their names first:
     /// once the room hears that a member left, its name is free, not for
     /// the rest of the claim's time to live only. A name that the instance
     /// holds again when it comes back is claimed again by its heartbeat.
@@ -183,6 +192,7 @@ impl Bus {
         };
         if envelope.id == self.instance {
             self.own_seen.fetch_max(envelope.seq, Ordering::AcqRel);
+            *self.own_heard.lock() = Some(Instant::now());
             return;
         }
         counters.received.fetch_add(1, Ordering::Relaxed);
