@@ -33,11 +33,7 @@ CLK_TCK=$(getconf CLK_TCK)
 work=$(mktemp -d)
 declare -A pids ports
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_named
   rm -rf "$work"
 }
 trap cleanup EXIT

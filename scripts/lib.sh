@@ -49,6 +49,18 @@ start_named() {
   exit 1
 }
 
+# stop_named: stops every server start_named started (SIGTERM, then
+# waits) and forgets them.
+stop_named() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+  ports=()
+}
+
 # listening_port LOG: waits (up to 10 s) until a server logs "listening on
 # IP:PORT" into LOG and prints the port; fails if none does.
 listening_port() {

@@ -38,16 +38,7 @@ ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)
 declare -A pids ports
-stop_all() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-  ports=()
-}
-trap 'stop_all; rm -rf "$work"' EXIT
+trap 'stop_named; rm -rf "$work"' EXIT
 
 
 load_flags() {
@@ -88,7 +79,7 @@ print(f"{scenario}\t{name}\t{rnd}\t{rate:.0f}\t{us:.3f}\t{errors}")
 ' "$scenario" "$name" "$round" $((after - before)) "$CLK_TCK" <<<"$report" | tee -a "$rounds"
     done
   done
-  stop_all
+  stop_named
 done
 
 python3 - "$rounds" "$servers" <<'EOF'
