@@ -3,7 +3,8 @@
 # reference in bench/tokio-ref) side by side, in one sitting: for each
 # scenario every server is started fresh, pinned to CPU 0 (the load tool to
 # CPU 1) where the machine has two cores, and the rounds alternate between
-# them, so that whatever else the machine does falls on all alike. Each
+# them (in the reverse order every other round), so that whatever else the
+# machine does falls on all alike. Each
 # round records the rate and the server's CPU per reply (utime + stime from
 # /proc/PID/stat over the run). Prints every round, then per scenario the
 # medians and the ratios of the new build to the base (and to tokio).
@@ -62,7 +63,14 @@ for scenario in $SCENARIOS; do
     esac
   done
   for round in $(seq "$ROUNDS"); do
-    for name in $servers; do
+    # Every other round runs the servers in the reverse order, so that
+    # none always comes first or last after a pause.
+    order=$servers
+    if [ $((round % 2)) = 0 ]; then
+      # shellcheck disable=SC2086 # one server a word
+      order=$(printf '%s\n' $servers | tac | tr '\n' ' ')
+    fi
+    for name in $order; do
       before=$(cpu_ticks "${pids[$name]}")
       # shellcheck disable=SC2086 # the flags are meant to split
       report=$("${LOAD_CPU[@]}" "$NEW" load --json --port "${ports[$name]}" -d "${SECS}s" $flags)
