@@ -331,7 +331,7 @@ const BOUNDS: [f64; 15] = [
 ];
 
 /// Upper bounds of the queue-delay buckets, seconds. A connection a leader
-/// serves itself waits about a microsecond; one behind a pool too small
+/// serves itself waits a few microseconds; one behind a pool too small
 /// for its load waits milliseconds to seconds, so the range is wider at
 /// both ends than the service times'.
 const QUEUE_BOUNDS: [f64; 19] = [
