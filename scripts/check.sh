@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check a change must pass before it lands: formatting, lints with
-# warnings as errors, the whole test suite, the loom model checks and the TLS
+# warnings as errors, the whole test suite, the loom model checks, the TLS
 # checks with outside clients (openssl, Python's ssl; installed when
-# missing). CI runs exactly this.
+# missing) and the monitoring rules' promtool tests (promtool installed
+# when missing). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +21,4 @@ if ! command -v openssl >/dev/null; then
   apt-get update -qq && apt-get install -y openssl
 fi
 bash scripts/tls-check.sh
+bash scripts/monitoring-check.sh

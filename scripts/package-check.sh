@@ -86,6 +86,18 @@ bounded bash -c 'source /usr/share/bash-completion/completions/linepool; complet
 [ -f /usr/share/zsh/vendor-completions/_linepool ] || fail "no zsh completion"
 [ -f /usr/share/fish/vendor_completions.d/linepool.fish ] || fail "no fish completion"
 
+step "the monitoring files"
+for file in linepool-alerts.yml linepool-rules.yml linepool-dashboard.json; do
+  [ -f "/usr/share/linepool/monitoring/$file" ] || fail "no /usr/share/linepool/monitoring/$file"
+done
+[ -f /usr/share/doc/linepool/runbook.md ] || fail "no /usr/share/doc/linepool/runbook.md"
+if command -v promtool >/dev/null; then
+  bounded promtool check rules /usr/share/linepool/monitoring/linepool-rules.yml \
+    /usr/share/linepool/monitoring/linepool-alerts.yml
+fi
+python3 -m json.tool /usr/share/linepool/monitoring/linepool-dashboard.json >/dev/null ||
+  fail "the dashboard is not JSON"
+
 step "the linepool user (sysusers)"
 id linepool || fail "no linepool user"
 getent passwd linepool

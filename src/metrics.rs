@@ -31,7 +31,7 @@ use crate::engine::Engine;
 use crate::logfmt;
 use crate::protocol::{ChatBus, ChatBusFigures};
 use crate::shutdown::{Health, Shutdown};
-use crate::stats::{ClientError, ListenerCount, Stats};
+use crate::stats::{ClientError, HistogramSnapshot, ListenerCount, Stats};
 use crate::tls::{Certs, Failure};
 
 /// How long one scrape may take to send its request or read the answer.
@@ -45,6 +45,8 @@ pub(crate) struct Sources {
     pub stats: Arc<Stats>,
     pub engine: Arc<Engine>,
     pub workers: usize,
+    /// The connection limit.
+    pub max_connections: usize,
     pub protocol: ProtocolName,
     pub shutdown: Shutdown,
     /// Connections accepted per listener.
@@ -58,6 +60,7 @@ impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sources")
             .field("workers", &self.workers)
+            .field("max_connections", &self.max_connections)
             .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
@@ -108,6 +111,12 @@ impl Collector for Figures {
             "linepool_connections_open",
             "Connections open now, served or idle.",
             t.open,
+        )?;
+        gauge(
+            &mut encoder,
+            "linepool_max_connections",
+            "Connections the server holds open at most (the connection limit).",
+            s.max_connections as u64,
         )?;
         gauge(
             &mut encoder,
@@ -197,17 +206,17 @@ impl Collector for Figures {
         if let Some(bus) = &s.chat_bus {
             chat_bus(&mut encoder, &bus.figures())?;
         }
-        let mut histogram = encoder.encode_descriptor(
+        histogram(
+            &mut encoder,
+            "linepool_queue_delay_seconds",
+            "Time from the moment a connection has work ready to the moment a worker takes it.",
+            &t.queue_delay,
+        )?;
+        histogram(
+            &mut encoder,
             "linepool_service_seconds",
             "Time from the read that brought a message to the write that answered it.",
-            None,
-            MetricType::Histogram,
-        )?;
-        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            t.service.sum,
-            t.service.count,
-            &t.service.buckets,
-            None,
+            &t.service,
         )
     }
 }
@@ -261,17 +270,11 @@ fn chat_bus(encoder: &mut DescriptorEncoder, f: &ChatBusFigures) -> fmt::Result 
         "Members of the chat room, on every instance, as this one sees it.",
         f.members,
     )?;
-    let mut histogram = encoder.encode_descriptor(
+    histogram(
+        encoder,
         "linepool_chat_bus_delivery_seconds",
         "Time from a line's arrival on another instance to its delivery here.",
-        None,
-        MetricType::Histogram,
-    )?;
-    histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-        f.latency.sum,
-        f.latency.count,
-        &f.latency.buckets,
-        None,
+        &f.latency,
     )
 }
 
@@ -322,6 +325,18 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &HistogramSnapshot,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum, h.count, &h.buckets, None,
+    )
 }
 
 fn gauge_with(

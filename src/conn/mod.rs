@@ -21,7 +21,8 @@ use std::net::Shutdown;
 #[cfg(test)]
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::SockRef;
@@ -57,7 +58,14 @@ pub(crate) struct Conn {
     /// The poller saw the client's end of stream (or an error): a short read
     /// no longer means that everything has been read.
     read_closed: AtomicBool,
-    /// Counts the bytes the client accepts.
+    /// When the connection was made: the origin of `ready_at`.
+    opened: Instant,
+    /// When the connection last had work ready, in nanoseconds after
+    /// `opened`. It is written before the connection goes into the ready
+    /// queue and read after a worker takes it out; the queue's lock orders
+    /// the two, so relaxed loads and stores are enough.
+    ready_at: AtomicU64,
+    /// Counts the bytes the client accepts, and the queue delays.
     stats: Arc<Stats>,
     /// The client address's `--max-per-ip` slot, given back as soon as the
     /// server ends its side of the stream, before the client can see the
@@ -119,6 +127,8 @@ impl Conn {
             activity: Activity::default(),
             sched: Schedule::new(),
             read_closed: AtomicBool::new(false),
+            opened: Instant::now(),
+            ready_at: AtomicU64::new(0),
             stats,
             _guards: guards,
             address_slot: Mutex::new(None),
@@ -159,6 +169,21 @@ impl Conn {
     /// Whether the poller saw the end of the client's stream.
     pub(crate) fn read_closed(&self) -> bool {
         self.read_closed.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the connection has work ready as of `now`: an event
+    /// scheduled it, or its worker is queueing it again.
+    pub(crate) fn queued(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.opened).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        self.ready_at.store(nanos, Ordering::Relaxed);
+    }
+
+    /// A worker starts the connection's turn: counts how long it waited
+    /// for one since [`Conn::queued`].
+    pub(crate) fn taken(&self) {
+        let ready = self.opened + Duration::from_nanos(self.ready_at.load(Ordering::Relaxed));
+        self.stats.queue_delay(ready.elapsed());
     }
 
     /// Sends `replies` (emptying it) after whatever is already waiting, and

@@ -19,6 +19,23 @@ fn fill(conn: &Conn) {
     }
 }
 
+/// A turn's wait counts from the moment its connection was queued, not
+/// from the moment it was made.
+#[test]
+fn a_turn_waits_from_the_moment_it_was_queued() {
+    let (_client, conn) = pair();
+    // The connection's age and then its wait, as the clock shows them.
+    std::thread::sleep(Duration::from_millis(60));
+    conn.queued(Instant::now());
+    std::thread::sleep(Duration::from_millis(5));
+    conn.taken();
+    let waited = conn.stats.interval().queue_mean;
+    assert!(
+        waited >= Duration::from_millis(5) && waited < Duration::from_millis(60),
+        "{waited:?}"
+    );
+}
+
 #[test]
 fn what_the_socket_refuses_waits_and_goes_out_in_order() {
     let (mut client, conn) = pair();

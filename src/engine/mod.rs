@@ -36,7 +36,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{error, warn};
 use mio::unix::SourceFd;
@@ -144,9 +144,14 @@ impl Engine {
     /// closes. Nothing is done to the sockets, so a client's end of stream
     /// still means what it says.
     pub(crate) fn wake_all(&self) {
-        let woken = self
-            .conns
-            .copy_out(|served| served.conn.sched.notify().then(|| served.clone()));
+        let now = Instant::now();
+        let woken = self.conns.copy_out(|served| {
+            let woken = served.conn.sched.notify();
+            woken.then(|| {
+                served.conn.queued(now);
+                served.clone()
+            })
+        });
         self.workers.queue(woken);
         // The leader, waiting in the poller, comes back and serves too.
         if let Err(e) = self.waker.wake() {
@@ -200,6 +205,9 @@ impl Engine {
             // and carry on rather than lose the server.
             error!("poll failed error={}", logfmt::error(&e));
         }
+        // One clock read for the whole batch: the queue delay of each
+        // connection it schedules counts from here.
+        let now = Instant::now();
         let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
             let ended = e.is_read_closed() || e.is_error();
             (e.token().0 as u64, ended)
@@ -209,6 +217,7 @@ impl Engine {
                 served.conn.set_read_closed();
             }
             if served.conn.sched.notify() {
+                served.conn.queued(now);
                 woken.push(served.clone());
             }
         });
@@ -221,6 +230,7 @@ impl Engine {
     /// or closes it.
     fn serve(&self, served: Arc<Served>, out: &mut Vec<u8>) {
         served.conn.sched.start();
+        served.conn.taken();
         let turn = {
             let mut handler = served.handler.lock();
             match panic::catch_unwind(AssertUnwindSafe(|| handler.turn(out))) {
@@ -256,6 +266,7 @@ impl Engine {
     /// Puts a connection at the back of the ready queue. This worker takes
     /// from the queue next, so nobody needs waking.
     fn requeue(&self, served: Arc<Served>) {
+        served.conn.queued(Instant::now());
         self.workers.requeue(served);
     }
 

@@ -375,6 +375,7 @@ impl Server {
                 stats: stats.clone(),
                 engine: engine.clone(),
                 workers: config.workers,
+                max_connections: config.max_connections,
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
                 listeners: counts.clone(),

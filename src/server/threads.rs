@@ -92,10 +92,12 @@ pub(super) fn report_stats(
             (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
         let bus = chat_bus.map(|bus| format!(" {}", bus.figures()));
         info!(
-            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
+            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} queue_mean_us={:.1} queue_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
             s.summary.lines,
             s.service_mean.as_secs_f64() * 1e6,
             s.service_p99.as_secs_f64() * 1e6,
+            s.queue_mean.as_secs_f64() * 1e6,
+            s.queue_p99.as_secs_f64() * 1e6,
             s.open,
             engine.ready(),
             s.summary.rejected,

@@ -30,6 +30,8 @@ pub struct Stats {
     service: ServiceTimes,
     /// Service times since the start, for the metrics endpoint.
     service_total: Buckets,
+    /// How long ready connections waited for a worker.
+    queue_delay: QueueDelays,
     /// Warnings about clients: at most ten a second.
     pub client_warnings: RateLimit,
 }
@@ -108,6 +110,13 @@ impl Stats {
         }
     }
 
+    /// Counts one turn that a worker started `waited` after its
+    /// connection had work ready.
+    pub fn queue_delay(&self, waited: Duration) {
+        self.queue_delay.interval.record(waited, 1);
+        self.queue_delay.total.record(waited, 1);
+    }
+
     /// Counts bytes read from clients.
     pub fn received(&self, bytes: u64) {
         if bytes > 0 {
@@ -175,6 +184,7 @@ impl Stats {
             client_errors: ClientError::ALL.map(|k| load(&self.client_errors[k as usize])),
             tls_failures: Failure::ALL.map(|f| load(&self.tls_failures[f.index()])),
             service: self.service_total.snapshot(),
+            queue_delay: self.queue_delay.total.snapshot(),
         }
     }
 
@@ -204,15 +214,19 @@ impl Stats {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// A snapshot for the periodic stats line. Service times are taken and
-    /// reset, so each line covers only its own interval.
+    /// A snapshot for the periodic stats line. Service times and queue
+    /// delays are taken and reset, so each line covers only its own
+    /// interval.
     pub fn interval(&self) -> Interval {
         let (service_mean, service_p99) = self.service.take();
+        let (queue_mean, queue_p99) = self.queue_delay.interval.take();
         Interval {
             summary: self.summary(),
             open: self.open(),
             service_mean,
             service_p99,
+            queue_mean,
+            queue_p99,
         }
     }
 }
@@ -294,9 +308,11 @@ pub struct Totals {
     pub tls_failures: [u64; Failure::ALL.len()],
     /// Service times, when measured.
     pub service: HistogramSnapshot,
+    /// How long ready connections waited for a worker.
+    pub queue_delay: HistogramSnapshot,
 }
 
-/// Cumulative service times: per-bucket counts (bucket upper bounds in
+/// Cumulative times: per-bucket counts (bucket upper bounds in
 /// seconds, the last one infinite), their sum in seconds, and their count.
 #[derive(Clone, Debug, Default)]
 pub struct HistogramSnapshot {
@@ -314,22 +330,52 @@ const BOUNDS: [f64; 15] = [
     250e-3, 1.0,
 ];
 
+/// Upper bounds of the queue-delay buckets, seconds. A connection a leader
+/// serves itself waits a few microseconds; one behind a pool too small
+/// for its load waits milliseconds to seconds, so the range is wider at
+/// both ends than the service times'.
+const QUEUE_BOUNDS: [f64; 19] = [
+    1e-6, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+    50e-3, 100e-3, 250e-3, 1.0, 2.5, 5.0,
+];
+
 /// A lock-free cumulative histogram with fixed buckets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Buckets {
-    counts: [AtomicU64; BOUNDS.len() + 1],
+    /// Upper bounds, seconds; the infinite one is implied.
+    bounds: &'static [f64],
+    /// One count more than `bounds`: the last is above every bound.
+    counts: Box<[AtomicU64]>,
     sum_nanos: AtomicU64,
     count: AtomicU64,
 }
 
+/// The service-time buckets, which the chat bus's delivery times share.
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets::new(&BOUNDS)
+    }
+}
+
 impl Buckets {
+    /// An empty histogram with these upper bounds, in seconds.
+    fn new(bounds: &'static [f64]) -> Self {
+        Buckets {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     /// Counts `weight` times of `time`.
     pub(crate) fn record(&self, time: Duration, weight: u64) {
         let secs = time.as_secs_f64();
-        let i = BOUNDS
+        let i = self
+            .bounds
             .iter()
             .position(|b| secs <= *b)
-            .unwrap_or(BOUNDS.len());
+            .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(weight, Ordering::Relaxed);
         let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos
@@ -339,7 +385,8 @@ impl Buckets {
 
     /// The counts so far.
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
-        let buckets = BOUNDS
+        let buckets = self
+            .bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
@@ -365,6 +412,11 @@ pub struct Interval {
     pub service_mean: Duration,
     /// 99th-percentile service time over the interval, to within 1/8.
     pub service_p99: Duration,
+    /// Mean time ready connections waited for a worker over the interval
+    /// (zero when no turn started).
+    pub queue_mean: Duration,
+    /// 99th-percentile wait for a worker over the interval, to within 1/8.
+    pub queue_p99: Duration,
 }
 
 /// Sub-buckets per power of two: service times are placed to within 1/8.
@@ -372,7 +424,27 @@ const SUB_BITS: u32 = 3;
 const SUB: u64 = 1 << SUB_BITS;
 const BUCKETS: usize = (64 * SUB) as usize;
 
-/// A lock-free log-linear histogram of service times in nanoseconds.
+/// Queue delays, from the moment a connection has work ready (an event
+/// scheduled it, or its worker queued it again) to the moment a worker
+/// starts its turn: per interval for the stats line, since the start for
+/// the metrics endpoint.
+#[derive(Debug)]
+struct QueueDelays {
+    interval: ServiceTimes,
+    total: Buckets,
+}
+
+impl Default for QueueDelays {
+    fn default() -> Self {
+        QueueDelays {
+            interval: ServiceTimes::default(),
+            total: Buckets::new(&QUEUE_BOUNDS),
+        }
+    }
+}
+
+/// A lock-free log-linear histogram of times in nanoseconds (service times,
+/// queue delays), for the stats line's mean and 99th percentile.
 #[derive(Debug)]
 struct ServiceTimes {
     buckets: Box<[AtomicU64]>,

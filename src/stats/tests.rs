@@ -64,3 +64,27 @@ fn the_open_gauge_follows_a_connection() {
     drop(open);
     assert_eq!((stats.open(), stats.summary().connections), (0, 1));
 }
+
+#[test]
+fn queue_delays_reach_the_stats_line_and_the_metrics_buckets() {
+    let stats = Stats::default();
+    stats.queue_delay(Duration::from_nanos(800));
+    stats.queue_delay(Duration::from_secs(3));
+    let t = stats.totals();
+    assert_eq!(t.queue_delay.count, 2);
+    assert_eq!(t.queue_delay.buckets[0], (1e-6, 1));
+    assert_eq!(t.queue_delay.buckets.last(), Some(&(f64::INFINITY, 0)));
+    assert_eq!(
+        t.queue_delay.buckets.iter().find(|(b, _)| *b == 5.0),
+        Some(&(5.0, 1))
+    );
+    // The service times are apart.
+    assert_eq!(t.service.count, 0);
+    let i = stats.interval();
+    assert_eq!(
+        i.queue_mean,
+        Duration::from_nanos((800 + 3_000_000_000) / 2)
+    );
+    assert!(i.queue_p99 >= Duration::from_secs(3), "{:?}", i.queue_p99);
+    assert_eq!(stats.interval().queue_mean, Duration::ZERO);
+}

@@ -260,6 +260,8 @@ fn stats_interval_logs_the_server_figures() {
         "lines_per_sec=",
         "service_mean_us=",
         "service_p99_us=",
+        "queue_mean_us=",
+        "queue_p99_us=",
         "open=1",
         "ready=0",
         "rejected=0",

@@ -17,6 +17,7 @@ mod load;
 mod load_arrivals;
 mod load_files;
 mod metrics;
+mod monitoring;
 mod open_files;
 mod overload;
 mod pki;

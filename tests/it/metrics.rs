@@ -114,6 +114,42 @@ fn metrics_count_what_happened() {
     drop(client);
 }
 
+/// Every turn a worker starts counts its wait for the worker in
+/// `linepool_queue_delay_seconds`, whose buckets run from 1 µs to 5 s, and
+/// `linepool_max_connections` is the connection limit.
+#[test]
+fn turns_count_their_queue_delay_and_the_limit_is_exported() {
+    let (server, metrics) = server_with_metrics(&["--workers", "1", "--max-connections", "7"]);
+    let before = scrape(metrics);
+    assert_eq!(before["linepool_max_connections"], 7.0);
+    assert_eq!(before["linepool_queue_delay_seconds_count"], 0.0);
+    let mut client = server.connect();
+    for line in ["one", "two", "three"] {
+        client.send_line(line);
+        client.expect(&format!("ACK: {line}\n"));
+    }
+    // Each line waited for its reply, so each came in an event of its own
+    // and had a turn of its own; the connection's first turn (it is
+    // writable at once) may be one more.
+    let after = scrape_until(metrics, |m| m["linepool_queue_delay_seconds_count"] >= 3.0);
+    let count = after["linepool_queue_delay_seconds_count"];
+    assert!(count >= 3.0, "{count} turns counted");
+    assert_eq!(
+        after[r#"linepool_queue_delay_seconds_bucket{le="+Inf"}"#],
+        count
+    );
+    assert!(
+        after.contains_key(r#"linepool_queue_delay_seconds_bucket{le="0.000001"}"#),
+        "{after:?}"
+    );
+    assert!(
+        after.contains_key(r#"linepool_queue_delay_seconds_bucket{le="5.0"}"#),
+        "{after:?}"
+    );
+    assert!(after["linepool_queue_delay_seconds_sum"] >= 0.0);
+    drop(client);
+}
+
 /// `/healthz` says `ok` while serving and `draining` (503) while draining;
 /// other paths are 404.
 #[test]
