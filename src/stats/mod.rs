@@ -347,7 +347,6 @@ pub(crate) struct Buckets {
     /// One count more than `bounds`: the last is above every bound.
     counts: Box<[AtomicU64]>,
     sum_nanos: AtomicU64,
-    count: AtomicU64,
 }
 
 /// The service-time buckets, which the chat bus's delivery times share.
@@ -364,28 +363,24 @@ impl Buckets {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
         }
     }
 
     /// Counts `weight` times of `time`.
     pub(crate) fn record(&self, time: Duration, weight: u64) {
+        // Two atomic adds a record, on every turn's path: the count is the
+        // buckets' sum, taken when read.
         let secs = time.as_secs_f64();
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(self.bounds.len());
+        let i = self.bounds.partition_point(|b| *b < secs);
         self.counts[i].fetch_add(weight, Ordering::Relaxed);
         let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos
             .fetch_add(nanos.saturating_mul(weight), Ordering::Relaxed);
-        self.count.fetch_add(weight, Ordering::Relaxed);
     }
 
     /// The counts so far.
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
-        let buckets = self
+        let buckets: Vec<(f64, u64)> = self
             .bounds
             .iter()
             .copied()
@@ -394,9 +389,9 @@ impl Buckets {
             .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
             .collect();
         HistogramSnapshot {
+            count: buckets.iter().map(|&(_, n)| n).sum(),
             buckets,
             sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            count: self.count.load(Ordering::Relaxed),
         }
     }
 }
@@ -448,7 +443,6 @@ impl Default for QueueDelays {
 #[derive(Debug)]
 struct ServiceTimes {
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     total_nanos: AtomicU64,
 }
 
@@ -456,7 +450,6 @@ impl Default for ServiceTimes {
     fn default() -> Self {
         ServiceTimes {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             total_nanos: AtomicU64::new(0),
         }
     }
@@ -464,9 +457,9 @@ impl Default for ServiceTimes {
 
 impl ServiceTimes {
     fn record(&self, time: Duration, weight: u64) {
+        // As for `Buckets`: the count is the buckets' sum.
         let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket(nanos)].fetch_add(weight, Ordering::Relaxed);
-        self.count.fetch_add(weight, Ordering::Relaxed);
         self.total_nanos
             .fetch_add(nanos.saturating_mul(weight), Ordering::Relaxed);
     }
@@ -478,10 +471,9 @@ impl ServiceTimes {
             .iter()
             .map(|b| b.swap(0, Ordering::Relaxed))
             .collect();
-        let count = self.count.swap(0, Ordering::Relaxed);
         let total = self.total_nanos.swap(0, Ordering::Relaxed);
         let seen: u64 = counts.iter().sum();
-        if seen == 0 || count == 0 {
+        if seen == 0 {
             return (Duration::ZERO, Duration::ZERO);
         }
         let rank = seen.saturating_mul(99).div_ceil(100);
@@ -495,7 +487,7 @@ impl ServiceTimes {
             })
             .unwrap_or(u64::MAX);
         (
-            Duration::from_nanos(total / count),
+            Duration::from_nanos(total / seen),
             Duration::from_nanos(p99),
         )
     }
