@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v promtool >/dev/null; then
-  apt-get install -y prometheus || { apt-get update && apt-get install -y prometheus; }
+  apt-get install -y --no-install-recommends prometheus ||
+    { apt-get update && apt-get install -y --no-install-recommends prometheus; }
 fi
 
 dir=dist/monitoring
