@@ -4,7 +4,7 @@
 //! an accept back-off ends and every listener is served again.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -110,6 +110,77 @@ fn a_client_over_the_limit_waits_in_the_backlog_then_is_served_in_full() {
     server.wait_log(&accepted);
 }
 
+/// The address of a listener after the first, from its startup line.
+fn second_listener(server: &mut BinServer) -> SocketAddr {
+    let line = server.wait_log("also listening on ");
+    line.split("also listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the second listener's address")
+        .parse()
+        .expect("an address")
+}
+
+/// A flood on one listener does not starve another: with a long backlog
+/// on the first (the acceptor waiting on a full gate meanwhile), a client
+/// of the second is accepted after one batch of the first's, not after
+/// all of them.
+#[test]
+fn a_flooded_listener_does_not_starve_another() {
+    const HELD: usize = 100;
+    const FLOOD: usize = 250;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_linepool"));
+    command.args([
+        "serve",
+        "--log-level",
+        "debug",
+        "--listen",
+        "127.0.0.1:0,127.0.0.1:0",
+    ]);
+    command.args([
+        "--max-connections",
+        &HELD.to_string(),
+        "--overload",
+        "block",
+    ]);
+    let mut server = BinServer::spawn(command);
+    let other = second_listener(&mut server);
+    // Every slot taken: from here on the acceptor waits on the gate.
+    let mut held: Vec<Client> = (0..HELD).map(|_| server.connect()).collect();
+    for client in &mut held {
+        client.send_line("x");
+        client.expect("ACK: x\n");
+    }
+    // A backlog on the first listener of clients that leave at once, then
+    // one client on the second.
+    let flood: Vec<String> = (0..FLOOD)
+        .map(|_| {
+            let client = TcpStream::connect(server.addr).expect("connect");
+            client.local_addr().expect("local address").to_string()
+        })
+        .collect();
+    let mut lone = Client::connect(other);
+    let lone_peer = lone.stream.local_addr().expect("local address");
+    lone.send_line("b");
+    held.clear();
+    lone.expect("ACK: b\n");
+    let connected = |peer: &str| format!("client connected peer={peer} ");
+    let last = connected(flood.last().expect("a flood"));
+    server.wait_until(|seen| seen.iter().any(|l| l.contains(&last)));
+    let at = |needle: &str| server.seen.iter().position(|l| l.contains(needle));
+    let lone_at = at(&connected(&lone_peer.to_string())).expect("the lone client");
+    let before = flood
+        .iter()
+        .filter(|peer| at(&connected(peer)).is_some_and(|i| i < lone_at))
+        .count();
+    // One batch of 64 in the round the gate frees, one more in the next at
+    // most, whichever listener that round starts with.
+    assert!(
+        before <= 2 * 64,
+        "{before} of the flood were accepted first"
+    );
+}
+
 /// A stop ends the acceptor's wait for a slot at once: the server stops,
 /// and the client it was waiting to accept is refused, never served.
 #[test]
@@ -178,14 +249,7 @@ fn after_a_back_off_every_listener_is_served() {
         env!("CARGO_BIN_EXE_linepool"),
     ]);
     let mut server = BinServer::spawn(command);
-    let line = server.wait_log("also listening on ");
-    let other = line
-        .split("also listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the second listener's address")
-        .parse()
-        .expect("an address");
+    let other = second_listener(&mut server);
     let flood: Vec<Client> = (0..40).map(|_| server.connect()).collect();
     server.wait_log("accept failed, backing off");
     let mut client = Client::connect(other);
