@@ -21,6 +21,8 @@ pub const DEFAULT_IDLE_SECS: u64 = 300;
 /// Default file mode of the `--unix` socket: the owner and its group may
 /// connect.
 pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+/// The admin console socket's default file mode: the server's user alone.
+pub const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
 /// Default time a stop waits for clients that do not read their last
 /// replies, in seconds.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
@@ -82,9 +84,13 @@ pub struct Config {
     pub unix: Option<PathBuf>,
     /// The file mode of the `unix` socket.
     pub unix_mode: u32,
-    /// User ids that may stop the server from the Unix socket; `None`: the
-    /// server's own (effective) user id and root.
+    /// User ids that may stop the server from the Unix socket, and use the
+    /// admin console; `None`: the server's own (effective) user id and root.
     pub admin_uids: Option<Vec<u32>>,
+    /// The admin console's Unix socket (docs/console.md), if any.
+    pub admin_socket: Option<PathBuf>,
+    /// The file mode of the `admin_socket`.
+    pub admin_socket_mode: u32,
     /// Threads that run protocol code (at least 1).
     pub workers: usize,
     /// Connections open at once, served or idle (at least 1).
@@ -212,6 +218,8 @@ impl Default for Config {
             unix: None,
             unix_mode: DEFAULT_UNIX_MODE,
             admin_uids: None,
+            admin_socket: None,
+            admin_socket_mode: DEFAULT_ADMIN_SOCKET_MODE,
             workers: default_workers(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             overload: Overload::Block,

@@ -43,8 +43,8 @@
 //!   the ready queue and the workers' rendezvous).
 //! - `watchdog` (the idle scan), `agent` (the HAProxy agent port), `metrics`
 //!   (Prometheus and `/healthz`).
-//! - [`server`]: binding, the acceptor thread, the running server and its stop
-//!   sequence.
+//! - [`server`]: binding, the acceptor thread, the admin console, the
+//!   running server and its stop sequence.
 //!
 //! The library installs no logger and no signal handler; the `linepool`
 //! binary does. The load generator and the client are the binary's too.

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(&args, &cli::serve_settings(&matches)),
         Command::Load(args) => cli::load::run(&args),
         Command::Client(args) => cli::client::run(&args),
+        Command::Admin(args) => cli::admin::run(&args),
         Command::Completions(args) => cli::dist::completions(&args),
         Command::GenerateDist(args) => cli::dist::generate(&args),
     }

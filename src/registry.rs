@@ -41,6 +41,11 @@ impl<T> Registry<T> {
         self.live.lock().insert(id, entry);
     }
 
+    /// The entry under `id`, if it is live.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<T>> {
+        self.live.lock().get(&id).cloned()
+    }
+
     /// Removes an entry; returns it if it was there.
     pub(crate) fn remove(&self, id: u64) -> Option<Arc<T>> {
         self.live.lock().remove(&id)

@@ -16,6 +16,9 @@ _linepool() {
             ",$1")
                 cmd="linepool"
                 ;;
+            linepool,admin)
+                cmd="linepool__subcmd__admin"
+                ;;
             linepool,client)
                 cmd="linepool__subcmd__client"
                 ;;
@@ -33,6 +36,9 @@ _linepool() {
                 ;;
             linepool,serve)
                 cmd="linepool__subcmd__serve"
+                ;;
+            linepool__subcmd__help,admin)
+                cmd="linepool__subcmd__help__subcmd__admin"
                 ;;
             linepool__subcmd__help,client)
                 cmd="linepool__subcmd__help__subcmd__client"
@@ -74,12 +80,30 @@ _linepool() {
 
     case "${cmd}" in
         linepool)
-            opts="-h -V --help --version serve load client completions generate-dist help"
+            opts="-h -V --help --version serve load client admin completions generate-dist help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__admin)
+            opts="-h --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -162,8 +186,22 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__help)
-            opts="serve load client completions generate-dist help"
+            opts="serve load client admin completions generate-dist help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        linepool__subcmd__help__subcmd__admin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -452,7 +490,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__serve)
-            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --tls-cert --tls-key --tls-client-ca --tls-client-auth --tls-min-version --tls-handshake-timeout --admin-cert --check --log-level --listen --unix --unix-mode --admin-uid --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
+            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --tls-cert --tls-key --tls-client-ca --tls-client-auth --tls-min-version --tls-handshake-timeout --admin-cert --check --log-level --listen --unix --unix-mode --admin-uid --admin-socket --admin-socket-mode --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -575,6 +613,14 @@ _linepool() {
                     return 0
                     ;;
                 --admin-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-socket-mode)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -29,6 +29,7 @@ complete -c linepool -n "__fish_linepool_needs_command" -s V -l version -d 'Prin
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "serve" -d 'Serve the line protocol: every line gets `ACK: <line>` back'
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "load" -d 'Drive load against a running server, checking every reply'
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "client" -d 'Talk to a server: input lines go out, what it sends is printed'
+complete -c linepool -n "__fish_linepool_needs_command" -f -a "admin" -d 'Send one command to a running server\'s admin console (`serve --admin-socket`): `show info`, `show conns`, `kill ID`, `pause`, `resume`, `reload`, `stop`'
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "completions" -d 'Print a shell\'s completion script (`linepool completions bash`)'
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "generate-dist" -d 'Write the man pages and completions into a folder (for packaging)'
 complete -c linepool -n "__fish_linepool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -71,7 +72,9 @@ trace\t''"
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l listen -d 'Listen on ADDR:PORT, IPv4 or IPv6 (`0.0.0.0:8000`, `[::]:8000`); may be given several times, or as a comma-separated list. Instead of --host and --port' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix -d 'Also listen on a Unix domain socket at PATH (a stale socket file is replaced; one a running server holds is refused). Its clients may stop the server by user id (--admin-uid). Plaintext only: refused with --tls-cert' -r -F
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l unix-mode -d 'The file mode of the --unix socket, in octal' -r
-complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-uid -d 'User ids that may stop the server from the --unix socket (comma-separated) [default: the server\'s own and root]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-uid -d 'User ids that may stop the server from the --unix socket, and use the --admin-socket console (comma-separated) [default: the server\'s own and root]' -r
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-socket -d 'Serve the admin console on a Unix socket at PATH (a stale socket file is replaced; one a running server holds is refused): `show info`, `show conns`, `kill ID`, `pause`, `resume`, `reload`, `stop`, one line a command (`linepool admin`). Only --admin-uid may use it' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand serve" -l admin-socket-mode -d 'The file mode of the --admin-socket, in octal' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-bus -d '`chat`: share the room with every instance on this Redis (`redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`). Redis away costs only the wider room: the local one goes on' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-room -d '`chat` with --chat-bus: the room\'s name; instances share a room only if they give the same name' -r
 complete -c linepool -n "__fish_linepool_using_subcommand serve" -l chat-heartbeat -d 'Time between two heartbeats on the chat bus (tests shorten it)' -r
@@ -126,12 +129,15 @@ complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-key -d 
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls-server-name -d 'The name the server\'s certificate must carry [default: --host]' -r
 complete -c linepool -n "__fish_linepool_using_subcommand client" -l tls -d 'Speak TLS, verifying the server\'s certificate (against --tls-ca, or the system\'s roots)'
 complete -c linepool -n "__fish_linepool_using_subcommand client" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c linepool -n "__fish_linepool_using_subcommand admin" -l socket -d 'The server\'s admin console socket (`serve --admin-socket`)' -r -F
+complete -c linepool -n "__fish_linepool_using_subcommand admin" -s h -l help -d 'Print help'
 complete -c linepool -n "__fish_linepool_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c linepool -n "__fish_linepool_using_subcommand generate-dist" -s h -l help -d 'Print help'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "serve" -d 'Serve the line protocol: every line gets `ACK: <line>` back'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "load" -d 'Drive load against a running server, checking every reply'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "client" -d 'Talk to a server: input lines go out, what it sends is printed'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "completions" -d 'Print a shell\'s completion script (`linepool completions bash`)'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "generate-dist" -d 'Write the man pages and completions into a folder (for packaging)'
-complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client completions generate-dist help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "serve" -d 'Serve the line protocol: every line gets `ACK: <line>` back'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "load" -d 'Drive load against a running server, checking every reply'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "client" -d 'Talk to a server: input lines go out, what it sends is printed'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "admin" -d 'Send one command to a running server\'s admin console (`serve --admin-socket`): `show info`, `show conns`, `kill ID`, `pause`, `resume`, `reload`, `stop`'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "completions" -d 'Print a shell\'s completion script (`linepool completions bash`)'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "generate-dist" -d 'Write the man pages and completions into a folder (for packaging)'
+complete -c linepool -n "__fish_linepool_using_subcommand help; and not __fish_seen_subcommand_from serve load client admin completions generate-dist help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c linepool -n "__fish_linepool_using_subcommand help; and __fish_seen_subcommand_from load" -f -a "compare" -d 'Set load reports (`--json` output) side by side: rates and percentiles with their ratios to the first'

@@ -16,6 +16,7 @@
 //! - [`dist`]: man pages and completions made from this definition.
 
 mod activation;
+pub mod admin;
 pub mod client;
 pub mod compare;
 pub mod dist;
@@ -59,6 +60,10 @@ pub enum Command {
     Load(load::Args),
     /// Talk to a server: input lines go out, what it sends is printed.
     Client(client::Args),
+    /// Send one command to a running server's admin console
+    /// (`serve --admin-socket`): `show info`, `show conns`, `kill ID`,
+    /// `pause`, `resume`, `reload`, `stop`.
+    Admin(admin::Args),
     /// Print a shell's completion script (`linepool completions bash`).
     Completions(dist::CompletionsArgs),
     /// Write the man pages and completions into a folder (for packaging).

@@ -240,11 +240,23 @@ pub struct Args {
     #[arg(env = "LINEPOOL_UNIX_MODE")]
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = file_mode)]
     unix_mode: u32,
-    /// User ids that may stop the server from the --unix socket
-    /// (comma-separated) [default: the server's own and root].
+    /// User ids that may stop the server from the --unix socket, and use
+    /// the --admin-socket console (comma-separated) [default: the
+    /// server's own and root].
     #[arg(env = "LINEPOOL_ADMIN_UID")]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     admin_uid: Vec<u32>,
+    /// Serve the admin console on a Unix socket at PATH (a stale socket
+    /// file is replaced; one a running server holds is refused): `show
+    /// info`, `show conns`, `kill ID`, `pause`, `resume`, `reload`, `stop`,
+    /// one line a command (`linepool admin`). Only --admin-uid may use it.
+    #[arg(env = "LINEPOOL_ADMIN_SOCKET")]
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
+    /// The file mode of the --admin-socket, in octal.
+    #[arg(env = "LINEPOOL_ADMIN_SOCKET_MODE")]
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = file_mode)]
+    admin_socket_mode: u32,
     /// `chat`: share the room with every instance on this Redis
     /// (`redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`).
     /// Redis away costs only the wider room: the local one goes on.
@@ -297,6 +309,8 @@ impl Args {
             unix: self.unix.clone(),
             unix_mode: self.unix_mode,
             admin_uids: Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty()),
+            admin_socket: self.admin_socket.clone(),
+            admin_socket_mode: self.admin_socket_mode,
             chat_bus: self.chat_bus.as_ref().map(|url| ChatBus {
                 room: self.chat_room.clone(),
                 heartbeat: self.chat_heartbeat,

@@ -58,6 +58,8 @@ pub(crate) struct Conn {
     /// The poller saw the client's end of stream (or an error): a short read
     /// no longer means that everything has been read.
     read_closed: AtomicBool,
+    /// An operator closed it (the admin console's `kill`).
+    killed: AtomicBool,
     /// When the connection was made: the origin of `ready_at`.
     opened: Instant,
     /// When the connection last had work ready, in nanoseconds after
@@ -127,6 +129,7 @@ impl Conn {
             activity: Activity::default(),
             sched: Schedule::new(),
             read_closed: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
             opened: Instant::now(),
             ready_at: AtomicU64::new(0),
             stats,
@@ -228,7 +231,6 @@ impl Conn {
     }
 
     /// Bytes waiting for the client to read them.
-    #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         self.outbox.lock().len()
     }
@@ -258,6 +260,23 @@ impl Conn {
                 Delivery::Dropped(waiting)
             }
         }
+    }
+
+    /// Closes the connection for an operator: its socket is shut down, so
+    /// its worker wakes, and the turn ends it as killed.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kick();
+    }
+
+    /// Whether an operator closed the connection.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// How long ago the connection was made.
+    pub(crate) fn age(&self) -> Duration {
+        self.opened.elapsed()
     }
 
     /// Disconnects the client: its worker wakes to a dead socket and closes.

@@ -24,6 +24,8 @@ pub(super) enum End {
     StopServer,
     /// The server is stopping.
     Stopping,
+    /// An operator closed it (the admin console's `kill`).
+    Killed,
     TooLong,
     InvalidUtf8,
     /// The input ended inside a length-prefixed message.
@@ -48,6 +50,7 @@ impl End {
             End::Closed => "closed",
             End::StopServer => "stop_server",
             End::Stopping => "server_stopping",
+            End::Killed => "killed",
             End::TooLong => "too_long",
             End::InvalidUtf8 => "invalid_utf8",
             End::Truncated => "truncated",
@@ -89,7 +92,7 @@ impl ClientHandler {
             end.reason(),
             logfmt::Field("listener", self.listener.as_deref())
         );
-        if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer = end {
+        if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer | End::Killed = end {
             return;
         }
         // Everything else is a warning about this client: rate-limited.
@@ -122,7 +125,7 @@ impl ClientHandler {
             End::TooManyFromAddress => {
                 warn!("too many connections from one address, rejecting peer={peer}")
             }
-            End::ClientLeft | End::Closed | End::Stopping | End::StopServer => {}
+            End::ClientLeft | End::Closed | End::Stopping | End::StopServer | End::Killed => {}
         });
     }
 }

@@ -281,6 +281,16 @@ impl ClientHandler {
         self
     }
 
+    /// The name of the listener the client came in on, once accepted.
+    pub(crate) fn listener_name(&self) -> Option<&str> {
+        self.listener.as_deref()
+    }
+
+    /// Messages answered so far.
+    pub(crate) fn messages(&self) -> u64 {
+        self.answered + self.unreported
+    }
+
     /// Who the client is: its address, or its user id over a Unix socket.
     pub fn peer(&self) -> Peer {
         self.client
@@ -296,6 +306,12 @@ impl ClientHandler {
     pub(crate) fn turn(&mut self, out: &mut Vec<u8>) -> Turn {
         let result = loop {
             break match self.phase {
+                // An operator closed it: whatever it was doing ends here.
+                Phase::Header | Phase::Handshake | Phase::Fresh | Phase::Open
+                    if self.conn.is_killed() =>
+                {
+                    Err(End::Killed)
+                }
                 // A connection still without its header or its handshake
                 // has nothing to answer.
                 Phase::Header | Phase::Handshake if self.shutdown.is_triggered() => {

@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::net::Shutdown as Direction;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -60,6 +61,36 @@ pub(super) struct Listening {
     listeners: Vec<Listener>,
     poll: Poll,
     waker: Arc<Waker>,
+    control: Arc<Control>,
+}
+
+/// What others may ask of the running acceptor: to stop accepting for a
+/// while (the admin console's `pause`) and to go on (`resume`).
+pub(crate) struct Control {
+    paused: AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl Control {
+    /// Stops accepting: new clients wait in the kernel's backlogs, as with
+    /// a full gate in `block` mode. Returns whether it was accepting.
+    pub(crate) fn pause(&self) -> bool {
+        !self.paused.swap(true, Ordering::AcqRel)
+    }
+
+    /// Accepts again, the backlogs first. Returns whether it was paused.
+    pub(crate) fn resume(&self) -> bool {
+        let was = self.paused.swap(false, Ordering::AcqRel);
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the acceptor error={}", logfmt::error(&e));
+        }
+        was
+    }
+
+    /// Whether the acceptor is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
 }
 
 impl Listening {
@@ -76,16 +107,26 @@ impl Listening {
             )?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let control = Arc::new(Control {
+            paused: AtomicBool::new(false),
+            waker: waker.clone(),
+        });
         Ok(Listening {
             listeners,
             poll,
             waker,
+            control,
         })
     }
 
     /// Every listener, in the order the acceptor takes them.
     pub(super) fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+
+    /// Pause and resume for the running acceptor.
+    pub(super) fn control(&self) -> Arc<Control> {
+        self.control.clone()
     }
 
     /// Has `shutdown` end the acceptor's wait in the poller.
@@ -232,7 +273,11 @@ impl Acceptor {
                     *waiting = true;
                 }
             }
-            self.round();
+            // Paused, it only remembers which listeners have clients
+            // waiting; `resume` wakes it to accept them.
+            if !self.listening.control.is_paused() {
+                self.round();
+            }
         }
         let listeners = std::mem::take(&mut self.listening.listeners);
         let count = listeners.len();
@@ -247,6 +292,9 @@ impl Acceptor {
     /// backlog is left for the next round, until a back-off ends, or until
     /// an event.
     fn wait(&self) -> Option<Duration> {
+        if self.listening.control.is_paused() {
+            return None;
+        }
         if let Some(at) = self.retry_at {
             return Some(at.saturating_duration_since(Instant::now()));
         }

@@ -23,6 +23,7 @@
 //!    helper thread is joined, and the summary is logged and returned.
 
 mod acceptor;
+mod console;
 mod listen;
 mod running;
 mod threads;
@@ -31,11 +32,13 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::info;
 use threadpool::ThreadPool;
 
 use self::acceptor::{Acceptor, Admission, Listening};
+use self::console::{Console, ConsoleSocket};
 pub use self::listen::Listener;
 use self::listen::context;
 pub use self::running::Running;
@@ -54,6 +57,9 @@ use crate::stats::{ListenerCount, Stats, Summary};
 use crate::tls::Certs;
 use crate::watchdog;
 
+/// Operators waiting for the admin console's one session at a time.
+const CONSOLE_BACKLOG: u32 = 16;
+
 /// Stack size of each worker thread. A worker's deepest path is a turn of
 /// protocol code plus logging, far below this.
 const WORKER_STACK: usize = 256 * 1024;
@@ -66,6 +72,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The HAProxy agent port, with `--agent`.
     agent: Option<TcpListener>,
+    /// The admin console's socket, with `--admin-socket`.
+    console: Option<ConsoleSocket>,
     /// The metrics endpoint, with `--metrics`.
     metrics: Option<TcpListener>,
     config: Config,
@@ -204,6 +212,14 @@ impl Server {
         for side in agent.iter().chain(&metrics) {
             listen::stopped_with(side, &last_step)?;
         }
+        let console = match &config.admin_socket {
+            Some(path) => {
+                let socket = listen::listen_unix(path, config.admin_socket_mode, CONSOLE_BACKLOG)?;
+                socket.prepare()?;
+                Some(ConsoleSocket::new(socket, &last_step)?)
+            }
+            None => None,
+        };
         let listening = Listening::new(listeners)?;
         listening.woken_by(&shutdown);
         let conns = Registry::new();
@@ -212,6 +228,7 @@ impl Server {
             listening,
             local_addr,
             agent,
+            console,
             metrics,
             config,
             protocol,
@@ -265,6 +282,7 @@ impl Server {
             listening,
             local_addr,
             agent,
+            console,
             metrics,
             config,
             protocol,
@@ -287,6 +305,8 @@ impl Server {
         // How the log names each listener, taken before the acceptor owns
         // them.
         let shown: Vec<String> = listening.listeners().iter().map(shown).collect();
+        let names: Vec<&str> = listening.listeners().iter().map(Listener::name).collect();
+        let names = names.join(",");
         let counts: Vec<Arc<ListenerCount>> = listening
             .listeners()
             .iter()
@@ -296,6 +316,7 @@ impl Server {
             Some(uids) => uids.as_slice().into(),
             None => access::default_admin_uids().into(),
         };
+        let control = listening.control();
         let acceptor = Acceptor::new(
             listening,
             Admission {
@@ -308,7 +329,7 @@ impl Server {
                 engine: engine.clone(),
                 stats: stats.clone(),
                 admin_from: Arc::new(config.admin_from.clone()),
-                admin_uids,
+                admin_uids: admin_uids.clone(),
                 per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
                 tls: tls.clone(),
                 admin_certs: config.admin_cert.clone().map(Arc::new),
@@ -386,6 +407,28 @@ impl Server {
             threads.spawn("linepool-metrics", move || {
                 metrics::serve(&listener, &registry, &shutdown, &until)
             })?;
+        }
+        if let Some(socket) = console {
+            info!("admin console on {}", socket.addr());
+            let console = Console {
+                shutdown: shutdown.clone(),
+                stats: stats.clone(),
+                conns: conns.clone(),
+                acceptor: control,
+                tls: tls.clone(),
+                admin_uids,
+                about: vec![
+                    ("version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("protocol", config.protocol.to_string()),
+                    ("listeners", names),
+                    ("workers", config.workers.to_string()),
+                    ("max_connections", config.max_connections.to_string()),
+                    ("overload", config.overload.to_string()),
+                ],
+                started: Instant::now(),
+            };
+            let until = last_step.clone();
+            threads.spawn("linepool-console", move || console.run(socket, &until))?;
         }
         if let Some(every) = config.stats_interval {
             let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());

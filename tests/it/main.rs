@@ -8,6 +8,7 @@ mod chat_contract;
 mod check;
 mod cli;
 mod client;
+mod console;
 mod drain;
 mod engine;
 mod environment;
