@@ -16,14 +16,17 @@ use std::time::Instant;
 
 use crate::sync::{Condvar, Mutex};
 
-/// A counting gate with a fixed number of slots.
+/// A counting gate with a number of slots, which an operator may change
+/// while it is in use.
 pub struct Gate {
-    capacity: usize,
     state: Mutex<State>,
     cond: Condvar,
 }
 
 struct State {
+    /// Slots in all. Lowered below `in_use`, nothing is taken back: no
+    /// permit is given until enough come back.
+    capacity: usize,
     in_use: usize,
     closed: bool,
     /// Threads waiting in `wait_idle` for every slot.
@@ -41,8 +44,8 @@ impl Gate {
     /// A gate with `capacity` slots.
     pub fn new(capacity: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            capacity,
             state: Mutex::new(State {
+                capacity,
                 in_use: 0,
                 closed: false,
                 draining: 0,
@@ -55,7 +58,7 @@ impl Gate {
     /// Takes a free slot if there is one, without waiting.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
-        if state.in_use >= self.capacity {
+        if state.in_use >= state.capacity {
             return None;
         }
         self.take(&mut state)
@@ -65,7 +68,7 @@ impl Gate {
     /// once the gate is closed, at once if a closing wakes the wait.
     pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut state = self.state.lock();
-        while state.in_use >= self.capacity && !state.closed {
+        while state.in_use >= state.capacity && !state.closed {
             state.acquiring += 1;
             self.cond.wait(&mut state);
             state.acquiring -= 1;
@@ -92,6 +95,26 @@ impl Gate {
         if wake {
             self.cond.notify_all();
         }
+    }
+
+    /// Changes the number of slots; returns the number before. Permits out
+    /// stay valid: lowered below those in use, the gate gives none until
+    /// enough come back; raised, it wakes a thread waiting in
+    /// [`Gate::acquire`].
+    pub fn set_capacity(&self, capacity: usize) -> usize {
+        let mut state = self.state.lock();
+        let before = std::mem::replace(&mut state.capacity, capacity);
+        let wake = capacity > before && state.acquiring > 0;
+        drop(state);
+        if wake {
+            self.cond.notify_all();
+        }
+        before
+    }
+
+    /// How many slots there are.
+    pub fn capacity(&self) -> usize {
+        self.state.lock().capacity
     }
 
     /// How many slots are taken now.
@@ -202,6 +225,29 @@ mod tests {
         let permit = got.recv_timeout(Duration::from_secs(10));
         assert!(permit.is_ok_and(|p| p.is_some()), "the release was missed");
         assert_eq!(gate.in_use(), 0, "the permit did not go back");
+    }
+
+    /// Lowering the limit takes no permit back but gives none until enough
+    /// come back; raising it wakes a waiting `acquire`.
+    #[test]
+    fn the_capacity_changes_in_use() {
+        let gate = Gate::new(2);
+        let first = gate.try_acquire().expect("slot");
+        let _second = gate.try_acquire().expect("slot");
+        assert_eq!(gate.set_capacity(1), 2);
+        assert!(gate.try_acquire().is_none());
+        drop(first);
+        assert!(gate.try_acquire().is_none(), "over the lowered limit");
+        let (tx, got) = std::sync::mpsc::channel();
+        {
+            let gate = gate.clone();
+            std::thread::spawn(move || tx.send(gate.acquire()));
+        }
+        until_acquiring(&gate, 1);
+        assert_eq!(gate.set_capacity(3), 1);
+        let permit = got.recv_timeout(Duration::from_secs(10));
+        assert!(permit.is_ok_and(|p| p.is_some()), "the raise was missed");
+        assert_eq!(gate.capacity(), 3);
     }
 
     /// Closing the gate ends a wait in `acquire` at once, with nothing.
@@ -344,6 +390,27 @@ mod loom_tests {
             assert!(got.is_some(), "the release was missed");
             assert_eq!(gate.in_use(), 1);
             worker.join().expect("releasing thread");
+        });
+    }
+
+    /// An operator raising the limit wakes the acceptor waiting on a full
+    /// gate, which then gets a slot while the old ones are still out.
+    #[test]
+    fn loom_gate_raising_the_capacity_wakes_the_acceptor() {
+        loom::model(|| {
+            let gate = Gate::new(1);
+            let held = gate.try_acquire().expect("a free slot");
+            let operator = {
+                let gate = gate.clone();
+                thread::spawn(move || {
+                    gate.set_capacity(2);
+                })
+            };
+            let got = gate.acquire();
+            assert!(got.is_some(), "the raise was missed");
+            assert_eq!(gate.in_use(), 2);
+            operator.join().expect("operator thread");
+            drop(held);
         });
     }
 

@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::ProtocolName;
 use crate::engine::Engine;
+use crate::gate::Gate;
 use crate::logfmt;
 use crate::protocol::{ChatBus, ChatBusFigures};
 use crate::shutdown::{Health, Shutdown};
@@ -45,8 +46,8 @@ pub(crate) struct Sources {
     pub stats: Arc<Stats>,
     pub engine: Arc<Engine>,
     pub workers: usize,
-    /// The connection limit.
-    pub max_connections: usize,
+    /// The connection limit, which the admin console may change.
+    pub gate: Arc<Gate>,
     pub protocol: ProtocolName,
     pub shutdown: Shutdown,
     /// Connections accepted per listener.
@@ -60,7 +61,7 @@ impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sources")
             .field("workers", &self.workers)
-            .field("max_connections", &self.max_connections)
+            .field("max_connections", &self.gate.capacity())
             .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
@@ -116,7 +117,7 @@ impl Collector for Figures {
             &mut encoder,
             "linepool_max_connections",
             "Connections the server holds open at most (the connection limit).",
-            s.max_connections as u64,
+            s.gate.capacity() as u64,
         )?;
         gauge(
             &mut encoder,

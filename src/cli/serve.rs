@@ -248,8 +248,9 @@ pub struct Args {
     admin_uid: Vec<u32>,
     /// Serve the admin console on a Unix socket at PATH (a stale socket
     /// file is replaced; one a running server holds is refused): `show
-    /// info`, `show conns`, `kill ID`, `pause`, `resume`, `reload`, `stop`,
-    /// one line a command (`linepool admin`). Only --admin-uid may use it.
+    /// info`, `show conns`, `kill ID`, `set max-connections N`, `set
+    /// log-level LEVEL`, `pause`, `resume`, `reload`, `stop`, one line a
+    /// command (`linepool admin`). Only --admin-uid may use it.
     #[arg(env = "LINEPOOL_ADMIN_SOCKET")]
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
@@ -485,7 +486,15 @@ fn init_logging(level: LevelFilter) {
         ColorChoice::Never
     };
     // Only fails if a logger is already installed, which cannot happen here.
-    let _ = TermLogger::init(level, config.build(), TerminalMode::Stderr, color);
+    // The logger itself lets every level through: the global maximum
+    // decides, so that the admin console's `set log-level` can change it.
+    let _ = TermLogger::init(
+        LevelFilter::Trace,
+        config.build(),
+        TerminalMode::Stderr,
+        color,
+    );
+    log::set_max_level(level);
 }
 
 #[cfg(test)]

@@ -182,8 +182,9 @@ pub(super) struct Acceptor {
     backoff: Duration,
     /// No accept before this, after an error.
     retry_at: Option<Instant>,
-    /// In `block` mode, the slot taken for the next accept: kept when the
-    /// listener turned out to have nobody waiting.
+    /// In `block` mode, the slot taken for the next accept, within one
+    /// round: given back when the listener turns out to have nobody
+    /// waiting.
     reserved: Option<Permit>,
 }
 
@@ -350,6 +351,10 @@ impl Acceptor {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.waiting[on] = false;
+                // The slot goes back: held between rounds it would count a
+                // connection that is not there, and would let one in past a
+                // limit lowered meanwhile.
+                self.reserved = None;
                 return Flow::Go;
             }
             Err(_) if shutdown.is_triggered() => return Flow::Stop,

@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::acceptor::Control;
 use super::listen::Listener;
 use crate::engine::Connections;
+use crate::gate::Gate;
 use crate::logfmt;
 use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
@@ -53,6 +54,8 @@ pub(super) struct Console {
     pub(super) stats: Arc<Stats>,
     pub(super) conns: Arc<Connections>,
     pub(super) acceptor: Arc<Control>,
+    /// The connection limit, which `set max-connections` changes.
+    pub(super) gate: Arc<Gate>,
     pub(super) tls: Option<Arc<Certs>>,
     /// User ids that may use the console.
     pub(super) admin_uids: Arc<[u32]>,
@@ -197,6 +200,7 @@ impl Console {
             ["show", "info"] => ok(&self.info()),
             ["show", "conns"] => ok(&self.conns()),
             ["kill", id] => self.kill(id, uid),
+            ["set", name, value] => self.set(name, value, uid),
             ["pause"] => {
                 if self.acceptor.pause() {
                     info!("acceptor paused by=uid:{uid}");
@@ -246,6 +250,8 @@ impl Console {
         for (name, value) in &self.about {
             line(name, value);
         }
+        line("max_connections", &self.gate.capacity());
+        line("log_level", &log::max_level().to_string().to_lowercase());
         line("uptime_secs", &self.started.elapsed().as_secs());
         line("accepting", &accepting);
         line("open", &self.stats.open());
@@ -284,6 +290,42 @@ impl Console {
         out
     }
 
+    /// `set NAME VALUE`: changes a setting while the server runs, with one
+    /// audit line.
+    fn set(&self, name: &str, value: &str, uid: u32) -> String {
+        let changed = |from: &dyn std::fmt::Display, to: &dyn std::fmt::Display| {
+            info!("setting changed name={name} from={from} to={to} by=uid:{uid}");
+            ok("")
+        };
+        match name {
+            // Lowered, it closes nobody: the acceptor admits no one more
+            // until fewer are open.
+            "max-connections" => match value.parse::<usize>() {
+                Ok(limit) if limit >= 1 => {
+                    let before = self.gate.set_capacity(limit);
+                    changed(&before, &limit)
+                }
+                _ => invalid(name, value, "a whole number, at least 1"),
+            },
+            "log-level" => match value.parse::<log::LevelFilter>() {
+                Ok(level) => {
+                    let before = log::max_level();
+                    // The audit line is written at the level that shows it
+                    // whichever way the change goes.
+                    log::set_max_level(before.max(level));
+                    let line = changed(&lower(before), &lower(level));
+                    log::set_max_level(level);
+                    line
+                }
+                Err(_) => invalid(name, value, "off, error, warn, info, debug or trace"),
+            },
+            _ => format!(
+                "ERR no setting {}: max-connections or log-level\n",
+                one_line(name)
+            ),
+        }
+    }
+
     /// `kill ID`: closes that connection, its close line saying
     /// `reason=killed`.
     fn kill(&self, id: &str, uid: u32) -> String {
@@ -309,12 +351,27 @@ const HELP: &str = "\
 show info
 show conns
 kill ID
+set max-connections N
+set log-level LEVEL
 pause
 resume
 reload
 stop
 help
 ";
+
+/// A refused value, as the flags refuse it.
+fn invalid(name: &str, value: &str, expected: &str) -> String {
+    format!(
+        "ERR invalid value '{}' for {name}: {expected}\n",
+        one_line(value)
+    )
+}
+
+/// A log level as the flag names it.
+fn lower(level: log::LevelFilter) -> String {
+    level.to_string().to_lowercase()
+}
 
 /// An answer's lines, then `OK`.
 fn ok(lines: &str) -> String {

@@ -83,6 +83,20 @@ fn ask(path: &Path, command: &str) -> Vec<String> {
     Session::open(path).ask(command)
 }
 
+/// Asks `command` until its answer holds `line`: figures a worker adds
+/// just after its reply went out. Fails after [`DEADLINE`].
+fn ask_until(path: &Path, command: &str, line: &str) -> Vec<String> {
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        let answer = ask(path, command);
+        if answer.iter().any(|l| l == line) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < until, "no {line} in {answer:?}");
+        std::thread::yield_now();
+    }
+}
+
 /// The `id=` of the connection from `peer`, from `show conns`.
 fn id_of(path: &Path, peer: &str) -> String {
     let answer = ask(path, "show conns");
@@ -110,7 +124,7 @@ fn show_info_names_the_server() {
     let mut client = server.connect();
     client.send_line("one");
     client.expect("ACK: one\n");
-    let answer = ask(&path, "show info");
+    let answer = ask_until(&path, "show info", "lines=1");
     assert_eq!(answer.last().map(String::as_str), Some("OK"), "{answer:?}");
     let version = format!("version={}", env!("CARGO_PKG_VERSION"));
     for expected in [
@@ -283,5 +297,78 @@ fn the_admin_client_exits_by_the_answer() {
     assert!(
         text.starts_with("linepool: cannot reach the admin console at "),
         "{text}"
+    );
+}
+
+/// `set max-connections` changes the limit while the server runs:
+/// lowered under the clients open, it closes nobody and admits nobody
+/// more; raised again, the client waiting in the backlog is served. Each
+/// change writes one audit line, and `/metrics` follows.
+#[test]
+fn set_max_connections_changes_the_limit_live() {
+    let (mut server, path) = serve_with_console("limit", &["--max-connections", "10"]);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    for client in [&mut first, &mut second] {
+        client.send_line("hi");
+        client.expect("ACK: hi\n");
+    }
+    assert_eq!(ask(&path, "set max-connections 1"), ["OK"]);
+    server.wait_log("setting changed name=max-connections from=10 to=1 by=uid:");
+    assert!(ask(&path, "show info").contains(&"max_connections=1".to_string()));
+    for client in [&mut first, &mut second] {
+        client.send_line("still");
+        client.expect("ACK: still\n");
+    }
+    let mut third = server.connect();
+    third.send_line("later");
+    third.expect_silence(QUIET);
+    assert_eq!(ask(&path, "set max-connections 3"), ["OK"]);
+    third.expect("ACK: later\n");
+    assert_eq!(
+        ask(&path, "set max-connections 0"),
+        ["ERR invalid value '0' for max-connections: a whole number, at least 1"]
+    );
+    assert_eq!(
+        ask(&path, "set workers 4"),
+        ["ERR no setting workers: max-connections or log-level"]
+    );
+}
+
+/// `set log-level` changes what the server logs while it runs.
+#[test]
+fn set_log_level_changes_the_log_live() {
+    let path = socket_path("level");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_linepool"));
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--log-level",
+            "info",
+            "--admin-socket",
+        ])
+        .arg(&path);
+    let mut server = BinServer::spawn(command);
+    server.wait_log("admin console on unix:");
+    let mut quiet = server.connect();
+    quiet.send_line("a");
+    quiet.expect("ACK: a\n");
+    assert_eq!(ask(&path, "set log-level debug"), ["OK"]);
+    server.wait_log("setting changed name=log-level from=info to=debug by=uid:");
+    let mut loud = server.connect();
+    let peer = loud.stream.local_addr().expect("local address");
+    loud.send_line("b");
+    loud.expect("ACK: b\n");
+    server.wait_log(&format!("client connected peer={peer}"));
+    let quiet_peer = quiet.stream.local_addr().expect("local address");
+    assert_eq!(
+        server.count_log(&format!("client connected peer={quiet_peer}")),
+        0
+    );
+    assert_eq!(
+        ask(&path, "set log-level loud"),
+        ["ERR invalid value 'loud' for log-level: off, error, warn, info, debug or trace"]
     );
 }
