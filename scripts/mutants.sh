@@ -40,7 +40,7 @@ files[watchdog]="src/watchdog.rs";           tests[watchdog]=all
 files[conn]="src/conn/mod.rs src/conn/transport.rs"; tests[conn]=all
 files[tls]="src/tls/session.rs";            tests[tls]=all
 files[engine]="src/engine/mod.rs"; tests[engine]=all
-files[acceptor]="src/server/acceptor.rs"; tests[acceptor]=all
+files[acceptor]="src/server/acceptor.rs src/server/admission.rs"; tests[acceptor]=all
 files[handler]="src/handler/*.rs";           tests[handler]=all
 ORDER="sched gate activity rendezvous framing access proxy watchdog conn tls engine acceptor handler"
 

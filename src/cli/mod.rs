@@ -21,6 +21,7 @@ pub mod client;
 pub mod compare;
 pub mod dist;
 pub mod load;
+mod logging;
 mod open_files;
 pub mod output;
 pub mod serve;

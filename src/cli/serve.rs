@@ -1,7 +1,6 @@
-//! `linepool serve`: the server's flags, the checks clap cannot make, the
-//! logger, and the start; the signal thread is in `signals`.
+//! `linepool serve`: the server's flags, the checks clap cannot make, and
+//! the start; the logger is in `logging`, the signal thread in `signals`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,9 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use log::{LevelFilter, debug, warn};
-use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use log::{debug, warn};
 
+use super::logging::{LogLevel, init_logging};
 use super::settings::{self, Given};
 use super::signals::{stop_signals, watch_signals};
 use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
@@ -32,30 +31,6 @@ pub enum OverloadArg {
     Block,
     /// Accept, answer `ERR server busy`, close.
     Reject,
-}
-
-/// How much the server logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl LogLevel {
-    fn filter(self) -> LevelFilter {
-        match self {
-            LogLevel::Off => LevelFilter::Off,
-            LogLevel::Error => LevelFilter::Error,
-            LogLevel::Warn => LevelFilter::Warn,
-            LogLevel::Info => LevelFilter::Info,
-            LogLevel::Debug => LevelFilter::Debug,
-            LogLevel::Trace => LevelFilter::Trace,
-        }
-    }
 }
 
 #[derive(clap::Args)]
@@ -466,35 +441,6 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     }
     running.wait();
     ExitCode::SUCCESS
-}
-
-/// Logs to stderr, keeping stdout free for program output, with RFC 3339
-/// timestamps in local time with their offset.
-fn init_logging(level: LevelFilter) {
-    let mut config = ConfigBuilder::new();
-    config
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .set_time_format_rfc3339();
-    // Read once, before any thread starts (the only time it can be read
-    // safely); where it cannot be had, times stay in UTC, marked `Z`.
-    let _ = config.set_time_offset_to_local();
-    // Colour codes only help a person at a terminal; a file or pipe gets text.
-    let color = if std::io::stderr().is_terminal() {
-        ColorChoice::Auto
-    } else {
-        ColorChoice::Never
-    };
-    // Only fails if a logger is already installed, which cannot happen here.
-    // The logger itself lets every level through: the global maximum
-    // decides, so that the admin console's `set log-level` can change it.
-    let _ = TermLogger::init(
-        LevelFilter::Trace,
-        config.build(),
-        TerminalMode::Stderr,
-        color,
-    );
-    log::set_max_level(level);
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@
 //! its first turn and every one after. No protocol code, TLS handshake or
 //! client write runs here, beyond the one-line refusals.
 //!
+//! What each connection is given, and how it is handed over or refused,
+//! is `admission`'s.
+//!
 //! It never ends the server over an accept error: it skips those that
 //! concern one connection and backs off from the rest. At a stop it is
 //! woken, returns, and closes its listeners as it goes.
 
-use std::io::{self, Write};
-use std::net::Shutdown as Direction;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,22 +27,15 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use parking_lot::Mutex;
 
-use super::listen::{ACCEPTED_INHERIT_OPTIONS, Listener};
+use super::admission::{Accepted, Admission, Refusal};
+use super::listen::Listener;
 use super::threads::run_as_batch;
-use crate::access::{self, AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
+use crate::access;
 use crate::config::Overload;
-use crate::conn::{Conn, LINGER_BYTES, drain_pending};
-use crate::engine::{Engine, Served};
-use crate::gate::{Gate, Permit};
-use crate::handler::{ClientHandler, Limits};
+use crate::gate::Permit;
 use crate::logfmt;
-use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
-use crate::socket::{Peer, Stream};
-use crate::stats::{ListenerCount, Stats};
-use crate::tls::{self, Certs};
 
 /// Connections accepted from one listener before the next listener's
 /// turn, so that a flood on one cannot starve the others.
@@ -60,7 +55,7 @@ const WAKER: Token = Token(usize::MAX);
 pub(super) struct Listening {
     listeners: Vec<Listener>,
     poll: Poll,
-    waker: Arc<Waker>,
+    /// Pause and resume, and the waker that ends the acceptor's wait.
     control: Arc<Control>,
 }
 
@@ -68,7 +63,7 @@ pub(super) struct Listening {
 /// while (the admin console's `pause`) and to go on (`resume`).
 pub(crate) struct Control {
     paused: AtomicBool,
-    waker: Arc<Waker>,
+    waker: Waker,
 }
 
 impl Control {
@@ -106,15 +101,13 @@ impl Listening {
                 Interest::READABLE,
             )?;
         }
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let control = Arc::new(Control {
             paused: AtomicBool::new(false),
-            waker: waker.clone(),
+            waker: Waker::new(poll.registry(), WAKER)?,
         });
         Ok(Listening {
             listeners,
             poll,
-            waker,
             control,
         })
     }
@@ -131,37 +124,13 @@ impl Listening {
 
     /// Has `shutdown` end the acceptor's wait in the poller.
     pub(super) fn woken_by(&self, shutdown: &Shutdown) {
-        let waker = self.waker.clone();
+        let control = self.control.clone();
         shutdown.on_trigger(move || {
-            if let Err(e) = waker.wake() {
+            if let Err(e) = control.waker.wake() {
                 error!("cannot wake the acceptor error={}", logfmt::error(&e));
             }
         });
     }
-}
-
-/// What every accepted connection is given: the rules, the shared parts of
-/// the server, and where it goes.
-pub(super) struct Admission {
-    pub(super) overload: Overload,
-    pub(super) proxy_protocol: bool,
-    pub(super) protocol: Arc<dyn Protocol>,
-    pub(super) limits: Limits,
-    pub(super) shutdown: Shutdown,
-    pub(super) gate: Arc<Gate>,
-    pub(super) engine: Arc<Engine>,
-    pub(super) stats: Arc<Stats>,
-    pub(super) admin_from: Arc<AddrList>,
-    /// User ids that may stop the server from a Unix socket.
-    pub(super) admin_uids: Arc<[u32]>,
-    /// Connections per client address, with `--max-per-ip`.
-    pub(super) per_address: Option<Arc<PerAddress>>,
-    /// The certificates, on a TLS server (TCP listeners only).
-    pub(super) tls: Option<Arc<Certs>>,
-    /// Certificate names that may stop the server (`--admin-cert`).
-    pub(super) admin_certs: Option<Arc<Vec<String>>>,
-    /// Connections accepted, per listener, in the listeners' order.
-    pub(super) counts: Vec<Arc<ListenerCount>>,
 }
 
 /// The acceptor: its listeners and what it remembers between waits. It
@@ -188,41 +157,11 @@ pub(super) struct Acceptor {
     reserved: Option<Permit>,
 }
 
-/// One accepted connection, with what the acceptor knows of where it came
-/// in.
-struct Accepted {
-    stream: Stream,
-    peer: Peer,
-    /// The index of its listener.
-    on: usize,
-    unix: bool,
-}
-
 /// Whether the acceptor goes on with the round after one accept.
 enum Flow {
     Go,
     /// The stop began, or an error asks for a pause.
     Stop,
-}
-
-/// Why a connection is turned away.
-#[derive(Clone, Copy, Debug)]
-enum Refusal {
-    /// Every slot is taken (`--overload reject`).
-    Busy,
-    /// Its address has `--max-per-ip` connections open.
-    PerAddress,
-}
-
-impl Refusal {
-    /// The reason as the close's log line gives it, as a connection's end
-    /// reasons are given.
-    fn reason(self) -> &'static str {
-        match self {
-            Refusal::Busy => "server_busy",
-            Refusal::PerAddress => "too_many_from_address",
-        }
-    }
 }
 
 impl Acceptor {
@@ -419,115 +358,6 @@ impl Acceptor {
             }
         }
         Flow::Go
-    }
-}
-
-impl Admission {
-    /// Pushes the connection into the pool: its `Conn` and handler go into
-    /// the registry and the workers' poller, and a worker runs its first
-    /// turn.
-    fn dispatch(&self, id: u64, accepted: Accepted, permit: Permit, slot: Option<AddressSlot>) {
-        let Accepted {
-            stream,
-            peer,
-            on,
-            unix,
-        } = accepted;
-        // Replies are written in batches; Nagle's algorithm would only delay
-        // them. Failing to set it costs latency, not correctness.
-        if !ACCEPTED_INHERIT_OPTIONS && let Stream::Tcp(tcp) = &stream {
-            let _ = tcp.set_nodelay(true);
-        }
-        let counted = &self.counts[on];
-        counted.add();
-        // Released when the connection is dropped, however it ends (the
-        // address slot earlier, when the server ends its side).
-        let guards = Box::new((permit, self.stats.connection()));
-        let mut conn = Conn::new(id, stream, peer, self.stats.clone(), guards);
-        if let Some(certs) = &self.tls {
-            // The configuration current now, for the connection's life: a
-            // reload changes nothing for it. The handshake itself is the
-            // workers'.
-            match tls::Session::new(certs.current()) {
-                Ok(session) => conn = conn.with_tls(session),
-                Err(e) => {
-                    warn!("cannot start tls peer={peer} error={e}");
-                    return;
-                }
-            }
-        }
-        let conn = Arc::new(conn);
-        if let Some(slot) = slot {
-            conn.hold_address_slot(slot);
-        }
-        let mut handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
-            .with_limits(self.limits)
-            .with_protocol(self.protocol.clone())
-            .with_stats(self.stats.clone())
-            .with_admin_from(self.admin_from.clone())
-            .with_admin_uids(self.admin_uids.clone())
-            .with_admin_certs(self.admin_certs.clone())
-            .with_listener(counted.name.clone());
-        // The PROXY header comes from a proxy in front of TCP listeners; a
-        // Unix socket is for local clients.
-        if self.proxy_protocol && !unix {
-            handler = handler.with_proxy_protocol(self.per_address.clone());
-        }
-        let served = Arc::new(Served {
-            conn,
-            handler: Mutex::new(handler),
-        });
-        if let Err(e) = self.engine.add(served) {
-            warn!(
-                "cannot watch connection peer={peer} error={}",
-                logfmt::error(&e)
-            );
-        }
-    }
-
-    /// Turns a connection away: one line, then close, without blocking.
-    fn reject(&self, accepted: Accepted, why: Refusal) {
-        let Accepted {
-            stream, peer, on, ..
-        } = accepted;
-        let listener = &self.counts[on].name;
-        let text: &[u8] = match why {
-            Refusal::Busy => {
-                self.stats.rejected();
-                self.stats.warn_about_client(|| {
-                    warn!("server busy, rejecting peer={peer} listener={listener}");
-                });
-                b"ERR server busy"
-            }
-            Refusal::PerAddress => {
-                self.stats.rejected_per_address();
-                self.stats.warn_about_client(|| {
-                    warn!(
-                        "too many connections from one address, rejecting peer={peer} listener={listener}"
-                    );
-                });
-                TOO_MANY_FROM_ADDRESS
-            }
-        };
-        debug!(
-            "client closed peer={peer} messages=0 reason={} listener={listener}",
-            why.reason()
-        );
-        // In the client's framing: a framed client would read a bare
-        // line's first bytes as a length. A TLS client could read it only
-        // after a handshake, which the acceptor does not do: it is closed
-        // without a word.
-        if self.tls.is_none() {
-            let mut line = Vec::with_capacity(text.len() + 4);
-            self.protocol.framing().say(text, &mut line);
-            // A fresh socket's send buffer is empty: the line goes out whole.
-            let _ = (&stream).write_all(&line);
-        }
-        let _ = stream.shutdown(Direction::Write);
-        // Read what the client already sent so that closing does not
-        // reset the connection and destroy the line in flight; bounded,
-        // so a client that keeps sending cannot hold the acceptor.
-        drain_pending(&stream, LINGER_BYTES);
     }
 }
 

@@ -64,12 +64,12 @@ pub(super) struct Console {
     pub(super) started: Instant,
 }
 
-/// The console's socket in a poller of its own, with the waker that ends
-/// its wait at the stop's last step; made before any thread starts.
+/// The console's socket in a poller of its own, whose wait the stop's last
+/// step ends (the waker lives in that wake-up); made before any thread
+/// starts.
 pub(super) struct ConsoleSocket {
     listener: Listener,
     poll: Poll,
-    waker: Arc<Waker>,
 }
 
 impl ConsoleSocket {
@@ -81,18 +81,13 @@ impl ConsoleSocket {
             LISTENER,
             Interest::READABLE,
         )?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let wake = waker.clone();
+        let waker = Waker::new(poll.registry(), WAKER)?;
         until.on_trigger(move || {
-            if let Err(e) = wake.wake() {
+            if let Err(e) = waker.wake() {
                 error!("cannot wake the console error={}", logfmt::error(&e));
             }
         });
-        Ok(ConsoleSocket {
-            listener,
-            poll,
-            waker,
-        })
+        Ok(ConsoleSocket { listener, poll })
     }
 
     /// Where it listens, as logs show it.
@@ -104,7 +99,6 @@ impl ConsoleSocket {
 impl Console {
     /// Serves sessions until `until` (the stop's last step).
     pub(super) fn run(&self, mut socket: ConsoleSocket, until: &Shutdown) {
-        let _keep = socket.waker.clone();
         let mut events = Events::with_capacity(2);
         while !until.is_triggered() {
             if let Err(e) = socket.poll.poll(&mut events, None)

@@ -23,6 +23,7 @@
 //!    helper thread is joined, and the summary is logged and returned.
 
 mod acceptor;
+mod admission;
 mod console;
 mod listen;
 mod running;
@@ -37,7 +38,8 @@ use std::time::Instant;
 use log::info;
 use threadpool::ThreadPool;
 
-use self::acceptor::{Acceptor, Admission, Listening};
+use self::acceptor::{Acceptor, Listening};
+use self::admission::Admission;
 use self::console::{Console, ConsoleSocket};
 pub use self::listen::Listener;
 use self::listen::context;

@@ -1,6 +1,7 @@
 //! The stats' unit tests: the latency buckets' bounds, service percentiles,
 //! the cumulative buckets and the open-connections gauge.
 
+use super::histogram::{bucket, upper_bound};
 use super::*;
 
 #[test]
