@@ -9,6 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::listeners::also_listening;
 use crate::overload::one_served_one_waiting;
 use crate::support::{BinServer, Client, DEADLINE};
 
@@ -112,11 +113,7 @@ fn a_client_over_the_limit_waits_in_the_backlog_then_is_served_in_full() {
 
 /// The address of a listener after the first, from its startup line.
 fn second_listener(server: &mut BinServer) -> SocketAddr {
-    let line = server.wait_log("also listening on ");
-    line.split("also listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the second listener's address")
+    also_listening(server, "127.0.0.1")
         .parse()
         .expect("an address")
 }

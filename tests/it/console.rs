@@ -15,16 +15,16 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// A fresh path for the console's socket, gone before the test starts.
 fn socket_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "linepool-console-{name}-{}.sock",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&path);
-    path
+    crate::listeners::socket_path(&format!("console-{name}"))
 }
 
 /// `linepool serve --log-level debug --admin-socket PATH` plus `args`.
 fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
+    serve_with_console_at(name, "debug", args)
+}
+
+/// `linepool serve --log-level LEVEL --admin-socket PATH` plus `args`.
+fn serve_with_console_at(name: &str, level: &str, args: &[&str]) -> (BinServer, PathBuf) {
     let path = socket_path(name);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_linepool"));
     command
@@ -33,7 +33,7 @@ fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
             "--port",
             "0",
             "--log-level",
-            "debug",
+            level,
             "--admin-socket",
         ])
         .arg(&path)
@@ -338,20 +338,7 @@ fn set_max_connections_changes_the_limit_live() {
 /// `set log-level` changes what the server logs while it runs.
 #[test]
 fn set_log_level_changes_the_log_live() {
-    let path = socket_path("level");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_linepool"));
-    command
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--log-level",
-            "info",
-            "--admin-socket",
-        ])
-        .arg(&path);
-    let mut server = BinServer::spawn(command);
-    server.wait_log("admin console on unix:");
+    let (mut server, path) = serve_with_console_at("level", "info", &[]);
     let mut quiet = server.connect();
     quiet.send_line("a");
     quiet.expect("ACK: a\n");

@@ -14,7 +14,7 @@ use std::process::Command;
 use crate::support::{BinServer, Client, DEADLINE, run_bin_within, scrape_until};
 
 /// A fresh path for a socket file, gone before the test starts.
-fn socket_path(name: &str) -> PathBuf {
+pub fn socket_path(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("linepool-{name}-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path
@@ -33,7 +33,7 @@ fn serve(args: &[&str]) -> BinServer {
 }
 
 /// The address of a listener after the first, from its startup line.
-fn also_listening(server: &mut BinServer, starts: &str) -> String {
+pub fn also_listening(server: &mut BinServer, starts: &str) -> String {
     let line = server.wait_log(&format!("also listening on {starts}"));
     line.split("also listening on ")
         .nth(1)
