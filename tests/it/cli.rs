@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::support::{BinServer, Client, connect_from, run_bin};
+use crate::support::{BinServer, Client, connect_from, run_bin, scrape_until};
 
 /// Turning a client away at the door is a warning naming it, and every
 /// close, whatever ended it, has its debug line with a `reason=`.
@@ -291,7 +291,7 @@ fn client_text_in_logs_is_escaped() {
 /// carry RFC 3339 timestamps and the version.
 #[test]
 fn log_lines_read_cleanly() {
-    let mut server = BinServer::start(&[]);
+    let mut server = BinServer::start(&["--metrics", "127.0.0.1:0"]);
     let listening = server.wait_log("listening on ");
     assert!(
         listening.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
@@ -312,6 +312,12 @@ fn log_lines_read_cleanly() {
     leaving.send_line("shutdown");
     leaving.expect_closed();
     server.wait_log("reason=closed");
+    // Its close line comes before it leaves the registry: the stop must
+    // find only the idle client there.
+    let metrics = server.metrics();
+    scrape_until(metrics, |m| {
+        m.get("linepool_connections_open") == Some(&1.0)
+    });
     server.signal("TERM");
     // The idle client is counted, in the singular, unless a stray wake-up
     // let it see the stop and close first, on a busy machine.
