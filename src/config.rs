@@ -27,11 +27,6 @@ pub const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
 /// replies, in seconds.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
 
-/// Default server name in `sum` replies.
-pub const DEFAULT_SERVER_NAME: &str = "Server of linepool";
-/// Default number in `sum` replies.
-pub const DEFAULT_SERVER_NUMBER: i64 = 50;
-
 /// Default number of worker threads: one per CPU this process may run on.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -107,12 +102,6 @@ pub struct Config {
     pub backlog: u32,
     /// Log a stats line this often; `None` never does.
     pub stats_interval: Option<Duration>,
-    /// The protocol spoken.
-    pub protocol: ProtocolName,
-    /// `sum`: the name the server gives in its replies.
-    pub server_name: String,
-    /// `sum`: the number the server answers with.
-    pub server_number: i64,
     /// Client addresses that may stop the server (`quit_server`, `sum`'s
     /// out-of-range rule).
     pub admin_from: AddrList,
@@ -132,81 +121,6 @@ pub struct Config {
     /// Certificate names that may stop the server besides `admin_from`
     /// (needs `tls` with a client CA); both must allow.
     pub admin_cert: Option<Vec<String>>,
-    /// `chat`: share the room with every instance on this Redis bus.
-    /// `None` keeps the room to this instance.
-    pub chat_bus: Option<ChatBus>,
-}
-
-/// Default chat room name on a bus.
-pub const DEFAULT_CHAT_ROOM: &str = "lobby";
-/// Default time between two heartbeats of an instance on the chat bus.
-pub const DEFAULT_CHAT_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Default longest wait between two attempts to reach Redis: short, so
-/// that an instance is back on Redis a moment after Redis is (an attempt
-/// at a stopped Redis is refused at once and costs next to nothing).
-pub const DEFAULT_CHAT_BACKOFF_MAX: Duration = Duration::from_millis(250);
-/// Default bound on envelopes waiting to be published.
-pub const DEFAULT_CHAT_QUEUE: usize = 10_000;
-
-/// Where and how a chat room is shared between instances.
-#[derive(Clone)]
-pub struct ChatBus {
-    /// `redis://HOST:PORT[/DB]`, a password as `redis://:PASS@HOST:PORT`.
-    pub url: String,
-    /// The room: instances on the same Redis share a room only if they
-    /// give the same name.
-    pub room: String,
-    /// How often an instance says it is alive. Its peers forget its
-    /// members after 5 heartbeats of silence (1 s at least), its name
-    /// claims expire after 10, and it reconnects a subscription that has
-    /// not brought back its own heartbeat 3 heartbeats (1 s at least)
-    /// after it went out.
-    pub heartbeat: Duration,
-    /// The longest wait between two attempts to reach Redis (jittered).
-    pub backoff_max: Duration,
-    /// Envelopes waiting to be published at most; more are dropped and
-    /// counted.
-    pub queue: usize,
-}
-
-impl ChatBus {
-    /// The bus at `url`, room `lobby`, with the default timings.
-    pub fn new(url: impl Into<String>) -> Self {
-        ChatBus {
-            url: url.into(),
-            room: DEFAULT_CHAT_ROOM.to_string(),
-            heartbeat: DEFAULT_CHAT_HEARTBEAT,
-            backoff_max: DEFAULT_CHAT_BACKOFF_MAX,
-            queue: DEFAULT_CHAT_QUEUE,
-        }
-    }
-}
-
-impl fmt::Debug for ChatBus {
-    /// The URL without its password, which has no place in a log.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChatBus")
-            .field("url", &redacted(&self.url))
-            .field("room", &self.room)
-            .field("heartbeat", &self.heartbeat)
-            .field("backoff_max", &self.backoff_max)
-            .field("queue", &self.queue)
-            .finish()
-    }
-}
-
-/// `url` with any password between `:` and `@` replaced by `***`.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
 }
 
 impl Default for Config {
@@ -227,16 +141,12 @@ impl Default for Config {
             max_line: DEFAULT_MAX_LINE,
             backlog: DEFAULT_BACKLOG,
             stats_interval: None,
-            protocol: ProtocolName::default(),
-            server_name: DEFAULT_SERVER_NAME.to_string(),
-            server_number: DEFAULT_SERVER_NUMBER,
             admin_from: AddrList::loopback(),
             max_per_ip: 0,
             stop_grace: Duration::from_secs(DEFAULT_STOP_GRACE_SECS),
             agent: None,
             metrics: None,
             proxy_protocol: false,
-            chat_bus: None,
             tls: None,
             admin_cert: None,
         }
@@ -251,38 +161,5 @@ impl Config {
             port,
             ..Config::default()
         }
-    }
-}
-
-/// The protocols a server speaks, by the name `--protocol` takes. The
-/// command line and [`Config`] share this one list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum ProtocolName {
-    /// Every line gets `ACK: <line>` back.
-    #[default]
-    Ack,
-    /// A chat room.
-    Chat,
-    /// Length-prefixed echo.
-    Framed,
-    /// The number exchange.
-    Sum,
-}
-
-impl ProtocolName {
-    /// The name as `--protocol`, logs and metrics give it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProtocolName::Ack => "ack",
-            ProtocolName::Chat => "chat",
-            ProtocolName::Framed => "framed",
-            ProtocolName::Sum => "sum",
-        }
-    }
-}
-
-impl std::fmt::Display for ProtocolName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

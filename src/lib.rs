@@ -61,6 +61,7 @@ mod agent;
 pub mod config;
 mod conn;
 mod engine;
+mod error;
 pub mod framing;
 mod gate;
 mod handler;
@@ -78,9 +79,8 @@ mod sync;
 pub mod tls;
 mod watchdog;
 
-use std::io;
-
-pub use config::{Config, Overload, ProtocolName};
+pub use config::{Config, Overload};
+pub use error::{Error, Setting};
 pub use handler::{ClientHandler, Limits};
 pub use server::{Listener, Running, Server};
 pub use shutdown::{Health, Shutdown};
@@ -89,6 +89,8 @@ pub use stats::Summary;
 
 /// Binds `host:port` with the default settings, serves until a client sends
 /// `quit_server`, then stops cleanly.
-pub fn start_server(host: &str, port: u16) -> io::Result<()> {
-    Server::bind(Config::new(host, port))?.run().map(|_| ())
+pub fn start_server(host: &str, port: u16) -> Result<(), Error> {
+    Server::bind(Config::new(host, port), protocol::ack())?
+        .run()
+        .map(|_| ())
 }

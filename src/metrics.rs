@@ -26,13 +26,12 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::config::ProtocolName;
 use crate::engine::Engine;
 use crate::gate::Gate;
 use crate::logfmt;
-use crate::protocol::{ChatBus, ChatBusFigures};
 use crate::shutdown::{Health, Shutdown};
-use crate::stats::{ClientError, HistogramSnapshot, ListenerCount, Stats};
+use crate::stats::exposition::{counter, gauge, gauge_with, histogram};
+use crate::stats::{ClientError, ListenerCount, Stats};
 use crate::tls::{Certs, Failure};
 
 /// How long one scrape may take to send its request or read the answer.
@@ -48,11 +47,11 @@ pub(crate) struct Sources {
     pub workers: usize,
     /// The connection limit, which the admin console may change.
     pub gate: Arc<Gate>,
-    pub protocol: ProtocolName,
+    /// The protocol's name, the `protocol` label.
+    pub protocol: String,
     pub shutdown: Shutdown,
     /// Connections accepted per listener.
     pub listeners: Vec<Arc<ListenerCount>>,
-    pub chat_bus: Option<Arc<ChatBus>>,
     /// The certificates, with TLS.
     pub tls: Option<Arc<Certs>>,
 }
@@ -67,10 +66,14 @@ impl fmt::Debug for Sources {
     }
 }
 
-/// A registry that reads `sources` on every scrape.
-pub(crate) fn registry(sources: Sources) -> Registry {
+/// A registry that reads `sources`, then the protocol's own collector,
+/// on every scrape.
+pub(crate) fn registry(sources: Sources, protocol: Option<Box<dyn Collector>>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Figures(sources)));
+    if let Some(collector) = protocol {
+        registry.register_collector(collector);
+    }
     registry
 }
 
@@ -204,9 +207,6 @@ impl Collector for Figures {
             "1 while the server drains or stops, else 0.",
             u64::from(s.shutdown.health() != Health::Serving),
         )?;
-        if let Some(bus) = &s.chat_bus {
-            chat_bus(&mut encoder, &bus.figures())?;
-        }
         histogram(
             &mut encoder,
             "linepool_queue_delay_seconds",
@@ -220,63 +220,6 @@ impl Collector for Figures {
             &t.service,
         )
     }
-}
-
-/// The chat bus's figures (`--chat-bus`).
-fn chat_bus(encoder: &mut DescriptorEncoder, f: &ChatBusFigures) -> fmt::Result {
-    gauge(
-        encoder,
-        "linepool_chat_bus_up",
-        "1 while the chat bus is subscribed and can publish, else 0.",
-        u64::from(f.up),
-    )?;
-    counter(
-        encoder,
-        "linepool_chat_bus_published",
-        "Envelopes published on the chat bus.",
-        f.published,
-    )?;
-    counter(
-        encoder,
-        "linepool_chat_bus_received",
-        "Envelopes of other instances received from the chat bus.",
-        f.received,
-    )?;
-    {
-        let mut family = encoder.encode_descriptor(
-            "linepool_chat_bus_dropped",
-            "Envelopes dropped, by reason.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (reason, n) in f.dropped {
-            ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
-        }
-    }
-    counter(
-        encoder,
-        "linepool_chat_bus_missed",
-        "Envelopes of other instances that never came (gaps in their sequence).",
-        f.missed,
-    )?;
-    counter(
-        encoder,
-        "linepool_chat_bus_reconnects",
-        "Subscriptions to the chat bus made again after one was lost.",
-        f.reconnects,
-    )?;
-    gauge(
-        encoder,
-        "linepool_chat_room_members",
-        "Members of the chat room, on every instance, as this one sees it.",
-        f.members,
-    )?;
-    histogram(
-        encoder,
-        "linepool_chat_bus_delivery_seconds",
-        "Time from a line's arrival on another instance to its delivery here.",
-        &f.latency,
-    )
 }
 
 /// The TLS figures: handshake failures by reason, reloads by result, and
@@ -316,39 +259,6 @@ fn tls_figures(
         None,
         metric.metric_type(),
     )?)
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
-    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-fn histogram(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    h: &HistogramSnapshot,
-) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-        h.sum, h.count, &h.buckets, None,
-    )
-}
-
-fn gauge_with(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    labels: &[(&str, &str)],
-    value: i64,
-) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(family.encode_family(&labels)?)
 }
 
 /// Answers scrapes on `listener` until `until` fires (which shuts the

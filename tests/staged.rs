@@ -48,7 +48,7 @@ fn threads_are_named_owned_and_never_left_behind() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
     let mut config = Config::new("127.0.0.1", 0);
     config.metrics = Some(taken.local_addr().expect("its address"));
-    let refused = Server::bind(config)
+    let refused = Server::bind(config, linepool::protocol::ack())
         .err()
         .expect("the metrics port is taken");
     assert!(
@@ -61,7 +61,7 @@ fn threads_are_named_owned_and_never_left_behind() {
     let mut config = Config::new("127.0.0.1", 0);
     config.workers = 2;
     config.metrics = Some("127.0.0.1:0".parse().expect("address"));
-    let server = Server::bind(config).expect("bind");
+    let server = Server::bind(config, linepool::protocol::ack()).expect("bind");
     assert_eq!(server_threads(), Vec::<String>::new());
     let running = server.start().expect("start");
     // Each thread names itself as it starts; the system keeps 15 bytes.
@@ -101,7 +101,7 @@ fn threads_are_named_owned_and_never_left_behind() {
     no_server_threads_within(Duration::from_secs(10));
 
     // Stopped: the summary counts what it served, and nothing is left.
-    let running = Server::bind(Config::new("127.0.0.1", 0))
+    let running = Server::bind(Config::new("127.0.0.1", 0), linepool::protocol::ack())
         .expect("bind")
         .start()
         .expect("start");

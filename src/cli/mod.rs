@@ -124,8 +124,20 @@ pub fn serve_settings(matches: &ArgMatches) -> Vec<settings::Given> {
 /// Exit status for a usage error, as clap's own.
 pub const EXIT_USAGE: u8 = 2;
 
-/// The protocols a server speaks: the library's list.
-pub use linepool::config::ProtocolName as Protocol;
+/// The protocols a server speaks, by the name `--protocol` takes; `serve`
+/// maps each to the library's protocol value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Every line gets `ACK: <line>` back.
+    #[default]
+    Ack,
+    /// A chat room.
+    Chat,
+    /// Length-prefixed echo.
+    Framed,
+    /// The number exchange.
+    Sum,
+}
 
 /// The TLS flags `client` and `load` share.
 #[derive(clap::Args, Clone, Debug, Default)]

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -17,12 +18,17 @@ use super::values::{chat_bus_url, file_mode, positive_duration, room_for_command
 use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration, open_files};
 use linepool::access::AddrList;
 use linepool::config::{
-    ChatBus, DEFAULT_BACKLOG, DEFAULT_CHAT_ROOM, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE,
-    DEFAULT_SERVER_NAME, DEFAULT_SERVER_NUMBER, default_workers,
+    DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, default_workers,
 };
 use linepool::logfmt;
+use linepool::protocol::{self, ChatBus};
 use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
-use linepool::{Config, Overload, Server};
+use linepool::{Config, Overload, Server, Setting};
+
+/// `sum`: the name the server gives in its replies, by default.
+const DEFAULT_SERVER_NAME: &str = "Server of linepool";
+/// `sum`: the number the server answers with, by default.
+const DEFAULT_SERVER_NUMBER: i64 = 50;
 
 /// What happens at `--max-connections`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -241,7 +247,7 @@ pub struct Args {
     /// `chat` with --chat-bus: the room's name; instances share a room only
     /// if they give the same name.
     #[arg(long, value_name = "NAME", env = "LINEPOOL_CHAT_ROOM",
-          default_value = DEFAULT_CHAT_ROOM, value_parser = room_name)]
+          default_value = ChatBus::DEFAULT_ROOM, value_parser = room_name)]
     chat_room: String,
     /// Time between two heartbeats on the chat bus (tests shorten it).
     #[arg(long, value_name = "DURATION", env = "LINEPOOL_CHAT_HEARTBEAT", hide = true,
@@ -258,6 +264,25 @@ pub struct Args {
 const DEFAULT_IDLE_SECS_TEXT: &str = "300";
 
 impl Args {
+    /// The protocol `--protocol` names, with its own settings. Chat bus
+    /// settings it cannot use are an error.
+    fn protocol(&self) -> Result<Arc<dyn linepool::protocol::Protocol>, linepool::Error> {
+        Ok(match self.protocol {
+            Protocol::Ack => protocol::ack(),
+            Protocol::Chat => {
+                let bus = self.chat_bus.as_ref().map(|url| ChatBus {
+                    room: self.chat_room.clone(),
+                    heartbeat: self.chat_heartbeat,
+                    backoff_max: self.chat_backoff_max,
+                    ..ChatBus::new(url.clone())
+                });
+                protocol::chat(self.max_line, bus)?
+            }
+            Protocol::Framed => protocol::framed(),
+            Protocol::Sum => protocol::sum(self.server_name.clone(), self.server_number),
+        })
+    }
+
     fn config(&self) -> Config {
         Config {
             host: self.host.clone(),
@@ -272,9 +297,6 @@ impl Args {
             max_line: self.max_line,
             backlog: self.backlog,
             stats_interval: Some(self.stats_interval).filter(|d| !d.is_zero()),
-            protocol: self.protocol,
-            server_name: self.server_name.clone(),
-            server_number: self.server_number,
             admin_from: self.admin_from.clone(),
             max_per_ip: self.max_per_ip,
             stop_grace: self.stop_grace,
@@ -287,12 +309,6 @@ impl Args {
             admin_uids: Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty()),
             admin_socket: self.admin_socket.clone(),
             admin_socket_mode: self.admin_socket_mode,
-            chat_bus: self.chat_bus.as_ref().map(|url| ChatBus {
-                room: self.chat_room.clone(),
-                heartbeat: self.chat_heartbeat,
-                backoff_max: self.chat_backoff_max,
-                ..ChatBus::new(url.clone())
-            }),
             tls: self.tls(),
             admin_cert: self.admin_cert.clone(),
         }
@@ -326,15 +342,16 @@ fn name_variables(message: &str, given: &[Given]) -> String {
 
 /// Checks what clap cannot, for the start and for `--check` alike, so that
 /// `--check` refuses exactly what the start refuses: that the chat flags go
-/// together, that the certificate files are there, parse and go together,
-/// and that TLS is not asked of a Unix socket. `given` says which settings
+/// together and that the protocol can be set up with them (a chat bus's
+/// settings), that the certificate files are there, parse and go together,
+/// and that TLS is not asked of a Unix socket; the protocol is returned. `given` says which settings
 /// were given (a room name that is only the default asks nothing). One line
 /// on error.
 ///
 /// What the start meets only when it binds (a port or a socket path in
 /// use) is not checked: it belongs to the machine at that moment, not to
 /// the configuration.
-fn check(args: &Args, given: &[Given]) -> Result<(), String> {
+fn check(args: &Args, given: &[Given]) -> Result<Arc<dyn linepool::protocol::Protocol>, String> {
     if args.chat_bus.is_some() && args.protocol != Protocol::Chat {
         return Err("--chat-bus is used only with --protocol chat".to_string());
     }
@@ -353,17 +370,37 @@ fn check(args: &Args, given: &[Given]) -> Result<(), String> {
     if let Some(settings) = args.tls() {
         tls::check(&settings)?;
     }
-    Ok(())
+    args.protocol().map_err(|e| described(&e))
+}
+
+/// A library error in the command line's words: the setting it names, as
+/// its flag. Certificate and protocol errors name their flags themselves.
+fn described(e: &linepool::Error) -> String {
+    let linepool::Error::Setting { setting, reason } = e else {
+        return e.to_string();
+    };
+    let flag = match setting {
+        Setting::Host => "--host",
+        Setting::Workers => "--workers",
+        Setting::MaxConnections => "--max-connections",
+        Setting::MaxLine => "--max-line",
+        Setting::AdminCert => "--admin-cert",
+        _ => return reason.clone(),
+    };
+    format!("{flag}: {reason}")
 }
 
 /// Runs `linepool serve`; `given` says which settings came from a flag or
 /// a variable, for the debug log.
 pub fn run(args: &Args, given: &[Given]) -> ExitCode {
     // Bad files are refused before anything starts, as bad flags are.
-    if let Err(e) = check(args, given) {
-        eprintln!("linepool: {}", name_variables(&e, given));
-        return ExitCode::from(EXIT_USAGE);
-    }
+    let protocol = match check(args, given) {
+        Ok(protocol) => protocol,
+        Err(e) => {
+            eprintln!("linepool: {}", name_variables(&e, given));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     if args.check {
         println!("configuration ok");
         return ExitCode::SUCCESS;
@@ -395,16 +432,16 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         }
     };
     let bound = match passed {
-        Some(listeners) => Server::from_listeners(listeners, args.config()),
-        None => Server::bind(args.config()),
+        Some(listeners) => Server::from_listeners(listeners, args.config(), protocol),
+        None => Server::bind(args.config(), protocol),
     };
     let server = match bound {
         Ok(server) => server,
-        // A socket path held by a live server, or not a socket: a bad
-        // file, refused like a bad flag.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("linepool: {e}");
-            return ExitCode::from(2);
+        // A bad setting, or a socket path held by a live server or not a
+        // socket (a bad file): refused like a bad flag.
+        Err(e @ (linepool::Error::Setting { .. } | linepool::Error::InUse(_))) => {
+            eprintln!("linepool: {}", described(&e));
+            return ExitCode::from(EXIT_USAGE);
         }
         Err(e) => {
             eprintln!("linepool: {e}");

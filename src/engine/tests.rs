@@ -26,6 +26,10 @@ struct BoomSession {
 }
 
 impl Protocol for Boom {
+    fn name(&self) -> &str {
+        "boom"
+    }
+
     fn open(&self, _link: Link) -> Box<dyn Session> {
         Box::new(BoomSession {
             ended: self.ended.clone(),

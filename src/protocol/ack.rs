@@ -1,20 +1,17 @@
 //! `ack`: every line gets `ACK: <line>` back; `shutdown` closes the client,
 //! `quit_server` stops the server.
 
-use std::sync::Arc;
-
 use super::{Action, Link, Protocol, Session};
-use crate::config::Config;
-
-pub fn build(_config: &Config) -> Arc<dyn Protocol> {
-    Arc::new(Ack)
-}
 
 /// The ACK line protocol. It keeps no state, so one value serves every
 /// connection.
 pub struct Ack;
 
 impl Protocol for Ack {
+    fn name(&self) -> &str {
+        "ack"
+    }
+
     fn open(&self, _link: Link) -> Box<dyn Session> {
         Box::new(Ack)
     }

@@ -6,16 +6,19 @@
 use std::sync::Arc;
 
 use super::{Action, Link, Protocol, Session};
-use crate::config::Config;
 use crate::framing::{Framing, write_frame};
 
-pub fn build(_config: &Config) -> Arc<dyn Protocol> {
+pub(super) fn build() -> Arc<dyn Protocol> {
     Arc::new(Framed)
 }
 
 struct Framed;
 
 impl Protocol for Framed {
+    fn name(&self) -> &str {
+        "framed"
+    }
+
     fn framing(&self) -> Framing {
         Framing::LengthPrefixed
     }

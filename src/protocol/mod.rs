@@ -7,60 +7,51 @@
 //! the server stopped. Sessions reach other connections (a chat room's
 //! members) only through a [`Link`], over the small [`Port`] trait.
 //!
-//! Adding a protocol: one file in this folder and one variant of [`ProtocolName`].
+//! The server takes a protocol value ([`Server::bind`](crate::Server::bind)):
+//! the four here ([`ack`], [`chat`], [`framed`], [`sum`]) and any written
+//! outside the crate plug in the same way, through [`Protocol`] alone.
 
 mod ack;
 mod chat;
 mod framed;
 mod sum;
 
-use std::io;
 use std::sync::{Arc, Weak};
 
-use crate::config::{Config, ProtocolName};
+use prometheus_client::collector::Collector;
+
 use crate::conn::Conn;
 pub use crate::conn::Delivery;
+use crate::error::Error;
 use crate::framing::Framing;
+use crate::shutdown::Shutdown;
 pub use crate::socket::Peer;
-pub(crate) use chat::Fanout as ChatFanout;
-pub(crate) use chat::bus::{Bus as ChatBus, Figures as ChatBusFigures};
+pub use ack::Ack;
+pub use chat::settings::ChatBus;
 
-/// The protocol `name`, set up for `config`, and the chat bus it needs,
-/// if any. A chat bus for another protocol, or one that cannot be set up,
-/// is an error.
-pub(crate) fn build(name: ProtocolName, config: &Config) -> io::Result<Built> {
-    if config.chat_bus.is_some() && name != ProtocolName::Chat {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a chat bus needs the chat protocol",
-        ));
-    }
-    let alone = |protocol| Built {
-        protocol,
-        chat_bus: None,
-        chat_fanout: None,
-    };
-    Ok(match name {
-        ProtocolName::Ack => alone(ack::build(config)),
-        ProtocolName::Chat => chat::build(config)?,
-        ProtocolName::Framed => alone(framed::build(config)),
-        ProtocolName::Sum => alone(sum::build(config)),
-    })
-}
-
-/// A protocol set up for a server, with the chat bus it needs, if any.
-pub(crate) struct Built {
-    /// The protocol.
-    pub protocol: Arc<dyn Protocol>,
-    /// The chat room's bus, whose threads the server runs.
-    pub chat_bus: Option<Arc<ChatBus>>,
-    /// The chat room's writer, whose thread the server runs.
-    pub chat_fanout: Option<Arc<ChatFanout>>,
-}
-
-/// The ACK line protocol, the default.
+/// The ACK line protocol (`ack`), the default: every line gets
+/// `ACK: <line>` back.
 pub fn ack() -> Arc<dyn Protocol> {
-    Arc::new(ack::Ack)
+    Arc::new(Ack)
+}
+
+/// The chat room (`chat`), for a server whose longest message is
+/// `max_line` bytes; with a `bus`, one room across every instance on the
+/// same Redis and room name. Bus settings that cannot be used are an
+/// error, naming [`Setting::Protocol`](crate::Setting::Protocol).
+pub fn chat(max_line: usize, bus: Option<ChatBus>) -> Result<Arc<dyn Protocol>, Error> {
+    chat::build(max_line, bus)
+}
+
+/// The length-prefixed echo (`framed`).
+pub fn framed() -> Arc<dyn Protocol> {
+    framed::build()
+}
+
+/// The number exchange (`sum`): the server answers with `name` and
+/// `number`.
+pub fn sum(name: impl Into<String>, number: i64) -> Arc<dyn Protocol> {
+    sum::build(name.into(), number)
 }
 
 /// What a session asks of the core after a message.
@@ -93,8 +84,52 @@ pub fn text(line: &[u8]) -> &str {
     std::str::from_utf8(line).unwrap_or_default()
 }
 
-/// A protocol: a framing and a way to serve one connection.
-pub trait Protocol: Send + Sync {
+/// A protocol: a framing, a way to serve one connection, and what it
+/// runs and reports beside its connections. The server takes one value of
+/// it ([`Server::bind`](crate::Server::bind)) and shares it between every
+/// connection and worker.
+///
+/// Only [`name`](Protocol::name) and [`open`](Protocol::open) must be
+/// written; the rest have defaults that do nothing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use linepool::protocol::{Action, Link, Protocol, Session};
+///
+/// /// Answers every line in upper case.
+/// struct Upper;
+///
+/// impl Protocol for Upper {
+///     fn name(&self) -> &str {
+///         "upper"
+///     }
+///
+///     fn open(&self, _link: Link) -> Box<dyn Session> {
+///         Box::new(Upper)
+///     }
+/// }
+///
+/// impl Session for Upper {
+///     fn message(&mut self, line: &[u8], out: &mut Vec<u8>) -> Action {
+///         out.extend(line.to_ascii_uppercase());
+///         out.push(b'\n');
+///         Action::Continue
+///     }
+/// }
+///
+/// let config = linepool::Config::new("127.0.0.1", 0);
+/// let server = linepool::Server::bind(config, Arc::new(Upper))?;
+/// let running = server.start()?;
+/// // ... clients connect to running.local_addr() ...
+/// let summary = running.stop();
+/// assert_eq!(summary.connections, 0);
+/// # Ok::<(), linepool::Error>(())
+/// ```
+pub trait Protocol: Send + Sync + 'static {
+    /// The protocol's name, as the startup line, `/metrics` (the
+    /// `protocol` label) and the admin console show it.
+    fn name(&self) -> &str;
+
     /// How this protocol's byte stream is cut into messages.
     fn framing(&self) -> Framing {
         Framing::Lines
@@ -102,6 +137,51 @@ pub trait Protocol: Send + Sync {
 
     /// The state of one new connection.
     fn open(&self, link: Link) -> Box<dyn Session>;
+
+    /// Threads the protocol runs beside the pool (a chat room's writer,
+    /// its Redis bus). The server starts them after its workers and before
+    /// its acceptor, and joins them at the last step of the stop: `until`
+    /// fires once every connection has ended (so that a session's
+    /// [`Session::end`] may still hand them work), and each must return
+    /// soon after.
+    fn threads(&self, _until: &Shutdown) -> Vec<Task> {
+        Vec::new()
+    }
+
+    /// Figures of the protocol's own, appended to the stats line
+    /// (`--stats-interval`) and to the stop's summary line: `key=value`
+    /// pairs separated by spaces, or nothing.
+    fn figures(&self) -> String {
+        String::new()
+    }
+
+    /// Metric families of the protocol's own, encoded on every `/metrics`
+    /// scrape after the server's (`--metrics`).
+    fn metrics(&self) -> Option<Box<dyn Collector>> {
+        None
+    }
+}
+
+/// A thread a protocol runs beside the pool: a name and what it runs.
+pub struct Task {
+    name: String,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl Task {
+    /// A thread called `name` (the name `ps` and the logs show) that runs
+    /// `run`.
+    pub fn new(name: impl Into<String>, run: impl FnOnce() + Send + 'static) -> Self {
+        Task {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
+
+    /// The thread's name and what it runs.
+    pub(crate) fn into_parts(self) -> (String, Box<dyn FnOnce() + Send>) {
+        (self.name, self.run)
+    }
 }
 
 /// One connection's protocol state. Replies go into `out`, which the core

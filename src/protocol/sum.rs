@@ -9,15 +9,11 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use super::{Action, Link, Protocol, Session, text};
-use crate::config::Config;
 use crate::logfmt::Quoted;
 
-pub fn build(config: &Config) -> Arc<dyn Protocol> {
+pub(super) fn build(name: String, number: i64) -> Arc<dyn Protocol> {
     Arc::new(Sum {
-        shared: Arc::new(Shared {
-            name: config.server_name.clone(),
-            number: config.server_number,
-        }),
+        shared: Arc::new(Shared { name, number }),
     })
 }
 
@@ -36,6 +32,10 @@ struct SumSession {
 }
 
 impl Protocol for Sum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+
     fn open(&self, link: Link) -> Box<dyn Session> {
         Box::new(SumSession {
             shared: self.shared.clone(),

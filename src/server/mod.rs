@@ -49,10 +49,11 @@ use crate::access::{self, PerAddress};
 use crate::agent;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
+use crate::error::{Error, Setting};
 use crate::gate::Gate;
 use crate::handler::Limits;
 use crate::metrics;
-use crate::protocol::{self, ChatBus, ChatFanout, Protocol};
+use crate::protocol::Protocol;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
@@ -80,10 +81,6 @@ pub struct Server {
     metrics: Option<TcpListener>,
     config: Config,
     protocol: Arc<dyn Protocol>,
-    /// The chat room's bus, with `--chat-bus`.
-    chat_bus: Option<Arc<ChatBus>>,
-    /// The chat room's writer, with `--protocol chat`.
-    chat_fanout: Option<Arc<ChatFanout>>,
     shutdown: Shutdown,
     /// Fires at the stop's last step: the side ports and the watchdog end.
     last_step: Shutdown,
@@ -100,19 +97,16 @@ impl Server {
     ///
     /// The error names the address when it cannot be had; a Unix socket
     /// path that a live server holds, or that is not a socket, is refused
-    /// with [`io::ErrorKind::AlreadyExists`] (a stale socket file is
-    /// replaced).
-    pub fn bind(config: Config) -> io::Result<Server> {
+    /// with [`Error::InUse`] (a stale socket file is replaced).
+    pub fn bind(config: Config, protocol: Arc<dyn Protocol>) -> Result<Server, Error> {
         let addrs = if config.listen.is_empty() {
-            let addr = (config.host.as_str(), config.port)
+            let host = &config.host;
+            let addr = (host.as_str(), config.port)
                 .to_socket_addrs()
-                .map_err(|e| context(e, &format!("cannot resolve {}", config.host)))?
+                .map_err(|e| Error::setting(Setting::Host, format!("cannot resolve {host}: {e}")))?
                 .next()
                 .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("no address found for {}", config.host),
-                    )
+                    Error::setting(Setting::Host, format!("no address found for {host}"))
                 })?;
             vec![addr]
         } else {
@@ -125,9 +119,10 @@ impl Server {
             listeners.push(Listener::tcp(listener)?);
         }
         if let Some(path) = &config.unix {
-            listeners.push(listen::listen_unix(path, config.unix_mode, config.backlog)?);
+            listeners
+                .push(listen::listen_unix(path, config.unix_mode, config.backlog).map_err(in_use)?);
         }
-        Server::from_listeners(listeners, config)
+        Server::from_listeners(listeners, config, protocol)
     }
 
     /// A server on a socket that is already listening, such as one systemd
@@ -135,63 +130,68 @@ impl Server {
     /// and `backlog` do not apply). Clients that connected before the
     /// server started wait in its backlog and are served: a restart refuses
     /// no connection.
-    pub fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
-        Server::from_listeners(vec![Listener::tcp(listener)?], config)
+    pub fn from_listener(
+        listener: TcpListener,
+        config: Config,
+        protocol: Arc<dyn Protocol>,
+    ) -> Result<Server, Error> {
+        Server::from_listeners(vec![Listener::tcp(listener)?], config, protocol)
     }
 
     /// A server on sockets that are already listening (socket activation
     /// with several sockets), all sharing one connection limit, registry,
     /// pool and stop. As with [`Server::from_listener`], the configuration's
     /// addresses and backlog do not apply.
-    pub fn from_listeners(listeners: Vec<Listener>, config: Config) -> io::Result<Server> {
+    pub fn from_listeners(
+        listeners: Vec<Listener>,
+        config: Config,
+        protocol: Arc<dyn Protocol>,
+    ) -> Result<Server, Error> {
         if listeners.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
+            return Err(Error::setting(
+                Setting::Listeners,
                 "no listener to serve on",
             ));
         }
-        if config.workers == 0 || config.max_connections == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "workers and max_connections must be at least 1",
+        if config.workers == 0 {
+            return Err(Error::setting(Setting::Workers, "at least 1 is needed"));
+        }
+        if config.max_connections == 0 {
+            return Err(Error::setting(
+                Setting::MaxConnections,
+                "at least 1 is needed",
             ));
         }
         // The shared commands must fit in a message, or `quit_server`
         // itself would be refused as too long.
         if config.max_line < b"quit_server".len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "max_line must be at least 11, the length of quit_server",
+            return Err(Error::setting(
+                Setting::MaxLine,
+                "at least 11 is needed, the length of quit_server",
             ));
         }
         if config.admin_cert.is_some() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--admin-cert needs --tls-client-ca: names come from verified client certificates",
+            return Err(Error::setting(
+                Setting::AdminCert,
+                "needs a TLS client CA: names come from verified client certificates",
             ));
         }
         // A Unix socket is for local tools, which speak plaintext and are
         // told apart by user id: TLS is for TCP listeners, and a server that
         // would speak it on some listeners only is refused.
         if config.tls.is_some() && listeners.iter().any(Listener::is_unix) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--tls-cert cannot serve a Unix socket: TLS is for TCP listeners only",
+            return Err(Error::setting(
+                Setting::Tls,
+                "cannot serve a Unix socket: TLS is for TCP listeners only",
             ));
         }
         let tls = match &config.tls {
-            Some(settings) => Some(
-                Certs::load(settings)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-            ),
+            Some(settings) => {
+                Some(Certs::load(settings).map_err(|e| Error::setting(Setting::Tls, e))?)
+            }
             None => None,
         };
-        let protocol::Built {
-            protocol,
-            chat_bus,
-            chat_fanout,
-        } = protocol::build(config.protocol, &config)?;
         // The acceptor accepts until `EAGAIN` and must never block in
         // accept(); a passed socket may be either.
         for listener in &listeners {
@@ -216,7 +216,8 @@ impl Server {
         }
         let console = match &config.admin_socket {
             Some(path) => {
-                let socket = listen::listen_unix(path, config.admin_socket_mode, CONSOLE_BACKLOG)?;
+                let socket = listen::listen_unix(path, config.admin_socket_mode, CONSOLE_BACKLOG)
+                    .map_err(in_use)?;
                 socket.prepare()?;
                 Some(ConsoleSocket::new(socket, &last_step)?)
             }
@@ -234,8 +235,6 @@ impl Server {
             metrics,
             config,
             protocol,
-            chat_bus,
-            chat_fanout,
             shutdown,
             last_step,
             conns,
@@ -275,11 +274,12 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Starts serving: the pool's workers and the helper threads, then
-    /// the acceptor thread. A thread that cannot be created is an error, and
-    /// whatever had started by then is stopped and joined before it is
-    /// returned.
-    pub fn start(self) -> io::Result<Running> {
+    /// Starts serving: the pool's workers, the helper threads and the
+    /// protocol's, then the acceptor thread. A thread that cannot be
+    /// created is an error, and whatever had started by then is stopped
+    /// and joined before it is returned.
+    pub fn start(self) -> Result<Running, Error> {
+        let shared = Shared::new(&self);
         let Server {
             listening,
             local_addr,
@@ -288,89 +288,42 @@ impl Server {
             metrics,
             config,
             protocol,
-            chat_bus,
-            chat_fanout,
             shutdown,
             last_step,
             conns,
             engine,
             tls,
         } = self;
-        // A stop wakes the acceptor if it waits for a slot; from then on
-        // it gets none.
-        let gate = Gate::new(config.max_connections);
-        {
-            let gate = gate.clone();
-            shutdown.on_trigger(move || gate.close());
-        }
-        let stats = Arc::new(Stats::default());
-        // How the log names each listener, taken before the acceptor owns
-        // them.
-        let shown: Vec<String> = listening.listeners().iter().map(shown).collect();
-        let names: Vec<&str> = listening.listeners().iter().map(Listener::name).collect();
-        let names = names.join(",");
-        let counts: Vec<Arc<ListenerCount>> = listening
+        let control = listening.control();
+        let names = listening
             .listeners()
             .iter()
-            .map(|l| ListenerCount::new(l.shared_name()))
-            .collect();
-        let admin_uids: Arc<[u32]> = match &config.admin_uids {
-            Some(uids) => uids.as_slice().into(),
-            None => access::default_admin_uids().into(),
-        };
-        let control = listening.control();
-        let acceptor = Acceptor::new(
-            listening,
-            Admission {
-                overload: config.overload,
-                proxy_protocol: config.proxy_protocol,
-                protocol,
-                limits: Limits::from_config(&config),
-                shutdown: shutdown.clone(),
-                gate: gate.clone(),
-                engine: engine.clone(),
-                stats: stats.clone(),
-                admin_from: Arc::new(config.admin_from.clone()),
-                admin_uids: admin_uids.clone(),
-                per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-                tls: tls.clone(),
-                admin_certs: config.admin_cert.clone().map(Arc::new),
-                counts: counts.clone(),
-            },
-        );
+            .map(Listener::name)
+            .collect::<Vec<_>>()
+            .join(",");
         let pool = start_pool(config.workers)?;
         engine.start(&pool, config.workers);
+        log_listening(&listening, &config, protocol.name());
+        let admission = shared.admission(&config, &protocol, &engine, &tls, &shutdown);
+        let acceptor = Acceptor::new(listening, admission);
         // From here on, dropping `running` stops and joins what started.
         let mut running = Running {
             local_addr,
             shutdown: shutdown.clone(),
             last_step: last_step.clone(),
-            gate: gate.clone(),
+            gate: shared.gate.clone(),
             conns: conns.clone(),
             engine: engine.clone(),
-            stats: stats.clone(),
+            stats: shared.stats.clone(),
             stop_grace: config.stop_grace,
             acceptor: Threads::default(),
-            chat_bus: chat_bus.clone(),
+            protocol: protocol.clone(),
             pool: Some(pool),
             threads: Threads::default(),
         };
-        info!(
-            "listening on {} version={} protocol={} workers={} max_connections={} overload={}{}",
-            shown[0],
-            env!("CARGO_PKG_VERSION"),
-            config.protocol,
-            config.workers,
-            config.max_connections,
-            config.overload,
-            crate::tls::ListeningFields(config.tls.as_ref())
-        );
-        for also in &shown[1..] {
-            info!("also listening on {also}");
-        }
         let threads = &mut running.threads;
         {
-            let (conns, stats, until) = (conns.clone(), stats.clone(), last_step.clone());
+            let (conns, stats, until) = (conns.clone(), shared.stats.clone(), last_step.clone());
             let idle = config.idle_timeout;
             let handshake = config
                 .tls
@@ -394,17 +347,19 @@ impl Server {
                 "metrics on http://{}/metrics and /healthz",
                 listener.local_addr()?
             );
-            let registry = metrics::registry(metrics::Sources {
-                stats: stats.clone(),
-                engine: engine.clone(),
-                workers: config.workers,
-                gate: gate.clone(),
-                protocol: config.protocol,
-                shutdown: shutdown.clone(),
-                listeners: counts.clone(),
-                chat_bus: chat_bus.clone(),
-                tls: tls.clone(),
-            });
+            let registry = metrics::registry(
+                metrics::Sources {
+                    stats: shared.stats.clone(),
+                    engine: engine.clone(),
+                    workers: config.workers,
+                    gate: shared.gate.clone(),
+                    protocol: protocol.name().to_string(),
+                    shutdown: shutdown.clone(),
+                    listeners: shared.counts.clone(),
+                    tls: tls.clone(),
+                },
+                protocol.metrics(),
+            );
             let (shutdown, until) = (shutdown.clone(), last_step.clone());
             threads.spawn("linepool-metrics", move || {
                 metrics::serve(&listener, &registry, &shutdown, &until)
@@ -414,15 +369,15 @@ impl Server {
             info!("admin console on {}", socket.addr());
             let console = Console {
                 shutdown: shutdown.clone(),
-                stats: stats.clone(),
+                stats: shared.stats.clone(),
                 conns: conns.clone(),
                 acceptor: control,
-                gate: gate.clone(),
+                gate: shared.gate.clone(),
                 tls: tls.clone(),
-                admin_uids,
+                admin_uids: shared.admin_uids.clone(),
                 about: vec![
                     ("version", env!("CARGO_PKG_VERSION").to_string()),
-                    ("protocol", config.protocol.to_string()),
+                    ("protocol", protocol.name().to_string()),
                     ("listeners", names),
                     ("workers", config.workers.to_string()),
                     ("overload", config.overload.to_string()),
@@ -433,25 +388,18 @@ impl Server {
             threads.spawn("linepool-console", move || console.run(socket, &until))?;
         }
         if let Some(every) = config.stats_interval {
-            let (stats, engine, shutdown) = (stats.clone(), engine.clone(), shutdown.clone());
-            let bus = chat_bus.clone();
+            let (stats, engine, shutdown) =
+                (shared.stats.clone(), engine.clone(), shutdown.clone());
+            let protocol = protocol.clone();
             threads.spawn("linepool-stats", move || {
-                threads::report_stats(&stats, &engine, bus.as_deref(), &shutdown, every)
+                threads::report_stats(&stats, &engine, &*protocol, &shutdown, every)
             })?;
         }
-        if let Some(fanout) = chat_fanout {
-            // Like the bus, the writer ends at the last step, after every
-            // session has ended.
-            let until = last_step.clone();
-            threads.spawn("linepool-chat-out", move || fanout.run(&until))?;
-        }
-        if let Some(bus) = &chat_bus {
-            info!("chat room {} shared on the bus", bus.room_name());
-            // The bus ends at the last step, after every session has ended
-            // and queued its `left`, which it then publishes.
-            for (name, run) in bus.threads(&last_step) {
-                threads.spawn(name, run)?;
-            }
+        // The protocol's threads end at the last step, after every session
+        // has ended.
+        for task in protocol.threads(&last_step) {
+            let (name, run) = task.into_parts();
+            threads.spawn(name, run)?;
         }
         // Last, once everything it hands connections to runs. Clients
         // already in a backlog make their listener ready at once.
@@ -463,8 +411,100 @@ impl Server {
 
     /// Starts, serves until the shutdown signal fires, then stops cleanly
     /// and returns what the server did.
-    pub fn run(self) -> io::Result<Summary> {
+    pub fn run(self) -> Result<Summary, Error> {
         Ok(self.start()?.wait())
+    }
+}
+
+/// What every connection and helper of a started server shares.
+struct Shared {
+    /// The connection limit; a stop closes it, which wakes the acceptor if
+    /// it waits for a slot.
+    gate: Arc<Gate>,
+    stats: Arc<Stats>,
+    /// Connections accepted, per listener.
+    counts: Vec<Arc<ListenerCount>>,
+    /// Who may stop the server from the Unix socket, and use the console.
+    admin_uids: Arc<[u32]>,
+}
+
+impl Shared {
+    fn new(server: &Server) -> Shared {
+        let gate = Gate::new(server.config.max_connections);
+        {
+            let gate = gate.clone();
+            server.shutdown.on_trigger(move || gate.close());
+        }
+        let counts = server
+            .listening
+            .listeners()
+            .iter()
+            .map(|l| ListenerCount::new(l.shared_name()))
+            .collect();
+        let admin_uids = match &server.config.admin_uids {
+            Some(uids) => uids.as_slice().into(),
+            None => access::default_admin_uids().into(),
+        };
+        Shared {
+            gate,
+            stats: Arc::new(Stats::default()),
+            counts,
+            admin_uids,
+        }
+    }
+
+    /// What the acceptor needs to admit a connection and push it into the
+    /// pool.
+    fn admission(
+        &self,
+        config: &Config,
+        protocol: &Arc<dyn Protocol>,
+        engine: &Arc<Engine>,
+        tls: &Option<Arc<Certs>>,
+        shutdown: &Shutdown,
+    ) -> Admission {
+        Admission {
+            overload: config.overload,
+            proxy_protocol: config.proxy_protocol,
+            protocol: protocol.clone(),
+            limits: Limits::from_config(config),
+            shutdown: shutdown.clone(),
+            gate: self.gate.clone(),
+            engine: engine.clone(),
+            stats: self.stats.clone(),
+            admin_from: Arc::new(config.admin_from.clone()),
+            admin_uids: self.admin_uids.clone(),
+            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            tls: tls.clone(),
+            admin_certs: config.admin_cert.clone().map(Arc::new),
+            counts: self.counts.clone(),
+        }
+    }
+}
+
+/// Logs what the server listens on, and how it serves.
+fn log_listening(listening: &Listening, config: &Config, protocol: &str) {
+    let shown: Vec<String> = listening.listeners().iter().map(shown).collect();
+    info!(
+        "listening on {} version={} protocol={protocol} workers={} max_connections={} overload={}{}",
+        shown[0],
+        env!("CARGO_PKG_VERSION"),
+        config.workers,
+        config.max_connections,
+        config.overload,
+        crate::tls::ListeningFields(config.tls.as_ref())
+    );
+    for also in &shown[1..] {
+        info!("also listening on {also}");
+    }
+}
+
+/// A Unix socket path refused because it is in use, as such.
+fn in_use(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        Error::InUse(e.to_string())
+    } else {
+        Error::Io(e)
     }
 }
 

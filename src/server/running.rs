@@ -12,7 +12,7 @@ use super::threads::Threads;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::logfmt;
-use crate::protocol::ChatBus;
+use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 use crate::stats::{Stats, Summary};
 
@@ -30,7 +30,8 @@ pub struct Running {
     pub(super) stop_grace: std::time::Duration,
     /// The acceptor thread, joined first at the stop.
     pub(super) acceptor: Threads,
-    pub(super) chat_bus: Option<Arc<ChatBus>>,
+    /// For its figures in the summary line.
+    pub(super) protocol: Arc<dyn Protocol>,
     /// `None` once joined.
     pub(super) pool: Option<ThreadPool>,
     pub(super) threads: Threads,
@@ -109,10 +110,7 @@ impl Running {
             warn!("{} panicked", logfmt::count(panicked, "server thread"));
         }
         let summary = self.stats.summary();
-        match &self.chat_bus {
-            Some(bus) => info!("stopped {summary} {}", bus.figures()),
-            None => info!("stopped {summary}"),
-        }
+        info!("stopped {summary}{}", spaced(self.protocol.figures()));
         summary
     }
 }
@@ -123,6 +121,15 @@ impl Drop for Running {
             self.shutdown.trigger();
             self.stop_sequence();
         }
+    }
+}
+
+/// A protocol's figures as a log line's tail: after a space, if any.
+pub(super) fn spaced(figures: String) -> String {
+    if figures.is_empty() {
+        figures
+    } else {
+        format!(" {figures}")
     }
 }
 

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::listen::context;
+use super::running::spaced;
 use crate::engine::Engine;
-use crate::protocol::ChatBus;
+use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -36,18 +37,19 @@ pub(super) fn run_as_batch() -> io::Result<()> {
 /// Named threads that run until the stop.
 #[derive(Default)]
 pub(super) struct Threads {
-    running: Vec<(&'static str, JoinHandle<()>)>,
+    running: Vec<(String, JoinHandle<()>)>,
 }
 
 impl Threads {
     /// Starts `run` on a thread called `name`.
     pub(super) fn spawn(
         &mut self,
-        name: &'static str,
+        name: impl Into<String>,
         run: impl FnOnce() + Send + 'static,
     ) -> io::Result<()> {
+        let name = name.into();
         let handle = thread::Builder::new()
-            .name(name.to_string())
+            .name(name.clone())
             .spawn(run)
             .map_err(|e| context(e, &format!("cannot start thread {name}")))?;
         self.running.push((name, handle));
@@ -59,7 +61,7 @@ impl Threads {
         let panicked = self
             .running
             .drain(..)
-            .map(|(name, handle)| joined(name, handle))
+            .map(|(name, handle)| joined(&name, handle))
             .filter(|&panicked| panicked)
             .count();
         panicked as u64
@@ -79,7 +81,7 @@ fn joined(name: &str, handle: JoinHandle<()>) -> bool {
 pub(super) fn report_stats(
     stats: &Stats,
     engine: &Engine,
-    chat_bus: Option<&ChatBus>,
+    protocol: &dyn Protocol,
     shutdown: &Shutdown,
     every: Duration,
 ) {
@@ -90,7 +92,6 @@ pub(super) fn report_stats(
         let s = stats.interval();
         let per_sec =
             (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
-        let bus = chat_bus.map(|bus| format!(" {}", bus.figures()));
         info!(
             "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} queue_mean_us={:.1} queue_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
             s.summary.lines,
@@ -102,7 +103,7 @@ pub(super) fn report_stats(
             engine.ready(),
             s.summary.rejected,
             s.summary.connections,
-            bus.unwrap_or_default(),
+            spaced(protocol.figures()),
         );
         last_lines = s.summary.lines;
         last_time = now;

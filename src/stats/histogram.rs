@@ -43,7 +43,7 @@ pub(crate) struct Buckets {
     sum_nanos: AtomicU64,
 }
 
-/// The service-time buckets, which the chat bus's delivery times share.
+/// The service-time buckets, which protocols' own latency histograms share.
 impl Default for Buckets {
     fn default() -> Self {
         Buckets::new(&BOUNDS)

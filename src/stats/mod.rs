@@ -12,6 +12,7 @@ use log::warn;
 use crate::logfmt::{self, RateLimit};
 use crate::tls::Failure;
 
+pub(crate) mod exposition;
 mod histogram;
 
 pub(crate) use self::histogram::Buckets;

@@ -2,11 +2,13 @@
 //! (`--max-per-ip`), with clients bound to different loopback addresses
 //! (all of 127.0.0.0/8 is this machine).
 
-use linepool::config::ProtocolName;
+use std::sync::Arc;
+
+use linepool::protocol::{self, Protocol};
 
 use crate::support::{BinServer, DEADLINE, TestServer, connect_from};
 
-fn only_127_0_0_1(protocol: ProtocolName) -> TestServer {
+fn only_127_0_0_1(protocol: Arc<dyn Protocol>) -> TestServer {
     TestServer::start(move |c| {
         c.admin_from = "127.0.0.1/32".parse().expect("list");
         c.protocol = protocol;
@@ -17,7 +19,7 @@ fn only_127_0_0_1(protocol: ProtocolName) -> TestServer {
 /// on; from inside it stops the server.
 #[test]
 fn quit_server_only_from_admin_addresses() {
-    let server = only_127_0_0_1(ProtocolName::Ack);
+    let server = only_127_0_0_1(protocol::ack());
     let mut outsider = connect_from("127.0.0.2", server.addr);
     outsider.send("before\nquit_server\nafter\n");
     outsider.expect("ACK: before\nERR quit_server not allowed\nACK: after\n");
@@ -34,7 +36,7 @@ fn quit_server_only_from_admin_addresses() {
 /// `sum`'s stop on an out-of-range number obeys the same list.
 #[test]
 fn sum_out_of_range_only_stops_from_admin_addresses() {
-    let server = only_127_0_0_1(ProtocolName::Sum);
+    let server = only_127_0_0_1(protocol::sum("Server of linepool", 50));
     let mut outsider = connect_from("127.0.0.3", server.addr);
     outsider.send_line("x;0");
     outsider.expect("ERR number out of range (1..=100)\n");
@@ -49,7 +51,7 @@ fn sum_out_of_range_only_stops_from_admin_addresses() {
 /// A length-prefixed client gets its refusal as a frame.
 #[test]
 fn framed_refusal_is_a_frame() {
-    let server = only_127_0_0_1(ProtocolName::Framed);
+    let server = only_127_0_0_1(protocol::framed());
     let mut outsider = connect_from("127.0.0.2", server.addr);
     let frame = |payload: &[u8]| {
         let mut out = (payload.len() as u32).to_be_bytes().to_vec();

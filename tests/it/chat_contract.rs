@@ -6,10 +6,10 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use linepool::config::{ChatBus, ProtocolName};
+use linepool::protocol::ChatBus;
 
 use crate::redis_server::Redis;
-use crate::support::{Client, TestServer, scrape_until};
+use crate::support::{self, Client, TestServer, scrape_until};
 
 /// Bus timings short enough for tests: peers silent for 0.5 s are gone,
 /// Redis is tried again within 0.2 s.
@@ -25,8 +25,7 @@ pub fn test_bus(url: &str, room: &str) -> ChatBus {
 /// A chat instance on the bus at `url`, in `room`, with metrics.
 pub fn instance(url: &str, room: &str) -> TestServer {
     TestServer::with_metrics(|c| {
-        c.protocol = ProtocolName::Chat;
-        c.chat_bus = Some(test_bus(url, room));
+        c.protocol = support::chat_on(Some(test_bus(url, room)));
     })
 }
 
@@ -40,7 +39,7 @@ impl Room {
     /// The room of one instance, without a bus.
     pub fn single() -> Room {
         Room {
-            servers: vec![TestServer::start(|c| c.protocol = ProtocolName::Chat)],
+            servers: vec![TestServer::start(|c| c.protocol = support::chat())],
             redis: None,
         }
     }

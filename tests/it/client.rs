@@ -6,8 +6,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 
-use linepool::config::ProtocolName;
-
 use crate::support::{DEADLINE, TestServer};
 
 /// Runs `linepool client` against `server` with `input` on stdin (closed
@@ -55,7 +53,7 @@ fn name_is_refused_outside_sum() {
 #[test]
 fn framed_client_hears_the_idle_timeout_and_exits_0() {
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.idle_timeout = Some(std::time::Duration::from_millis(200));
     });
     // Standard input stays open: the server closes first.
@@ -114,7 +112,7 @@ fn client_exits_when_the_server_closes() {
 /// Framed: each input line is one message; each echo is printed as a line.
 #[test]
 fn client_speaks_framed() {
-    let server = TestServer::start(|c| c.protocol = ProtocolName::Framed);
+    let server = TestServer::start(|c| c.protocol = linepool::protocol::framed());
     let (ok, out) = client(&server, &["--protocol", "framed"], "hello\n\nworld\n");
     assert!(ok);
     assert_eq!(out, "hello\n\nworld\n");
@@ -123,7 +121,8 @@ fn client_speaks_framed() {
 /// Sum: refuses bad input locally and asks again, then prints the sum.
 #[test]
 fn client_speaks_sum() {
-    let server = TestServer::start(|c| c.protocol = ProtocolName::Sum);
+    let server =
+        TestServer::start(|c| c.protocol = linepool::protocol::sum("Server of linepool", 50));
     let (ok, out) = client(
         &server,
         &["--protocol", "sum", "--name", "Ann"],
@@ -158,7 +157,7 @@ fn expect_printed(printed: &mpsc::Receiver<String>, want: &str) {
 /// while it is in the room, talks, and leaves at the end of its input.
 #[test]
 fn client_speaks_chat() {
-    let server = TestServer::start(|c| c.protocol = ProtocolName::Chat);
+    let server = TestServer::start(|c| c.protocol = crate::support::chat());
     let mut watcher = server.connect();
     watcher.expect("Enter your name:\n");
     watcher.send_line("watcher");
@@ -216,7 +215,7 @@ fn client_speaks_chat() {
 /// The load tool drives the framed echo and checks every byte.
 #[test]
 fn load_drives_framed_echo() {
-    let server = TestServer::start(|c| c.protocol = ProtocolName::Framed);
+    let server = TestServer::start(|c| c.protocol = linepool::protocol::framed());
     let output = Command::new(env!("CARGO_BIN_EXE_linepool"))
         .args([
             "load",

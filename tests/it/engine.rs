@@ -10,8 +10,6 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use linepool::config::ProtocolName;
-
 use crate::support::{self, Client, DEADLINE, TestServer, scrape_until};
 
 /// Thousands of connections that sent nothing do not keep a one-worker
@@ -275,7 +273,7 @@ fn stop_with_connections_queued_and_mid_batch() {
 fn chat_with_five_hundred_members_on_two_workers() {
     support::allow_descriptors(2 * 500 + 100);
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Chat;
+        c.protocol = crate::support::chat();
         c.workers = 2;
     });
     let mut members = Vec::new();
@@ -302,7 +300,7 @@ fn chat_with_five_hundred_members_on_two_workers() {
 /// room again, without anyone else speaking.
 #[test]
 fn chat_delivery_resumes_when_the_member_reads() {
-    let server = TestServer::start(|c| c.protocol = ProtocolName::Chat);
+    let server = TestServer::start(|c| c.protocol = crate::support::chat());
     // A small receive window, so that the lines below back up in the
     // server (but stay under the room's limit for falling behind).
     let socket =

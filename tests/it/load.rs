@@ -295,7 +295,7 @@ fn a_reset_is_counted() {
 #[test]
 fn framed_rejections_are_counted() {
     let server = TestServer::start(|c| {
-        c.protocol = linepool::ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.max_connections = 1;
         c.overload = Overload::Reject;
     });

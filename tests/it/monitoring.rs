@@ -7,8 +7,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use linepool::ProtocolName;
-
 use crate::chat_contract::test_bus;
 use crate::pki::{Pki, tls_server};
 use crate::redis_server::Redis;
@@ -101,8 +99,7 @@ fn the_rules_and_the_dashboard_use_only_exported_metrics() {
     let redis = Redis::start();
     let pki = Pki::new("monitoring");
     let server = tls_server(&pki, |c| {
-        c.protocol = ProtocolName::Chat;
-        c.chat_bus = Some(test_bus(&redis.url(), "monitoring"));
+        c.protocol = crate::support::chat_on(Some(test_bus(&redis.url(), "monitoring")));
     });
     scrape_until(server.metrics(), |m| {
         m.get("linepool_chat_bus_up") == Some(&1.0)

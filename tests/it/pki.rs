@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use linepool::Config;
+use crate::support::Setup;
 
 use crate::support::{DEADLINE, TestServer, scrape_until};
 
@@ -271,7 +271,7 @@ impl TlsClient {
 
 /// A server speaking TLS with `pki`'s certificate, with metrics, and the
 /// defaults changed by `configure`.
-pub fn tls_server(pki: &Pki, configure: impl FnOnce(&mut Config)) -> TestServer {
+pub fn tls_server(pki: &Pki, configure: impl FnOnce(&mut Setup)) -> TestServer {
     let settings = pki.settings();
     TestServer::with_metrics(|c| {
         c.tls = Some(settings);

@@ -5,12 +5,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use linepool::config::ProtocolName;
-
 use crate::support::{Client, DEADLINE, TestServer};
 
 fn chat_server() -> TestServer {
-    TestServer::start(|c| c.protocol = ProtocolName::Chat)
+    TestServer::start(|c| c.protocol = crate::support::chat())
 }
 
 /// Connects to a chat server and joins under `name`, checking the prompt.
@@ -75,7 +73,7 @@ const CHAT_LINE: usize = 1000;
 fn chat_lines_said_at_once_never_interleave() {
     // Two workers, so that both speakers are served at the same time.
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Chat;
+        c.protocol = crate::support::chat();
         c.workers = 2;
     });
     let mut ear = join(&server, "ear");
@@ -198,7 +196,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 
 fn framed_server(max: usize) -> TestServer {
     TestServer::start(|c| {
-        c.protocol = ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.max_line = max;
     })
 }
@@ -232,7 +230,7 @@ fn framed_echo_is_exact() {
 fn framed_refusals_and_timeouts_are_frames() {
     // Every slot taken, with --overload reject.
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.max_connections = 1;
         c.overload = linepool::Overload::Reject;
     });
@@ -245,7 +243,7 @@ fn framed_refusals_and_timeouts_are_frames() {
 
     // One connection per address, with --max-per-ip 1.
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.max_per_ip = 1;
     });
     let mut holder = server.connect();
@@ -260,7 +258,7 @@ fn framed_refusals_and_timeouts_are_frames() {
 
     // Silence for the idle timeout.
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Framed;
+        c.protocol = linepool::protocol::framed();
         c.idle_timeout = Some(Duration::from_millis(200));
     });
     let mut silent = server.connect();
@@ -300,7 +298,7 @@ fn framed_quit_server_stops_the_server() {
 }
 
 fn sum_server() -> TestServer {
-    TestServer::start(|c| c.protocol = ProtocolName::Sum)
+    TestServer::start(|c| c.protocol = linepool::protocol::sum("Server of linepool", 50))
 }
 
 /// Valid exchanges get the server's name and number; several may share a
@@ -315,9 +313,7 @@ fn sum_exchanges() {
     client.expect("Server of linepool;50\n");
 
     let custom = TestServer::start(|c| {
-        c.protocol = ProtocolName::Sum;
-        c.server_name = "Numbers".to_string();
-        c.server_number = 3;
+        c.protocol = linepool::protocol::sum("Numbers", 3);
     });
     let mut client = custom.connect();
     client.send_line("x;1");
@@ -358,7 +354,7 @@ fn sum_out_of_range_stops_the_server() {
 #[test]
 fn core_limits_apply_to_companion_protocols() {
     let server = TestServer::start(|c| {
-        c.protocol = ProtocolName::Sum;
+        c.protocol = linepool::protocol::sum("Server of linepool", 50);
         c.max_connections = 1;
         c.max_line = 12;
     });

@@ -9,10 +9,45 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use linepool::protocol::{self, ChatBus, Protocol};
 use linepool::{Config, Server, Summary};
 
 /// The longest any single expected event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a test server is started with: its settings (which the setup
+/// derefs to, so `c.workers = 2` reads as on a `Config`) and its protocol.
+pub struct Setup {
+    pub config: Config,
+    pub protocol: Arc<dyn Protocol>,
+}
+
+impl Deref for Setup {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+}
+
+/// The chat room, alone, with the default longest line.
+pub fn chat() -> Arc<dyn Protocol> {
+    chat_on(None)
+}
+
+/// The chat room, shared on `bus` when given.
+pub fn chat_on(bus: Option<ChatBus>) -> Arc<dyn Protocol> {
+    protocol::chat(linepool::config::DEFAULT_MAX_LINE, bus).expect("chat")
+}
 
 /// A server run through the library on `127.0.0.1:0`; stopped on drop.
 pub struct TestServer {
@@ -20,15 +55,18 @@ pub struct TestServer {
     /// The metrics endpoint, when `configure` set `config.metrics`.
     metrics: Option<SocketAddr>,
     pub shutdown: linepool::Shutdown,
-    done: Receiver<io::Result<Summary>>,
+    done: Receiver<Result<Summary, linepool::Error>>,
 }
 
 impl TestServer {
     /// Starts a server with the defaults changed by `configure`.
-    pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::new("127.0.0.1", 0);
-        configure(&mut config);
-        let server = Server::bind(config).expect("bind");
+    pub fn start(configure: impl FnOnce(&mut Setup)) -> TestServer {
+        let mut setup = Setup {
+            config: Config::new("127.0.0.1", 0),
+            protocol: protocol::ack(),
+        };
+        configure(&mut setup);
+        let server = Server::bind(setup.config, setup.protocol).expect("bind");
         let addr = server.local_addr();
         let metrics = server.metrics_addr();
         let shutdown = server.shutdown_handle();
@@ -46,7 +84,7 @@ impl TestServer {
 
     /// Starts a server with a metrics endpoint on a free port, and the
     /// defaults changed by `configure`.
-    pub fn with_metrics(configure: impl FnOnce(&mut Config)) -> TestServer {
+    pub fn with_metrics(configure: impl FnOnce(&mut Setup)) -> TestServer {
         TestServer::start(|c| {
             c.metrics = Some("127.0.0.1:0".parse().expect("address"));
             configure(c);

@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linepool::ProtocolName;
 use linepool::tls::TlsVersion;
 use rustls::{ClientConnection, pki_types::ServerName};
 
@@ -27,14 +26,16 @@ fn every_protocol_speaks_over_tls() {
     client.send_line("shutdown");
     client.expect_closed();
 
-    let sum = tls_server(&pki, |c| c.protocol = ProtocolName::Sum);
+    let sum = tls_server(&pki, |c| {
+        c.protocol = linepool::protocol::sum("Server of linepool", 50)
+    });
     let mut client = pki.connect(sum.addr);
     client.send_line("Alice;7");
     client.expect("Server of linepool;50\n");
     client.send_line("x;five");
     client.expect("ERR expected <name>;<integer>\n");
 
-    let framed = tls_server(&pki, |c| c.protocol = ProtocolName::Framed);
+    let framed = tls_server(&pki, |c| c.protocol = linepool::protocol::framed());
     let mut client = pki.connect(framed.addr);
     let binary: Vec<u8> = (0..=255).collect();
     let mut frames = Vec::new();
@@ -45,7 +46,7 @@ fn every_protocol_speaks_over_tls() {
     client.send(&frames);
     assert_eq!(client.read_bytes(frames.len()), frames);
 
-    let chat = tls_server(&pki, |c| c.protocol = ProtocolName::Chat);
+    let chat = tls_server(&pki, |c| c.protocol = crate::support::chat());
     let mut alice = pki.connect(chat.addr);
     alice.expect("Enter your name:\n");
     alice.send_line("alice");

@@ -124,7 +124,7 @@ fn sums_stop_rule_needs_the_admin_certificate() {
         if let Some(tls) = c.tls.as_mut() {
             tls.client_ca = Some(ca);
         }
-        c.protocol = linepool::ProtocolName::Sum;
+        c.protocol = linepool::protocol::sum("Server of linepool", 50);
         c.admin_cert = Some(vec!["admin.example".into()]);
     });
     let mut client = TlsClient::connect(server.addr, pki.client_config(Some(&user))).expect("tls");
@@ -366,11 +366,11 @@ fn tls_is_refused_on_a_unix_socket() {
         tls: Some(pki.settings()),
         ..linepool::Config::default()
     };
-    match linepool::Server::from_listeners(listeners, config) {
+    match linepool::Server::from_listeners(listeners, config, linepool::protocol::ack()) {
         Ok(_) => panic!("a Unix listener was served beside TLS"),
         Err(e) => assert_eq!(
             e.to_string(),
-            "--tls-cert cannot serve a Unix socket: TLS is for TCP listeners only"
+            "tls: cannot serve a Unix socket: TLS is for TCP listeners only"
         ),
     }
 }

@@ -16,26 +16,32 @@
 //! a newcomer's session waits in `Joining` (keeping what it says) until
 //! the claim is decided; no worker ever waits on Redis.
 
-pub(crate) mod bus;
+mod bus;
 mod envelope;
 mod fanout;
 mod member;
+mod metrics;
 mod roster;
+pub(super) mod settings;
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use log::info;
 use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
 
 use self::bus::{Bus, Outgoing};
 use self::envelope::Body;
-pub(crate) use self::fanout::Fanout;
+use self::fanout::Fanout;
 use self::member::Member;
+use self::metrics::BusMetrics;
 use self::roster::Roster;
-use super::{Action, Built, Link, Protocol, Session, text};
-use crate::config::Config;
+use self::settings::ChatBus;
+use super::{Action, Link, Protocol, Session, Task, text};
+use crate::error::Error;
+use crate::shutdown::Shutdown;
 
 /// The longest name a client may choose, in bytes.
 const MAX_NAME: usize = 32;
@@ -58,29 +64,27 @@ fn max_backlog(max_line: usize) -> usize {
 /// more is dropped.
 const MAX_JOINING: usize = 64 * 1024;
 
-/// The chat protocol for `config`, and its bus when `config.chat_bus`
-/// asks for one. A bus URL that cannot be read is an error.
-pub fn build(config: &Config) -> io::Result<Built> {
-    let Some(settings) = &config.chat_bus else {
-        let room = Room::new(None, max_backlog(config.max_line));
-        return Ok(Built {
-            chat_fanout: Some(room.fanout.clone()),
-            protocol: Arc::new(Chat { room }),
-            chat_bus: None,
-        });
+/// The chat protocol for a server whose longest message is `max_line`
+/// bytes, with a bus when `bus` asks for one. Bus settings that cannot be
+/// used are an error.
+pub(super) fn build(max_line: usize, bus: Option<ChatBus>) -> Result<Arc<dyn Protocol>, Error> {
+    let Some(settings) = bus else {
+        let room = Room::new(None, max_backlog(max_line));
+        return Ok(Arc::new(Chat { room, bus: None }));
     };
     let out = Outgoing::new(settings.queue);
-    let room = Room::new(Some(out.clone()), max_backlog(config.max_line));
-    let bus = Bus::new(settings, room.clone(), out)?;
-    Ok(Built {
-        chat_fanout: Some(room.fanout.clone()),
-        protocol: Arc::new(Chat { room }),
-        chat_bus: Some(bus),
-    })
+    let room = Room::new(Some(out.clone()), max_backlog(max_line));
+    let bus = Bus::new(&settings, room.clone(), out)?;
+    Ok(Arc::new(Chat {
+        room,
+        bus: Some(bus),
+    }))
 }
 
 struct Chat {
     room: Arc<Room>,
+    /// With a bus.
+    bus: Option<Arc<Bus>>,
 }
 
 /// Everyone who has chosen a name, here and (with a bus) elsewhere.
@@ -323,12 +327,43 @@ struct ChatSession {
 }
 
 impl Protocol for Chat {
+    fn name(&self) -> &str {
+        "chat"
+    }
+
     fn open(&self, link: Link) -> Box<dyn Session> {
         Box::new(ChatSession {
             room: self.room.clone(),
             link,
             state: State::Naming,
         })
+    }
+
+    /// The room's writer and, with a bus, the bus's two threads. All end
+    /// at the stop's last step, after every session has ended and queued
+    /// its `left`, which the bus then publishes.
+    fn threads(&self, until: &Shutdown) -> Vec<Task> {
+        let (fanout, until_out) = (self.room.fanout.clone(), until.clone());
+        let mut threads = vec![Task::new("linepool-chat-out", move || {
+            fanout.run(&until_out)
+        })];
+        if let Some(bus) = &self.bus {
+            info!("chat room {} shared on the bus", bus.room_name());
+            threads.extend(bus.threads(until));
+        }
+        threads
+    }
+
+    fn figures(&self) -> String {
+        self.bus
+            .as_ref()
+            .map(|bus| bus.figures().to_string())
+            .unwrap_or_default()
+    }
+
+    fn metrics(&self) -> Option<Box<dyn Collector>> {
+        let bus = self.bus.clone()?;
+        Some(Box::new(BusMetrics(bus)))
     }
 }
 
@@ -433,6 +468,7 @@ mod tests {
     fn room() -> Chat {
         Chat {
             room: Room::new(None, MAX_BACKLOG),
+            bus: None,
         }
     }
 

@@ -35,7 +35,6 @@ use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,8 +43,10 @@ use parking_lot::{Condvar, Mutex};
 use redis::IntoConnectionInfo;
 
 use super::envelope::Body;
+use super::settings::{ChatBus, redacted};
 use super::{Admission, Room};
-use crate::config::{ChatBus, redacted};
+use crate::error::{Error, Setting};
+use crate::protocol::Task;
 use crate::shutdown::Shutdown;
 use crate::stats::{Buckets, HistogramSnapshot};
 
@@ -60,9 +61,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// as long as Redis could be back unnoticed, so that an outage shorter
 /// than this loses nothing.
 pub(crate) const HOLD: Duration = Duration::from_secs(10);
-
-/// A thread to start: its name and what it runs.
-pub(crate) type Runner = (&'static str, Box<dyn FnOnce() + Send>);
 
 /// The bus of one instance: its settings, its room and its queue.
 pub(crate) struct Bus {
@@ -105,9 +103,9 @@ impl Bus {
         settings: &ChatBus,
         room: Arc<Room>,
         out: Arc<Outgoing>,
-    ) -> io::Result<Arc<Bus>> {
+    ) -> Result<Arc<Bus>, Error> {
         let url = redacted(&settings.url);
-        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+        let invalid = |why: String| Error::setting(Setting::Protocol, why);
         if !settings.url.starts_with("redis://") {
             return Err(invalid(format!(
                 "chat bus {url}: expected redis://HOST:PORT[/DB]"
@@ -158,7 +156,7 @@ impl Bus {
     /// The bus's two threads, by name, to run until `until` fires (the
     /// stop's last step, once every session has ended and queued its
     /// `left`): the publisher then sends what waits and a `bye`.
-    pub(crate) fn threads(self: &Arc<Self>, until: &Shutdown) -> Vec<Runner> {
+    pub(crate) fn threads(self: &Arc<Self>, until: &Shutdown) -> Vec<Task> {
         {
             let out = self.out.clone();
             until.on_trigger(move || out.close());
@@ -166,14 +164,12 @@ impl Bus {
         let (publisher, subscriber) = (self.clone(), self.clone());
         let (until_pub, until_sub) = (until.clone(), until.clone());
         vec![
-            (
-                "linepool-chat-pub",
-                Box::new(move || publisher.publish_loop(&until_pub)),
-            ),
-            (
-                "linepool-chat-sub",
-                Box::new(move || subscriber.subscribe_loop(&until_sub)),
-            ),
+            Task::new("linepool-chat-pub", move || {
+                publisher.publish_loop(&until_pub)
+            }),
+            Task::new("linepool-chat-sub", move || {
+                subscriber.subscribe_loop(&until_sub)
+            }),
         ]
     }
 
