@@ -124,7 +124,7 @@ impl fmt::Display for AddrList {
 /// protocol's framing.
 /// Who may stop the server from a Unix socket when `--admin-uid` is not
 /// given: the user the server runs as (its effective user id), and root.
-pub fn default_admin_uids() -> Vec<u32> {
+pub(crate) fn default_admin_uids() -> Vec<u32> {
     let own = nix::unistd::geteuid().as_raw();
     if own == 0 { vec![0] } else { vec![own, 0] }
 }

@@ -11,24 +11,24 @@ use crate::access::AddrList;
 use crate::tls::Settings as TlsSettings;
 
 /// Default bound on connections open at once, served or idle.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default longest accepted line, in bytes, not counting the line ending.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default listen backlog handed to the kernel (which caps it at `somaxconn`).
-pub const DEFAULT_BACKLOG: u32 = 1024;
+pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
 /// Default idle timeout, in seconds.
-pub const DEFAULT_IDLE_SECS: u64 = 300;
+pub(crate) const DEFAULT_IDLE_SECS: u64 = 300;
 /// Default file mode of the `--unix` socket: the owner and its group may
 /// connect.
-pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+pub(crate) const DEFAULT_UNIX_MODE: u32 = 0o660;
 /// The admin console socket's default file mode: the server's user alone.
-pub const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
+pub(crate) const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
 /// Default time a stop waits for clients that do not read their last
 /// replies, in seconds.
-pub const DEFAULT_STOP_GRACE_SECS: u64 = 1;
+pub(crate) const DEFAULT_STOP_GRACE_SECS: u64 = 1;
 
 /// Default number of worker threads: one per CPU this process may run on.
-pub fn default_workers() -> usize {
+pub(crate) fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -64,8 +64,18 @@ impl fmt::Display for Overload {
     }
 }
 
-/// Everything needed to start a [`Server`](crate::Server).
+/// Everything needed to start a [`Server`](crate::Server), besides its
+/// protocol. Start from [`Config::new`] or [`Config::default`] and set the
+/// fields that differ: new settings come with defaults, so that adding one
+/// breaks no embedder.
+///
+/// ```
+/// let mut config = linepool::Config::new("127.0.0.1", 0);
+/// config.workers = 2;
+/// config.idle_timeout = Some(std::time::Duration::from_secs(30));
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Host name or address to listen on, when `listen` is empty.
     pub host: String,

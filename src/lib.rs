@@ -9,14 +9,24 @@
 //! stop close them all, and the pool is joined at exit.
 //!
 //! # Using it
-//! [`Server::bind`] does everything that can fail (the listener, the side
-//! ports, the protocol) before any thread starts; [`Server::start`] starts
-//! the threads and returns a [`Running`] server, whose [`Running::stop`]
-//! (or [`Running::wait`], until a client or a [`Shutdown`] handle stops
-//! it) runs the stop sequence and returns the [`Summary`].
-//! [`start_server`] does all of that with the defaults.
-//! [`ClientHandler::run`] serves one socket accepted by hand; a
-//! [`protocol::Protocol`] of one's own plugs into it.
+//! [`Server::bind`] takes a [`Config`] and a protocol value (one of
+//! [`protocol`]'s four, or a [`protocol::Protocol`] of one's own: see
+//! `examples/kv`) and does everything that can fail (the listeners, the
+//! side ports) before any thread starts, or says which setting it could
+//! not use ([`Error`]); [`Server::start`] starts the threads and returns a
+//! [`Running`] server, whose [`Running::stop`] (or [`Running::wait`], until
+//! a client or a [`Shutdown`] handle stops it) runs the stop sequence and
+//! returns the [`Summary`]. [`start_server`] does all of that with the
+//! defaults and the ACK protocol. [`ClientHandler::run`] serves one socket
+//! accepted by hand with any protocol.
+//!
+//! ```no_run
+//! let config = linepool::Config::new("0.0.0.0", 8000);
+//! let server = linepool::Server::bind(config, linepool::protocol::ack())?;
+//! let summary = server.run()?; // until a client sends `quit_server`
+//! println!("served {} connections", summary.connections);
+//! # Ok::<(), linepool::Error>(())
+//! ```
 //!
 //! # Layout
 //! Layers only point down: each module uses only those listed before it.
@@ -28,11 +38,12 @@
 //!   (pure message framing with a size limit), `proxy` (the PROXY protocol
 //!   header), [`access`] (who may stop the server, connections per
 //!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
-//!   stop signal and its wake-ups), [`config`], [`logfmt`] (how values
+//!   stop signal and its wake-ups), [`config`], `error` (what setting up a
+//!   server can refuse, and which setting), [`logfmt`] (how values
 //!   appear in logs), [`tls`] (certificates, their reload, one
 //!   connection's TLS session, why a handshake failed), `stats` (counters,
-//!   the stats line, the summary), [`socket`] (a TCP or Unix client socket,
-//!   and its [`Peer`]).
+//!   the stats line, the summary), `socket` (a TCP or Unix client socket,
+//!   and its [`Peer`](protocol::Peer)).
 //! - `conn`: a connection's socket and outbox, shared between threads.
 //! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
 //!   `sum`); sessions reach connections through its own small port. The
@@ -73,7 +84,7 @@ mod registry;
 mod sched;
 pub mod server;
 pub mod shutdown;
-pub mod socket;
+mod socket;
 mod stats;
 mod sync;
 pub mod tls;
@@ -84,7 +95,6 @@ pub use error::{Error, Setting};
 pub use handler::{ClientHandler, Limits};
 pub use server::{Listener, Running, Server};
 pub use shutdown::{Health, Shutdown};
-pub use socket::Peer;
 pub use stats::Summary;
 
 /// Binds `host:port` with the default settings, serves until a client sends

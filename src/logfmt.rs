@@ -3,7 +3,7 @@
 //! control characters escaped. Client-supplied text goes through
 //! [`Quoted`], so no client can forge a log line or send terminal escapes
 //! to an operator's screen. And how often: warnings about clients go
-//! through a [`RateLimit`], so a flood of bad clients cannot flood the log.
+//! through a `RateLimit`, so a flood of bad clients cannot flood the log.
 
 use std::fmt;
 use std::time::{Duration, Instant};

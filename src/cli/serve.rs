@@ -17,9 +17,6 @@ use super::signals::{stop_signals, watch_signals};
 use super::values::{chat_bus_url, file_mode, positive_duration, room_for_commands, room_name};
 use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration, open_files};
 use linepool::access::AddrList;
-use linepool::config::{
-    DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, default_workers,
-};
 use linepool::logfmt;
 use linepool::protocol::{self, ChatBus};
 use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
@@ -55,7 +52,7 @@ pub struct Args {
     workers: Option<usize>,
     /// Connections open at once, served or idle.
     #[arg(env = "LINEPOOL_MAX_CONNECTIONS")]
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections,
           value_parser = at_least_one)]
     max_connections: usize,
     /// What happens at --max-connections.
@@ -71,12 +68,12 @@ pub struct Args {
     /// Longest accepted line in bytes, not counting the line ending (at
     /// least 11, the length of `quit_server`).
     #[arg(env = "LINEPOOL_MAX_LINE")]
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_line,
           value_parser = room_for_commands)]
     max_line: usize,
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
     #[arg(env = "LINEPOOL_BACKLOG")]
-    #[arg(long, default_value_t = DEFAULT_BACKLOG,
+    #[arg(long, default_value_t = Config::default().backlog,
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     backlog: u32,
     /// Log a stats line this often (`10s`, `0.5`): lines answered, service
@@ -284,34 +281,36 @@ impl Args {
     }
 
     fn config(&self) -> Config {
-        Config {
-            host: self.host.clone(),
-            port: self.port,
-            workers: self.workers.unwrap_or_else(default_workers),
-            max_connections: self.max_connections,
-            overload: match self.overload {
-                OverloadArg::Block => Overload::Block,
-                OverloadArg::Reject => Overload::Reject,
-            },
-            idle_timeout: Some(self.idle_timeout).filter(|d| !d.is_zero()),
-            max_line: self.max_line,
-            backlog: self.backlog,
-            stats_interval: Some(self.stats_interval).filter(|d| !d.is_zero()),
-            admin_from: self.admin_from.clone(),
-            max_per_ip: self.max_per_ip,
-            stop_grace: self.stop_grace,
-            agent: self.agent,
-            metrics: self.metrics,
-            proxy_protocol: self.proxy_protocol,
-            listen: self.listen.clone(),
-            unix: self.unix.clone(),
-            unix_mode: self.unix_mode,
-            admin_uids: Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty()),
-            admin_socket: self.admin_socket.clone(),
-            admin_socket_mode: self.admin_socket_mode,
-            tls: self.tls(),
-            admin_cert: self.admin_cert.clone(),
+        let mut config = Config::default();
+        config.host = self.host.clone();
+        config.port = self.port;
+        if let Some(workers) = self.workers {
+            config.workers = workers;
         }
+        config.max_connections = self.max_connections;
+        config.overload = match self.overload {
+            OverloadArg::Block => Overload::Block,
+            OverloadArg::Reject => Overload::Reject,
+        };
+        config.idle_timeout = Some(self.idle_timeout).filter(|d| !d.is_zero());
+        config.max_line = self.max_line;
+        config.backlog = self.backlog;
+        config.stats_interval = Some(self.stats_interval).filter(|d| !d.is_zero());
+        config.admin_from = self.admin_from.clone();
+        config.max_per_ip = self.max_per_ip;
+        config.stop_grace = self.stop_grace;
+        config.agent = self.agent;
+        config.metrics = self.metrics;
+        config.proxy_protocol = self.proxy_protocol;
+        config.listen = self.listen.clone();
+        config.unix = self.unix.clone();
+        config.unix_mode = self.unix_mode;
+        config.admin_uids = Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty());
+        config.admin_socket = self.admin_socket.clone();
+        config.admin_socket_mode = self.admin_socket_mode;
+        config.tls = self.tls();
+        config.admin_cert = self.admin_cert.clone();
+        config
     }
 
     fn tls(&self) -> Option<TlsSettings> {
@@ -483,7 +482,6 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linepool::config::DEFAULT_IDLE_SECS;
 
     #[test]
     fn a_refused_file_names_the_variable_it_came_from() {
@@ -499,6 +497,7 @@ mod tests {
 
     #[test]
     fn the_idle_default_is_the_librarys() {
-        assert_eq!(DEFAULT_IDLE_SECS_TEXT, DEFAULT_IDLE_SECS.to_string());
+        let idle = Config::default().idle_timeout.expect("an idle timeout");
+        assert_eq!(DEFAULT_IDLE_SECS_TEXT, idle.as_secs().to_string());
     }
 }

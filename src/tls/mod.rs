@@ -16,7 +16,7 @@
 //!   `linepool_tls_handshake_failures_total{reason}` give them.
 //!
 //! Nothing here knows connections, protocols or the engine: `conn` keeps a
-//! [`Session`] beside its outbox, and the handler drives the handshake.
+//! `Session` beside its outbox, and the handler drives the handshake.
 
 mod certs;
 mod failure;

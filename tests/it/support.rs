@@ -46,7 +46,7 @@ pub fn chat() -> Arc<dyn Protocol> {
 
 /// The chat room, shared on `bus` when given.
 pub fn chat_on(bus: Option<ChatBus>) -> Arc<dyn Protocol> {
-    protocol::chat(linepool::config::DEFAULT_MAX_LINE, bus).expect("chat")
+    protocol::chat(Config::default().max_line, bus).expect("chat")
 }
 
 /// A server run through the library on `127.0.0.1:0`; stopped on drop.

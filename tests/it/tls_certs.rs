@@ -362,10 +362,8 @@ fn tls_is_refused_on_a_unix_socket() {
         linepool::Listener::tcp(tcp).expect("listener"),
         linepool::Listener::unix(unix).expect("listener"),
     ];
-    let config = linepool::Config {
-        tls: Some(pki.settings()),
-        ..linepool::Config::default()
-    };
+    let mut config = linepool::Config::default();
+    config.tls = Some(pki.settings());
     match linepool::Server::from_listeners(listeners, config, linepool::protocol::ack()) {
         Ok(_) => panic!("a Unix listener was served beside TLS"),
         Err(e) => assert_eq!(
