@@ -27,45 +27,28 @@ mod admission;
 mod console;
 mod listen;
 mod running;
+mod start;
 mod threads;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
-use log::info;
-use threadpool::ThreadPool;
-
-use self::acceptor::{Acceptor, Listening};
-use self::admission::Admission;
-use self::console::{Console, ConsoleSocket};
+use self::acceptor::Listening;
+use self::console::ConsoleSocket;
 pub use self::listen::Listener;
 use self::listen::context;
 pub use self::running::Running;
-use self::threads::Threads;
-use crate::access::{self, PerAddress};
-use crate::agent;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::error::{Error, Setting};
-use crate::gate::Gate;
-use crate::handler::Limits;
-use crate::metrics;
 use crate::protocol::Protocol;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
-use crate::stats::{ListenerCount, Stats, Summary};
 use crate::tls::Certs;
-use crate::watchdog;
 
 /// Operators waiting for the admin console's one session at a time.
 const CONSOLE_BACKLOG: u32 = 16;
-
-/// Stack size of each worker thread. A worker's deepest path is a turn of
-/// protocol code plus logging, far below this.
-const WORKER_STACK: usize = 256 * 1024;
 
 /// A bound server: everything that can fail before the threads start has
 /// been done.
@@ -273,230 +256,6 @@ impl Server {
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
     }
-
-    /// Starts serving: the pool's workers, the helper threads and the
-    /// protocol's, then the acceptor thread. A thread that cannot be
-    /// created is an error, and whatever had started by then is stopped
-    /// and joined before it is returned.
-    pub fn start(self) -> Result<Running, Error> {
-        let shared = Shared::new(&self);
-        let Server {
-            listening,
-            local_addr,
-            agent,
-            console,
-            metrics,
-            config,
-            protocol,
-            shutdown,
-            last_step,
-            conns,
-            engine,
-            tls,
-        } = self;
-        let control = listening.control();
-        let names = listening
-            .listeners()
-            .iter()
-            .map(Listener::name)
-            .collect::<Vec<_>>()
-            .join(",");
-        let pool = start_pool(config.workers)?;
-        engine.start(&pool, config.workers);
-        log_listening(&listening, &config, protocol.name());
-        let admission = shared.admission(&config, &protocol, &engine, &tls, &shutdown);
-        let acceptor = Acceptor::new(listening, admission);
-        // From here on, dropping `running` stops and joins what started.
-        let mut running = Running {
-            local_addr,
-            shutdown: shutdown.clone(),
-            last_step: last_step.clone(),
-            gate: shared.gate.clone(),
-            conns: conns.clone(),
-            engine: engine.clone(),
-            stats: shared.stats.clone(),
-            stop_grace: config.stop_grace,
-            acceptor: Threads::default(),
-            protocol: protocol.clone(),
-            pool: Some(pool),
-            threads: Threads::default(),
-        };
-        let threads = &mut running.threads;
-        {
-            let (conns, stats, until) = (conns.clone(), shared.stats.clone(), last_step.clone());
-            let idle = config.idle_timeout;
-            let handshake = config
-                .tls
-                .as_ref()
-                .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
-                    t.handshake_timeout
-                });
-            threads.spawn("linepool-watchdog", move || {
-                watchdog::run(&conns, &stats, &until, idle, handshake)
-            })?;
-        }
-        if let Some(listener) = agent {
-            info!("agent listening on {}", listener.local_addr()?);
-            let (shutdown, until) = (shutdown.clone(), last_step.clone());
-            threads.spawn("linepool-agent", move || {
-                agent::serve(&listener, &shutdown, &until)
-            })?;
-        }
-        if let Some(listener) = metrics {
-            info!(
-                "metrics on http://{}/metrics and /healthz",
-                listener.local_addr()?
-            );
-            let registry = metrics::registry(
-                metrics::Sources {
-                    stats: shared.stats.clone(),
-                    engine: engine.clone(),
-                    workers: config.workers,
-                    gate: shared.gate.clone(),
-                    protocol: protocol.name().to_string(),
-                    shutdown: shutdown.clone(),
-                    listeners: shared.counts.clone(),
-                    tls: tls.clone(),
-                },
-                protocol.metrics(),
-            );
-            let (shutdown, until) = (shutdown.clone(), last_step.clone());
-            threads.spawn("linepool-metrics", move || {
-                metrics::serve(&listener, &registry, &shutdown, &until)
-            })?;
-        }
-        if let Some(socket) = console {
-            info!("admin console on {}", socket.addr());
-            let console = Console {
-                shutdown: shutdown.clone(),
-                stats: shared.stats.clone(),
-                conns: conns.clone(),
-                acceptor: control,
-                gate: shared.gate.clone(),
-                tls: tls.clone(),
-                admin_uids: shared.admin_uids.clone(),
-                about: vec![
-                    ("version", env!("CARGO_PKG_VERSION").to_string()),
-                    ("protocol", protocol.name().to_string()),
-                    ("listeners", names),
-                    ("workers", config.workers.to_string()),
-                    ("overload", config.overload.to_string()),
-                ],
-                started: Instant::now(),
-            };
-            let until = last_step.clone();
-            threads.spawn("linepool-console", move || console.run(socket, &until))?;
-        }
-        if let Some(every) = config.stats_interval {
-            let (stats, engine, shutdown) =
-                (shared.stats.clone(), engine.clone(), shutdown.clone());
-            let protocol = protocol.clone();
-            threads.spawn("linepool-stats", move || {
-                threads::report_stats(&stats, &engine, &*protocol, &shutdown, every)
-            })?;
-        }
-        // The protocol's threads end at the last step, after every session
-        // has ended.
-        for task in protocol.threads(&last_step) {
-            let (name, run) = task.into_parts();
-            threads.spawn(name, run)?;
-        }
-        // Last, once everything it hands connections to runs. Clients
-        // already in a backlog make their listener ready at once.
-        running
-            .acceptor
-            .spawn("linepool-acceptor", move || acceptor.run())?;
-        Ok(running)
-    }
-
-    /// Starts, serves until the shutdown signal fires, then stops cleanly
-    /// and returns what the server did.
-    pub fn run(self) -> Result<Summary, Error> {
-        Ok(self.start()?.wait())
-    }
-}
-
-/// What every connection and helper of a started server shares.
-struct Shared {
-    /// The connection limit; a stop closes it, which wakes the acceptor if
-    /// it waits for a slot.
-    gate: Arc<Gate>,
-    stats: Arc<Stats>,
-    /// Connections accepted, per listener.
-    counts: Vec<Arc<ListenerCount>>,
-    /// Who may stop the server from the Unix socket, and use the console.
-    admin_uids: Arc<[u32]>,
-}
-
-impl Shared {
-    fn new(server: &Server) -> Shared {
-        let gate = Gate::new(server.config.max_connections);
-        {
-            let gate = gate.clone();
-            server.shutdown.on_trigger(move || gate.close());
-        }
-        let counts = server
-            .listening
-            .listeners()
-            .iter()
-            .map(|l| ListenerCount::new(l.shared_name()))
-            .collect();
-        let admin_uids = match &server.config.admin_uids {
-            Some(uids) => uids.as_slice().into(),
-            None => access::default_admin_uids().into(),
-        };
-        Shared {
-            gate,
-            stats: Arc::new(Stats::default()),
-            counts,
-            admin_uids,
-        }
-    }
-
-    /// What the acceptor needs to admit a connection and push it into the
-    /// pool.
-    fn admission(
-        &self,
-        config: &Config,
-        protocol: &Arc<dyn Protocol>,
-        engine: &Arc<Engine>,
-        tls: &Option<Arc<Certs>>,
-        shutdown: &Shutdown,
-    ) -> Admission {
-        Admission {
-            overload: config.overload,
-            proxy_protocol: config.proxy_protocol,
-            protocol: protocol.clone(),
-            limits: Limits::from_config(config),
-            shutdown: shutdown.clone(),
-            gate: self.gate.clone(),
-            engine: engine.clone(),
-            stats: self.stats.clone(),
-            admin_from: Arc::new(config.admin_from.clone()),
-            admin_uids: self.admin_uids.clone(),
-            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-            tls: tls.clone(),
-            admin_certs: config.admin_cert.clone().map(Arc::new),
-            counts: self.counts.clone(),
-        }
-    }
-}
-
-/// Logs what the server listens on, and how it serves.
-fn log_listening(listening: &Listening, config: &Config, protocol: &str) {
-    let shown: Vec<String> = listening.listeners().iter().map(shown).collect();
-    info!(
-        "listening on {} version={} protocol={protocol} workers={} max_connections={} overload={}{}",
-        shown[0],
-        env!("CARGO_PKG_VERSION"),
-        config.workers,
-        config.max_connections,
-        config.overload,
-        crate::tls::ListeningFields(config.tls.as_ref())
-    );
-    for also in &shown[1..] {
-        info!("also listening on {also}");
-    }
 }
 
 /// A Unix socket path refused because it is in use, as such.
@@ -506,28 +265,4 @@ fn in_use(e: io::Error) -> Error {
     } else {
         Error::Io(e)
     }
-}
-
-/// A listener as the startup log shows it: its address, and its name
-/// where that is another.
-fn shown(listener: &Listener) -> String {
-    if listener.name() == listener.addr() {
-        listener.addr().to_string()
-    } else {
-        format!("{} listener={}", listener.addr(), listener.name())
-    }
-}
-
-/// The pool of workers. `threadpool` panics when the OS refuses a thread;
-/// that becomes an error here, and the threads it did start end as the
-/// half-built pool is dropped.
-fn start_pool(workers: usize) -> io::Result<ThreadPool> {
-    panic::catch_unwind(AssertUnwindSafe(|| {
-        threadpool::Builder::new()
-            .num_threads(workers)
-            .thread_name("linepool-worker".to_string())
-            .thread_stack_size(WORKER_STACK)
-            .build()
-    }))
-    .map_err(|_| io::Error::other(format!("cannot start {workers} worker threads")))
 }
