@@ -50,7 +50,7 @@ use crate::agent;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
-use crate::handler::Limits;
+use crate::handler::{Limits, Policy};
 use crate::metrics;
 use crate::protocol::{self, ChatBus, ChatFanout, Protocol};
 use crate::registry::Registry;
@@ -324,17 +324,21 @@ impl Server {
             Admission {
                 overload: config.overload,
                 proxy_protocol: config.proxy_protocol,
-                protocol,
-                limits: Limits::from_config(&config),
-                shutdown: shutdown.clone(),
+                // Built once: every connection shares it.
+                policy: Arc::new(Policy {
+                    protocol,
+                    limits: Limits::from_config(&config),
+                    shutdown: shutdown.clone(),
+                    stats: stats.clone(),
+                    admin_from: Arc::new(config.admin_from.clone()),
+                    admin_uids: admin_uids.clone(),
+                    per_address: (config.max_per_ip > 0)
+                        .then(|| PerAddress::new(config.max_per_ip)),
+                    admin_certs: config.admin_cert.clone(),
+                }),
                 gate: gate.clone(),
                 engine: engine.clone(),
-                stats: stats.clone(),
-                admin_from: Arc::new(config.admin_from.clone()),
-                admin_uids: admin_uids.clone(),
-                per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
                 tls: tls.clone(),
-                admin_certs: config.admin_cert.clone().map(Arc::new),
                 counts: counts.clone(),
             },
         );
