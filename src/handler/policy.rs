@@ -119,3 +119,58 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str) -> Peer {
+        Peer::ip(addr.parse().expect("an address"))
+    }
+
+    /// A TCP client may stop the server only from an `--admin-from`
+    /// address with a certificate `--admin-cert` allows, and the refusal
+    /// names what failed first: the address, then the certificate.
+    #[test]
+    fn a_tcp_client_needs_its_address_and_its_certificate() {
+        let policy = Policy::standalone(Shutdown::new());
+        let admin = policy.admin(tcp("127.0.0.1:9"), true);
+        assert!(admin.allowed);
+        let admin = policy.admin(tcp("127.0.0.1:9"), false);
+        assert!(!admin.allowed);
+        assert_eq!(admin.refused_for, "certificate");
+        let admin = policy.admin(tcp("192.0.2.1:9"), true);
+        assert!(!admin.allowed);
+        assert_eq!(admin.refused_for, "address");
+    }
+
+    /// A Unix client may stop the server only with a user id in
+    /// `--admin-uid`, whatever `--admin-from` says.
+    #[test]
+    fn a_unix_client_needs_its_uid() {
+        let policy = Policy {
+            admin_uids: Arc::new([1000]),
+            ..Policy::standalone(Shutdown::new())
+        };
+        assert!(policy.admin(Peer::Local { uid: 1000 }, true).allowed);
+        let admin = policy.admin(Peer::Local { uid: 1001 }, true);
+        assert!(!admin.allowed);
+        assert_eq!(admin.refused_for, "uid");
+    }
+
+    /// Without `--admin-cert` every certificate passes; with it, one of
+    /// the client's names must be on the list.
+    #[test]
+    fn admin_cert_needs_one_of_the_names() {
+        let names = ["client".to_string(), "ops".to_string()];
+        let open = Policy::standalone(Shutdown::new());
+        assert!(open.cert_may_stop(&[]));
+        let policy = Policy {
+            admin_certs: Some(vec!["ops".to_string()]),
+            ..Policy::standalone(Shutdown::new())
+        };
+        assert!(policy.cert_may_stop(&names));
+        assert!(!policy.cert_may_stop(&names[..1]));
+        assert!(!policy.cert_may_stop(&[]));
+    }
+}
