@@ -46,7 +46,7 @@ use threadpool::ThreadPool;
 
 use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
-use crate::handler::{ClientHandler, Turn};
+use crate::handler::{Driver, Turn};
 use crate::logfmt;
 use crate::registry::Registry;
 use crate::sched::Park;
@@ -57,11 +57,12 @@ const WAKER: Token = Token(usize::MAX);
 /// Events taken from the poller at once.
 const EVENTS: usize = 1024;
 
-/// One live connection: its shared state and its protocol driver, which
-/// only the worker serving it locks.
+/// One live connection: its shared state, and its protocol driver, which
+/// only the worker serving it locks. The driver does not hold the
+/// connection: each turn is given this one.
 pub(crate) struct Served {
     pub(crate) conn: Arc<Conn>,
-    pub(crate) handler: Mutex<ClientHandler>,
+    pub(crate) handler: Mutex<Driver>,
 }
 
 /// The live connections, by id.
@@ -233,7 +234,7 @@ impl Engine {
         served.conn.taken();
         let turn = {
             let mut handler = served.handler.lock();
-            match panic::catch_unwind(AssertUnwindSafe(|| handler.turn(out))) {
+            match panic::catch_unwind(AssertUnwindSafe(|| handler.turn(&served.conn, out))) {
                 Ok(turn) => turn,
                 Err(_) => {
                     self.panics.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use crate::gate::Gate;
+use crate::handler::Policy;
 use crate::protocol::{Action, Link, Protocol, Session};
 use crate::shutdown::Shutdown;
 
@@ -100,11 +101,14 @@ impl OneWorker {
             Box::new(permit),
         ));
         self.next_id += 1;
-        let protocol: Arc<dyn Protocol> = self.protocol.clone();
-        let handler = ClientHandler::serving(conn.clone(), Shutdown::new()).with_protocol(protocol);
+        let policy = Policy {
+            protocol: self.protocol.clone(),
+            ..Policy::standalone(Shutdown::new())
+        };
+        let driver = Driver::new(Arc::new(policy), &conn, None, false);
         let served = Arc::new(Served {
             conn,
-            handler: Mutex::new(handler),
+            handler: Mutex::new(driver),
         });
         self.engine.add(served).expect("add");
         client
@@ -186,10 +190,11 @@ fn a_panicking_engine_loop_is_replaced() {
     exchange(&mut before, "before");
     let (_client, conn) = crate::conn::test_pair();
     let conn = Arc::new(conn);
-    let handler = ClientHandler::serving(conn.clone(), Shutdown::new());
+    let policy = Arc::new(Policy::standalone(Shutdown::new()));
+    let driver = Driver::new(policy, &conn, None, false);
     let unscheduled = Arc::new(Served {
         conn,
-        handler: Mutex::new(handler),
+        handler: Mutex::new(driver),
     });
     engine.engine.requeue(unscheduled);
     // End the leader's wait, so that it takes from the queue.

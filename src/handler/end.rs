@@ -6,7 +6,7 @@ use std::io;
 
 use log::{debug, warn};
 
-use super::ClientHandler;
+use super::Driver;
 use crate::activity::{HEADER_DEADLINE, Idle};
 use crate::logfmt;
 use crate::stats::{ClientError, IdleClose};
@@ -68,36 +68,36 @@ impl End {
     }
 }
 
-impl ClientHandler {
+impl Driver {
     /// Counts the end and logs it.
     pub(super) fn log_end(&self, end: &End) {
         match end {
-            End::TooLong => self.stats.client_error(ClientError::TooLong),
-            End::InvalidUtf8 => self.stats.client_error(ClientError::InvalidUtf8),
-            End::Truncated => self.stats.client_error(ClientError::Truncated),
-            End::TlsOnPlaintext => self.stats.client_error(ClientError::TlsOnPlaintext),
-            End::Io(_) => self.stats.client_error(ClientError::Io),
-            End::Idle(Idle::Read) => self.stats.idle_close(IdleClose::Read),
-            End::Idle(Idle::Write) => self.stats.idle_close(IdleClose::Write),
-            End::Idle(Idle::Handshake) => self.stats.tls_failure(Failure::HandshakeTimeout),
-            End::Tls(failure, _) => self.stats.tls_failure(*failure),
+            End::TooLong => self.policy.stats.client_error(ClientError::TooLong),
+            End::InvalidUtf8 => self.policy.stats.client_error(ClientError::InvalidUtf8),
+            End::Truncated => self.policy.stats.client_error(ClientError::Truncated),
+            End::TlsOnPlaintext => self.policy.stats.client_error(ClientError::TlsOnPlaintext),
+            End::Io(_) => self.policy.stats.client_error(ClientError::Io),
+            End::Idle(Idle::Read) => self.policy.stats.idle_close(IdleClose::Read),
+            End::Idle(Idle::Write) => self.policy.stats.idle_close(IdleClose::Write),
+            End::Idle(Idle::Handshake) => self.policy.stats.tls_failure(Failure::HandshakeTimeout),
+            End::Tls(failure, _) => self.policy.stats.tls_failure(*failure),
             _ => {}
         }
-        let peer = self.peer();
-        let messages = self.answered + self.unreported;
+        let peer = self.client.peer;
+        let messages = self.messages();
         // Every close has its line at debug, whatever ended it.
         debug!(
             "client closed peer={peer}{} messages={messages} reason={}{}",
-            logfmt::Field("cert", self.cert.as_deref()),
+            logfmt::Field("cert", self.client.cert.as_deref()),
             end.reason(),
-            logfmt::Field("listener", self.listener.as_deref())
+            logfmt::Field("listener", self.client.listener.as_deref())
         );
         if let End::ClientLeft | End::Closed | End::Stopping | End::StopServer | End::Killed = end {
             return;
         }
         // Everything else is a warning about this client: rate-limited.
-        let max = self.limits.max_line;
-        self.stats.warn_about_client(|| match end {
+        let max = self.policy.limits.max_line;
+        self.policy.stats.warn_about_client(|| match end {
             End::TooLong => warn!("message too long, closing peer={peer} max={max}"),
             End::InvalidUtf8 => warn!("invalid utf-8 in line, closing peer={peer}"),
             End::Truncated => warn!("connection ended inside a message peer={peer}"),

@@ -4,14 +4,15 @@
 //! stop rule; it refuses a stop from an address `--admin-from` does not
 //! allow, and turns the framing's refusals into last words.
 
+use std::sync::Arc;
+
 use log::{info, warn};
 
 use super::end::End;
+use super::{Client, Policy};
 use crate::framing::{FrameError, Framing};
 use crate::protocol::{self, Action, Session};
-use crate::shutdown::Shutdown;
 use crate::socket::Peer;
-use crate::stats::Stats;
 
 /// Whether a client may stop the server, and if not, why not.
 #[derive(Clone, Copy, Debug)]
@@ -32,17 +33,17 @@ impl Default for Admin {
     }
 }
 
-/// What the core needs to act on a session's action.
-#[derive(Clone, Copy)]
-pub(super) struct Rules<'a> {
-    shutdown: &'a Shutdown,
+/// The open phase's rules: what the core needs to act on a message and on
+/// a session's answer. Built once, when the session opens.
+pub(super) struct Rules {
+    policy: Arc<Policy>,
     /// Whether the client may stop the server.
     admin: Admin,
+    /// The framing refusals are written in.
     framing: Framing,
     peer: Peer,
     /// The name of the client's certificate, on TLS with one.
-    cert: Option<&'a str>,
-    stats: &'a Stats,
+    cert: Option<Arc<str>>,
 }
 
 /// Who asked to stop the server.
@@ -54,125 +55,123 @@ enum Stop {
     Session,
 }
 
-impl<'a> Rules<'a> {
-    /// The rules for a connection; taken field by field, so that the
-    /// session can be borrowed at the same time.
+impl Rules {
+    /// The rules for a client whose session opens under `policy`, in
+    /// `framing`; `admin` says whether it may stop the server.
     pub(super) fn new(
-        shutdown: &'a Shutdown,
-        stats: &'a Stats,
+        policy: Arc<Policy>,
         admin: Admin,
         framing: Framing,
-        peer: Peer,
-        cert: Option<&'a str>,
+        client: &Client,
     ) -> Self {
         Rules {
-            shutdown,
+            policy,
             admin,
             framing,
-            peer,
-            cert,
-            stats,
+            peer: client.peer,
+            cert: client.cert.clone(),
         }
     }
-}
 
-/// One message through the core's commands or the session, or the
-/// framing's refusal of it.
-pub(super) fn handle(
-    session: &mut dyn Session,
-    message: Result<&[u8], FrameError>,
-    rules: &Rules,
-    max_line: usize,
-    answered: &mut u64,
-    out: &mut Vec<u8>,
-) -> Result<(), End> {
-    match message {
-        Ok(msg) => match protocol::command(msg) {
-            Some(command) => act_as(command, Stop::Command, rules, answered, out),
-            None => act_as(
-                session.message(msg, out),
-                Stop::Session,
-                rules,
-                answered,
-                out,
-            ),
-        },
-        Err(e) => Err(refuse(e, rules.framing, max_line, out)),
+    /// The policy the connection is served under.
+    pub(super) fn policy(&self) -> &Policy {
+        &self.policy
     }
-}
 
-/// What the core does for a session's action (its greeting's, say).
-pub(super) fn act(
-    action: Action,
-    rules: &Rules,
-    answered: &mut u64,
-    out: &mut Vec<u8>,
-) -> Result<(), End> {
-    act_as(action, Stop::Session, rules, answered, out)
-}
-
-/// Messages that keep the connection going count as answered; commands do
-/// not. A stop from an address outside `--admin-from`, or without a
-/// certificate `--admin-cert` names, is refused, and the connection goes
-/// on. An allowed stop is logged before it starts, so the log names its
-/// cause before the stop's first line.
-fn act_as(
-    action: Action,
-    by: Stop,
-    rules: &Rules,
-    answered: &mut u64,
-    out: &mut Vec<u8>,
-) -> Result<(), End> {
-    match action {
-        Action::Continue => {
-            *answered += 1;
-            Ok(())
-        }
-        Action::Close => Err(End::Closed),
-        Action::StopServer if rules.admin.allowed => {
-            let peer = rules.peer;
-            rules.shutdown.trigger_by(|| {
-                if by == Stop::Command {
-                    match rules.cert {
-                        Some(cert) => info!("quit_server received peer={peer} cert={cert}"),
-                        None => info!("quit_server received peer={peer}"),
-                    }
-                }
-            });
-            Err(End::StopServer)
-        }
-        Action::StopServer => {
-            let peer = rules.peer;
-            let what = rules.admin.refused_for;
-            let cert = rules.cert.unwrap_or("-");
-            rules.stats.warn_about_client(|| match rules.cert {
-                None => warn!("quit_server refused, {what} may not stop the server peer={peer}"),
-                Some(_) => warn!(
-                    "quit_server refused, {what} may not stop the server peer={peer} cert={cert}"
-                ),
-            });
-            rules.framing.say(b"ERR quit_server not allowed", out);
-            Ok(())
+    /// One message through the core's commands or the session, or the
+    /// framing's refusal of it.
+    pub(super) fn handle(
+        &self,
+        session: &mut dyn Session,
+        message: Result<&[u8], FrameError>,
+        answered: &mut u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), End> {
+        match message {
+            Ok(msg) => match protocol::command(msg) {
+                Some(command) => self.act_as(command, Stop::Command, answered, out),
+                None => self.act_as(session.message(msg, out), Stop::Session, answered, out),
+            },
+            Err(e) => Err(self.refuse(e, out)),
         }
     }
-}
 
-/// The last words for a message the framing refused, and why the
-/// connection ends.
-fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8>) -> End {
-    match error {
-        FrameError::TooLong => {
-            // A line client gets an error line; a length-prefixed one is
-            // closed without a word, as its framing has no place for text.
-            if framing == Framing::Lines {
-                out.extend_from_slice(
-                    format!("ERR line too long (max {max_line} bytes)\n").as_bytes(),
-                );
+    /// What the core does for a session's action (its greeting's, say).
+    pub(super) fn act(
+        &self,
+        action: Action,
+        answered: &mut u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), End> {
+        self.act_as(action, Stop::Session, answered, out)
+    }
+
+    /// Messages that keep the connection going count as answered; commands
+    /// do not. A stop from an address outside `--admin-from`, or without a
+    /// certificate `--admin-cert` names, is refused, and the connection
+    /// goes on. An allowed stop is logged before it starts, so the log
+    /// names its cause before the stop's first line.
+    fn act_as(
+        &self,
+        action: Action,
+        by: Stop,
+        answered: &mut u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), End> {
+        match action {
+            Action::Continue => {
+                *answered += 1;
+                Ok(())
             }
-            End::TooLong
+            Action::Close => Err(End::Closed),
+            Action::StopServer if self.admin.allowed => {
+                let peer = self.peer;
+                self.policy.shutdown.trigger_by(|| {
+                    if by == Stop::Command {
+                        match &self.cert {
+                            Some(cert) => info!("quit_server received peer={peer} cert={cert}"),
+                            None => info!("quit_server received peer={peer}"),
+                        }
+                    }
+                });
+                Err(End::StopServer)
+            }
+            Action::StopServer => {
+                let peer = self.peer;
+                let what = self.admin.refused_for;
+                self.policy.stats.warn_about_client(|| match &self.cert {
+                    None => {
+                        warn!("quit_server refused, {what} may not stop the server peer={peer}")
+                    }
+                    Some(cert) => warn!(
+                        "quit_server refused, {what} may not stop the server peer={peer} cert={cert}"
+                    ),
+                });
+                self.framing.say(b"ERR quit_server not allowed", out);
+                Ok(())
+            }
         }
-        FrameError::InvalidUtf8 => End::InvalidUtf8,
-        FrameError::Truncated => End::Truncated,
+    }
+
+    /// The last words for a message the framing refused, and why the
+    /// connection ends.
+    fn refuse(&self, error: FrameError, out: &mut Vec<u8>) -> End {
+        match error {
+            FrameError::TooLong => {
+                // A line client gets an error line; a length-prefixed one
+                // is closed without a word, as its framing has no place
+                // for text.
+                if self.framing == Framing::Lines {
+                    let max_line = self.policy.limits.max_line;
+                    out.extend_from_slice(
+                        format!("ERR line too long (max {max_line} bytes)\n").as_bytes(),
+                    );
+                }
+                End::TooLong
+            }
+            FrameError::InvalidUtf8 => End::InvalidUtf8,
+            FrameError::Truncated => End::Truncated,
+        }
     }
 }
 
@@ -180,6 +179,7 @@ fn refuse(error: FrameError, framing: Framing, max_line: usize, out: &mut Vec<u8
 mod tests {
     use super::*;
     use crate::framing::write_frame;
+    use crate::shutdown::Shutdown;
 
     /// A session that answers `ok` to everything, or stops the server on
     /// `stop`, and counts what it saw.
@@ -201,23 +201,22 @@ mod tests {
 
     fn run(msg: &[u8], admin: bool, framing: Framing) -> (Result<(), End>, Probe, Vec<u8>, bool) {
         let shutdown = Shutdown::new();
-        let stats = Stats::default();
+        let mut policy = Policy::standalone(shutdown.clone());
+        policy.limits.max_line = 100;
         let admin = Admin {
             allowed: admin,
             refused_for: "address",
         };
-        let rules = Rules::new(
-            &shutdown,
-            &stats,
-            admin,
-            framing,
-            Peer::ip("127.0.0.1:9".parse().unwrap()),
-            None,
-        );
+        let client = Client {
+            peer: Peer::ip("127.0.0.1:9".parse().unwrap()),
+            cert: None,
+            listener: None,
+        };
+        let rules = Rules::new(Arc::new(policy), admin, framing, &client);
         let mut probe = Probe::default();
         let mut out = Vec::new();
         let mut answered = 0;
-        let result = handle(&mut probe, Ok(msg), &rules, 100, &mut answered, &mut out);
+        let result = rules.handle(&mut probe, Ok(msg), &mut answered, &mut out);
         (result, probe, out, shutdown.is_triggered())
     }
 

@@ -1,6 +1,8 @@
-//! The serving loop of a turn: the PROXY header, the TLS handshake, the
-//! session's start, then reading and answering until the socket has
-//! nothing more, the budget is spent or the replies back up.
+//! The open phase: the session's start, then reading and answering until
+//! the socket has nothing more, the budget is spent or the replies back
+//! up. What it needs (the session, the reader, the rules, what was seen of
+//! the input) is its own; what every connection shares comes from the
+//! policy its rules hold.
 
 use std::io;
 use std::sync::{Arc, Weak};
@@ -9,163 +11,83 @@ use std::time::Instant;
 use log::debug;
 
 use super::end::End;
-use super::rules::{self, Admin, Rules};
-use super::{ClientHandler, MAX_PENDING, Phase, TURN_MESSAGES, TURN_READS, Turn};
-use crate::access::{self, TOO_MANY_FROM_ADDRESS};
+use super::rules::Rules;
+use super::{Client, MAX_PENDING, Policy, TURN_MESSAGES, TURN_READS, Tally, Turn};
+use crate::conn::Conn;
 use crate::framing::Reader;
 use crate::logfmt::Field;
-use crate::protocol::{Link, Port};
-use crate::proxy::HeaderError;
-use crate::socket::Peer;
+use crate::protocol::{Link, Port, Session};
 
-impl ClientHandler {
-    /// Reads the PROXY protocol header. Returns whether it is complete (and
-    /// the client's address known); `false` means wait for more. Behind a
-    /// proxy, `--max-per-ip` is counted here, once the header names the
-    /// client.
-    pub(super) fn read_header(&mut self, out: &mut Vec<u8>) -> Result<bool, End> {
-        self.conn.activity.set_awaiting_header(true);
-        if let Some(idle) = self.conn.activity.timed_out() {
-            return Err(End::Idle(idle));
-        }
-        // The header comes before the ClientHello: it is read off the
-        // socket itself.
-        let header = match self.header.read_from(self.conn.raw()) {
-            Ok(Some(header)) => header,
-            Ok(None) => return Ok(false),
-            Err(HeaderError::Ended) => {
-                return Err(End::BadHeader("the connection ended before it"));
-            }
-            Err(HeaderError::Invalid) => return Err(End::BadHeader("not a PROXY protocol header")),
-            Err(HeaderError::Io(e)) => return Err(End::Io(e)),
-        };
-        self.conn.activity.set_awaiting_header(false);
-        if let Some(client) = header.client {
-            self.client = Peer::ip(client);
-        }
-        // What followed the header is the transport's: TLS's, or the
-        // protocol's.
-        if self.conn.is_tls() {
-            self.conn.preload_tls(&header.rest).map_err(End::Io)?;
-        } else {
-            self.after_header = header.rest;
-        }
-        let admitted = match self.client.ip_addr() {
-            Some(ip) => access::admit(self.per_address.as_ref(), ip),
-            None => Ok(None),
-        };
-        match admitted {
-            Ok(slot) => {
-                if let Some(slot) = slot {
-                    self.conn.hold_address_slot(slot);
-                }
-            }
-            Err(access::TooMany) => {
-                self.stats.rejected_per_address();
-                // Over TLS the handshake has not begun: a plaintext line
-                // would be noise, and the session would hold it for ever.
-                // The client is closed without a word, as the acceptor
-                // closes one it has no room for.
-                if !self.conn.is_tls() {
-                    self.protocol.framing().say(TOO_MANY_FROM_ADDRESS, out);
-                }
-                return Err(End::TooManyFromAddress);
-            }
-        }
-        self.phase = if self.conn.is_tls() {
-            Phase::Handshake
-        } else {
-            Phase::Fresh
-        };
-        Ok(true)
-    }
+/// A connection whose session is open.
+pub(super) struct Open {
+    pub(super) session: Box<dyn Session>,
+    reader: Reader,
+    /// What the core does with a message and the session's answers.
+    rules: Rules,
+    /// The first bytes were looked at for a TLS handshake (never on a TLS
+    /// port, where one belongs).
+    first_bytes_seen: bool,
+    /// A read returned the client's end of stream: nothing more can come.
+    pub(super) input_ended: bool,
+}
 
-    /// Drives the TLS handshake. Returns whether it is done; `false` means
-    /// wait for the client, parked in the poller like an idle connection
-    /// (no worker waits on a handshake), until the watchdog's deadline.
-    pub(super) fn handshake(&mut self) -> Result<bool, End> {
-        self.conn.activity.set_awaiting_handshake(true);
-        if let Some(idle) = self.conn.activity.timed_out() {
-            return Err(End::Idle(idle));
+impl Open {
+    /// Opens the session, with what followed a PROXY header (`preload`)
+    /// ahead of what the socket brings; `cert_ok` says whether the
+    /// client's certificate passes `--admin-cert`. The greeting is the
+    /// first reply; the result says whether the session's first answer
+    /// ends the connection.
+    pub(super) fn start(
+        conn: &Arc<Conn>,
+        policy: &Arc<Policy>,
+        client: &Client,
+        preload: Vec<u8>,
+        cert_ok: bool,
+        out: &mut Vec<u8>,
+    ) -> (Open, Result<(), End>) {
+        let mut reader = Reader::new(policy.protocol.framing(), policy.limits.max_line);
+        if !preload.is_empty() {
+            reader.preload(&preload);
         }
-        match self.conn.handshake() {
-            Ok(false) => return Ok(false),
-            Ok(true) => {}
-            Err((failure, detail)) => return Err(End::Tls(failure, detail)),
-        }
-        self.conn.activity.set_awaiting_handshake(false);
-        if let Some((names, version)) = self.conn.tls_peer() {
-            self.cert = names.first().cloned();
-            self.admin_cert_ok = match &self.admin_certs {
-                None => true,
-                Some(allowed) => names.iter().any(|n| allowed.contains(n)),
-            };
-            debug!(
-                "tls handshake done peer={} version={version} cert={}",
-                self.peer(),
-                self.cert_name()
-            );
-        }
-        self.phase = Phase::Fresh;
-        Ok(true)
-    }
-
-    /// Opens the session: its greeting is the first reply.
-    pub(super) fn start(&mut self, out: &mut Vec<u8>) -> Result<(), End> {
-        self.phase = Phase::Open;
-        self.reader = Reader::new(self.protocol.framing(), self.limits.max_line);
-        if !self.after_header.is_empty() {
-            self.reader.preload(&std::mem::take(&mut self.after_header));
-        }
-        // A TCP client needs its address in `--admin-from` and, with
-        // `--admin-cert`, a named certificate; a Unix client (never on TLS)
-        // needs its user id in `--admin-uid`.
-        self.admin = match self.client {
-            Peer::Ip(addr) => {
-                let address_ok = self.admin_from.contains(addr.ip());
-                Admin {
-                    allowed: address_ok && self.admin_cert_ok,
-                    refused_for: if address_ok { "certificate" } else { "address" },
-                }
-            }
-            Peer::Local { uid } => Admin {
-                allowed: self.admin_uids.contains(&uid),
-                refused_for: "uid",
-            },
-        };
+        let admin = policy.admin(client.peer, cert_ok);
         debug!(
             "client connected peer={}{}{}",
-            self.peer(),
-            Field("cert", self.cert.as_deref()),
-            Field("listener", self.listener.as_deref())
+            client.peer,
+            Field("cert", client.cert.as_deref()),
+            Field("listener", client.listener.as_deref())
         );
-        let port: Weak<dyn Port> = Arc::downgrade(&self.conn) as Weak<dyn Port>;
-        let mut session = self
+        let port: Weak<dyn Port> = Arc::downgrade(conn) as Weak<dyn Port>;
+        let mut session = policy
             .protocol
-            .open(Link::new(port, self.client, self.admin.allowed));
+            .open(Link::new(port, client.peer, admin.allowed));
         let action = session.start(out);
-        self.session = Some(session);
+        let rules = Rules::new(policy.clone(), admin, reader.framing(), client);
         // A greeting is not a message answered.
         let mut greetings = 0;
-        let rules = Rules::new(
-            &self.shutdown,
-            &self.stats,
-            self.admin,
-            self.reader.framing(),
-            self.client,
-            self.cert.as_deref(),
-        );
-        rules::act(action, &rules, &mut greetings, out)
+        let greeted = rules.act(action, &mut greetings, out);
+        let open = Open {
+            session,
+            reader,
+            rules,
+            first_bytes_seen: false,
+            input_ended: false,
+        };
+        (open, greeted)
     }
 
     /// Answers, writes and reads until the socket has nothing more, the
     /// turn's budget is spent, or the replies back up.
-    pub(super) fn serve(&mut self, out: &mut Vec<u8>) -> Result<Turn, End> {
-        if let Some(idle) = self.conn.activity.timed_out() {
+    pub(super) fn serve(
+        &mut self,
+        conn: &Conn,
+        tally: &mut Tally,
+        out: &mut Vec<u8>,
+    ) -> Result<Turn, End> {
+        if let Some(idle) = conn.activity.timed_out() {
             return Err(End::Idle(idle));
         }
-        if self.shutdown.is_triggered() {
-            return Err(self.answer_all(out));
+        if self.stopping() {
+            return Err(self.answer_all(conn, tally, out));
         }
         let mut budget = TURN_MESSAGES;
         let mut reads = TURN_READS;
@@ -177,18 +99,18 @@ impl ClientHandler {
         loop {
             // Tried again even right after a send: on loopback the socket
             // often has room again by now, which saves a wake-up.
-            if self.conn.flush().map_err(End::Io)? > MAX_PENDING {
+            if conn.flush().map_err(End::Io)? > MAX_PENDING {
                 // Backed up: read nothing more until the client reads.
-                self.conn.activity.set_paused(true);
+                conn.activity.set_paused(true);
                 return Ok(Turn::Park);
             }
-            self.conn.activity.set_paused(false);
-            if !self.first_bytes_seen && !self.conn.is_tls() {
+            conn.activity.set_paused(false);
+            if !self.first_bytes_seen && !conn.is_tls() {
                 self.look_for_tls()?;
             }
-            let more = self.answer(out, &mut budget);
-            self.conn.send(out).map_err(End::Io)?;
-            self.report();
+            let more = self.answer(conn, tally, &mut budget, out);
+            conn.send(out).map_err(End::Io)?;
+            tally.report(&self.rules.policy().stats);
             if more? {
                 if budget == 0 {
                     return Ok(Turn::Yield);
@@ -196,7 +118,7 @@ impl ClientHandler {
                 continue;
             }
             // Messages already read have their replies; a stop ends the rest.
-            if self.shutdown.is_triggered() {
+            if self.stopping() {
                 return Err(End::Stopping);
             }
             if drained {
@@ -206,20 +128,20 @@ impl ClientHandler {
                 return Ok(Turn::Yield);
             }
             reads -= 1;
-            match self.reader.fill(&mut &*self.conn) {
+            match self.reader.fill(&mut &*conn) {
                 Ok(0) => {
                     // The client's end of stream, unless the watchdog shut
                     // the reading side down to wake an idle connection.
-                    self.input_ended = self.conn.activity.timed_out().is_none();
-                    return Err(self.at_end_of_input(out));
+                    self.input_ended = conn.activity.timed_out().is_none();
+                    return Err(self.at_end_of_input(conn, tally, out));
                 }
                 Ok(n) => {
-                    self.unreported_bytes += n as u64;
+                    tally.unreported_bytes += n as u64;
                     // Service times cost two clock reads a batch: only when asked.
-                    if self.limits.timing {
-                        self.read_at = Some(Instant::now());
+                    if self.rules.policy().limits.timing {
+                        tally.read_at = Some(Instant::now());
                     }
-                    drained = !self.reader.filled() && !self.conn.read_closed();
+                    drained = !self.reader.filled() && !conn.read_closed();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Turn::Park),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -246,19 +168,13 @@ impl ClientHandler {
     /// Answers complete messages already buffered, until none is left, the
     /// budget is spent or the replies reach [`super::FLUSH_AT`]. Returns
     /// whether messages may be left, or how the connection ends.
-    fn answer(&mut self, out: &mut Vec<u8>, budget: &mut usize) -> Result<bool, End> {
-        // Field by field, so that the session can be borrowed meanwhile.
-        let rules = Rules::new(
-            &self.shutdown,
-            &self.stats,
-            self.admin,
-            self.reader.framing(),
-            self.client,
-            self.cert.as_deref(),
-        );
-        let Some(session) = self.session.as_mut() else {
-            return Err(End::Closed);
-        };
+    fn answer(
+        &mut self,
+        conn: &Conn,
+        tally: &mut Tally,
+        budget: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, End> {
         let mut progressed = false;
         let result = loop {
             if *budget == 0 || out.len() >= super::FLUSH_AT {
@@ -269,32 +185,27 @@ impl ClientHandler {
             };
             *budget -= 1;
             progressed |= message.is_ok();
-            let step = rules::handle(
-                &mut **session,
-                message,
-                &rules,
-                self.limits.max_line,
-                &mut self.unreported,
-                out,
-            );
+            let step = self
+                .rules
+                .handle(&mut *self.session, message, &mut tally.unreported, out);
             if let Err(end) = step {
                 break Err(end);
             }
         };
         if progressed {
-            self.conn.activity.read_progress();
+            conn.activity.read_progress();
         }
         result
     }
 
     /// When the server stops: answers every complete message already read,
     /// whatever the budget and backlog, then the connection ends.
-    fn answer_all(&mut self, out: &mut Vec<u8>) -> End {
+    fn answer_all(&mut self, conn: &Conn, tally: &mut Tally, out: &mut Vec<u8>) -> End {
         loop {
             let mut budget = usize::MAX;
-            match self.answer(out, &mut budget) {
+            match self.answer(conn, tally, &mut budget, out) {
                 Ok(true) => {
-                    if self.conn.send(out).is_err() {
+                    if conn.send(out).is_err() {
                         return End::Stopping;
                     }
                 }
@@ -306,33 +217,24 @@ impl ClientHandler {
 
     /// At the client's end of input: a last line with no newline is
     /// answered like any other; a cut frame is an error.
-    fn at_end_of_input(&mut self, out: &mut Vec<u8>) -> End {
-        if self.shutdown.is_triggered() {
+    fn at_end_of_input(&mut self, conn: &Conn, tally: &mut Tally, out: &mut Vec<u8>) -> End {
+        if self.stopping() {
             return End::Stopping;
         }
-        if let Some(idle) = self.conn.activity.timed_out() {
+        if let Some(idle) = conn.activity.timed_out() {
             return End::Idle(idle);
         }
-        // Field by field, so that the session can be borrowed meanwhile.
-        let rules = Rules::new(
-            &self.shutdown,
-            &self.stats,
-            self.admin,
-            self.reader.framing(),
-            self.client,
-            self.cert.as_deref(),
-        );
-        let (Some(session), Some(rest)) = (self.session.as_mut(), self.reader.take_rest()) else {
+        let Some(rest) = self.reader.take_rest() else {
             return End::ClientLeft;
         };
-        let step = rules::handle(
-            &mut **session,
-            rest,
-            &rules,
-            self.limits.max_line,
-            &mut self.unreported,
-            out,
-        );
+        let step = self
+            .rules
+            .handle(&mut *self.session, rest, &mut tally.unreported, out);
         step.err().unwrap_or(End::ClientLeft)
+    }
+
+    /// The server is stopping.
+    fn stopping(&self) -> bool {
+        self.rules.policy().shutdown.is_triggered()
     }
 }

@@ -28,11 +28,12 @@ impl ClientHandler {
                     "cannot serve connection peer={peer} error={}",
                     logfmt::error(&e)
                 );
-                self.abandon();
+                self.driver.abandon();
                 return;
             }
         };
-        let tick = activity::tick(self.limits.idle_timeout);
+        let limits = self.driver.policy.limits;
+        let tick = activity::tick(limits.idle_timeout);
         let mut events = Events::with_capacity(4);
         let mut out = Vec::new();
         loop {
@@ -51,7 +52,7 @@ impl ClientHandler {
                         "cannot wait for connection peer={peer} error={}",
                         logfmt::error(&e)
                     );
-                    self.abandon();
+                    self.driver.abandon();
                     return;
                 }
                 if events.iter().any(|e| e.is_read_closed() || e.is_error()) {
@@ -60,8 +61,9 @@ impl ClientHandler {
                 let idle = self
                     .conn
                     .activity
-                    .check(Instant::now(), self.limits.idle_timeout);
-                if !events.is_empty() || idle.is_some() || self.shutdown.is_triggered() {
+                    .check(Instant::now(), limits.idle_timeout);
+                let stopping = self.driver.policy.shutdown.is_triggered();
+                if !events.is_empty() || idle.is_some() || stopping {
                     break;
                 }
             }

@@ -3,6 +3,9 @@
 
 use super::*;
 use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::config::Config;
 
 /// A handler on the server side of a fresh connection, and the client.
 fn pair() -> (ClientHandler, TcpStream) {

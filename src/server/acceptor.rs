@@ -182,7 +182,7 @@ impl Acceptor {
     /// bound Unix socket's file is removed), so clients still in the
     /// backlogs are refused.
     pub(super) fn run(mut self) {
-        let shutdown = self.admission.shutdown.clone();
+        let shutdown = self.admission.policy.shutdown.clone();
         // Should the acceptor ever panic, the server stops rather than
         // serve on without accepting.
         let _stop = StopOnPanic(&shutdown);
@@ -270,7 +270,7 @@ impl Acceptor {
     /// Accepts one connection from listener `on` and hands it on (or turns
     /// it away).
     fn accept_one(&mut self, on: usize) -> Flow {
-        let shutdown = &self.admission.shutdown;
+        let shutdown = &self.admission.policy.shutdown;
         if shutdown.is_triggered() {
             return Flow::Stop;
         }
@@ -339,6 +339,7 @@ impl Acceptor {
         // address to count.
         let admission = &self.admission;
         let table = admission
+            .policy
             .per_address
             .as_ref()
             .filter(|_| !admission.proxy_protocol);

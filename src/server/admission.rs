@@ -1,8 +1,8 @@
 //! What the acceptor gives each connection it accepts, and how it hands it
-//! over: the rules and the shared parts of the server every connection
-//! gets (`Admission`), wrapped with its `Conn` and handler and pushed into
-//! the pool; or the one-line refusal, written without blocking, for a
-//! socket it has no room for.
+//! over: the server's connection policy, built once and shared by every
+//! connection (`Admission`), with its `Conn` and a driver, pushed into the
+//! pool; or the one-line refusal, written without blocking, for a socket
+//! it has no room for.
 
 use std::io::Write;
 use std::net::Shutdown as Direction;
@@ -12,39 +12,30 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 
 use super::listen::ACCEPTED_INHERIT_OPTIONS;
-use crate::access::{AddrList, AddressSlot, PerAddress, TOO_MANY_FROM_ADDRESS};
+use crate::access::{AddressSlot, TOO_MANY_FROM_ADDRESS};
 use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
 use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
-use crate::handler::{ClientHandler, Limits};
+use crate::handler::{Driver, Policy};
 use crate::logfmt;
-use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
-use crate::stats::{ListenerCount, Stats};
+use crate::stats::ListenerCount;
 use crate::tls::{self, Certs};
 
-/// What every accepted connection is given: the rules, the shared parts of
-/// the server, and where it goes.
+/// What every accepted connection is given: the policy it shares with the
+/// others, the rules of admission, and where it goes.
 pub(super) struct Admission {
     pub(super) overload: Overload,
     pub(super) proxy_protocol: bool,
-    pub(super) protocol: Arc<dyn Protocol>,
-    pub(super) limits: Limits,
-    pub(super) shutdown: Shutdown,
+    /// What every connection shares (limits, protocol, admin rules, the
+    /// per-address table, the counters, the stop): each driver gets a
+    /// reference.
+    pub(super) policy: Arc<Policy>,
     pub(super) gate: Arc<Gate>,
     pub(super) engine: Arc<Engine>,
-    pub(super) stats: Arc<Stats>,
-    pub(super) admin_from: Arc<AddrList>,
-    /// User ids that may stop the server from a Unix socket.
-    pub(super) admin_uids: Arc<[u32]>,
-    /// Connections per client address, with `--max-per-ip`.
-    pub(super) per_address: Option<Arc<PerAddress>>,
     /// The certificates, on a TLS server (TCP listeners only).
     pub(super) tls: Option<Arc<Certs>>,
-    /// Certificate names that may stop the server (`--admin-cert`).
-    pub(super) admin_certs: Option<Arc<Vec<String>>>,
     /// Connections accepted, per listener, in the listeners' order.
     pub(super) counts: Vec<Arc<ListenerCount>>,
 }
@@ -105,8 +96,9 @@ impl Admission {
         counted.add();
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
-        let guards = Box::new((permit, self.stats.connection()));
-        let mut conn = Conn::new(id, stream, peer, self.stats.clone(), guards);
+        let stats = &self.policy.stats;
+        let guards = Box::new((permit, stats.connection()));
+        let mut conn = Conn::new(id, stream, peer, stats.clone(), guards);
         if let Some(certs) = &self.tls {
             // The configuration current now, for the connection's life: a
             // reload changes nothing for it. The handshake itself is the
@@ -123,22 +115,18 @@ impl Admission {
         if let Some(slot) = slot {
             conn.hold_address_slot(slot);
         }
-        let mut handler = ClientHandler::serving(conn.clone(), self.shutdown.clone())
-            .with_limits(self.limits)
-            .with_protocol(self.protocol.clone())
-            .with_stats(self.stats.clone())
-            .with_admin_from(self.admin_from.clone())
-            .with_admin_uids(self.admin_uids.clone())
-            .with_admin_certs(self.admin_certs.clone())
-            .with_listener(counted.name.clone());
         // The PROXY header comes from a proxy in front of TCP listeners; a
         // Unix socket is for local clients.
-        if self.proxy_protocol && !unix {
-            handler = handler.with_proxy_protocol(self.per_address.clone());
-        }
+        let proxy = self.proxy_protocol && !unix;
+        let driver = Driver::new(
+            self.policy.clone(),
+            &conn,
+            Some(counted.name.clone()),
+            proxy,
+        );
         let served = Arc::new(Served {
             conn,
-            handler: Mutex::new(handler),
+            handler: Mutex::new(driver),
         });
         if let Err(e) = self.engine.add(served) {
             warn!(
@@ -154,17 +142,18 @@ impl Admission {
             stream, peer, on, ..
         } = accepted;
         let listener = &self.counts[on].name;
+        let stats = &self.policy.stats;
         let text: &[u8] = match why {
             Refusal::Busy => {
-                self.stats.rejected();
-                self.stats.warn_about_client(|| {
+                stats.rejected();
+                stats.warn_about_client(|| {
                     warn!("server busy, rejecting peer={peer} listener={listener}");
                 });
                 b"ERR server busy"
             }
             Refusal::PerAddress => {
-                self.stats.rejected_per_address();
-                self.stats.warn_about_client(|| {
+                stats.rejected_per_address();
+                stats.warn_about_client(|| {
                     warn!(
                         "too many connections from one address, rejecting peer={peer} listener={listener}"
                     );
@@ -182,7 +171,7 @@ impl Admission {
         // without a word.
         if self.tls.is_none() {
             let mut line = Vec::with_capacity(text.len() + 4);
-            self.protocol.framing().say(text, &mut line);
+            self.policy.protocol.framing().say(text, &mut line);
             // A fresh socket's send buffer is empty: the line goes out whole.
             let _ = (&stream).write_all(&line);
         }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::error::Error;
 use crate::gate::Gate;
-use crate::handler::Limits;
+use crate::handler::{Limits, Policy};
 use crate::metrics;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
@@ -148,17 +148,20 @@ impl Shared {
         Admission {
             overload: config.overload,
             proxy_protocol: config.proxy_protocol,
-            protocol: server.protocol.clone(),
-            limits: Limits::from_config(config),
-            shutdown: server.shutdown.clone(),
+            // Built once: every connection shares it.
+            policy: Arc::new(Policy {
+                protocol: server.protocol.clone(),
+                limits: Limits::from_config(config),
+                shutdown: server.shutdown.clone(),
+                stats: self.stats.clone(),
+                admin_from: Arc::new(config.admin_from.clone()),
+                admin_uids: self.admin_uids.clone(),
+                per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+                admin_certs: config.admin_cert.clone(),
+            }),
             gate: self.gate.clone(),
             engine: server.engine.clone(),
-            stats: self.stats.clone(),
-            admin_from: Arc::new(config.admin_from.clone()),
-            admin_uids: self.admin_uids.clone(),
-            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
             tls: server.tls.clone(),
-            admin_certs: config.admin_cert.clone().map(Arc::new),
             counts: self.counts.clone(),
         }
     }
