@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -152,7 +153,8 @@ pub(crate) fn admit(
 
 /// Connections open per client address, bounded.
 pub(crate) struct PerAddress {
-    max: usize,
+    /// The limit, which the admin console may change.
+    max: AtomicUsize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -166,9 +168,20 @@ impl PerAddress {
     /// At most `max` connections per address.
     pub(crate) fn new(max: usize) -> Arc<PerAddress> {
         Arc::new(PerAddress {
-            max,
+            max: AtomicUsize::new(max),
             open: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Changes the limit: connections open stay, and an address over a
+    /// lowered limit gets no more until it is under.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// The limit.
+    pub(crate) fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
     }
 
     /// A slot for one more connection from `ip`, or `None` when `ip` has
@@ -177,7 +190,7 @@ impl PerAddress {
         let ip = ip.to_canonical();
         let mut open = self.open.lock();
         let count = open.entry(ip).or_insert(0);
-        if *count >= self.max {
+        if *count >= self.max.load(Ordering::Relaxed) {
             return None;
         }
         *count += 1;

@@ -131,6 +131,14 @@ pub struct Config {
     /// Certificate names that may stop the server besides `admin_from`
     /// (needs `tls` with a client CA); both must allow.
     pub admin_cert: Option<Vec<String>>,
+    /// The admin console's `drain`: how long to go on serving and
+    /// accepting, saying `drain` to health checks, before the stop. `None`:
+    /// `drain` needs a duration.
+    pub drain: Option<Duration>,
+    /// Where settings came from, by the name the admin console gives them
+    /// (`max-connections`), for its `show config`: `flag`, `env:VAR`, or
+    /// anything an embedder wants to say. Those not named show `default`.
+    pub origins: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -159,6 +167,8 @@ impl Default for Config {
             proxy_protocol: false,
             tls: None,
             admin_cert: None,
+            drain: None,
+            origins: Vec::new(),
         }
     }
 }

@@ -66,14 +66,38 @@ impl Gate {
 
     /// Takes a slot, waiting while every slot is taken. Returns `None`
     /// once the gate is closed, at once if a closing wakes the wait.
+    #[cfg(test)]
     pub fn acquire(self: &Arc<Self>) -> Option<Permit> {
+        self.acquire_while(|| true)
+    }
+
+    /// As [`Gate::acquire`], but waits only while `wanted` says so, asked
+    /// again at each wake-up ([`Gate::wake`]): `None` when the gate is
+    /// closed, or full and no longer wanted.
+    pub fn acquire_while(self: &Arc<Self>, wanted: impl Fn() -> bool) -> Option<Permit> {
         let mut state = self.state.lock();
         while state.in_use >= state.capacity && !state.closed {
+            if !wanted() {
+                return None;
+            }
             state.acquiring += 1;
             self.cond.wait(&mut state);
             state.acquiring -= 1;
         }
         self.take(&mut state)
+    }
+
+    /// Wakes a thread waiting in [`Gate::acquire_while`] to ask again
+    /// whether it still wants to wait. Under the lock, so that a change
+    /// made before it is seen: the waiter either has not asked yet or is
+    /// waiting.
+    pub fn wake(&self) {
+        let state = self.state.lock();
+        let wake = state.acquiring > 0;
+        drop(state);
+        if wake {
+            self.cond.notify_all();
+        }
     }
 
     fn take(self: &Arc<Self>, state: &mut State) -> Option<Permit> {
@@ -225,6 +249,28 @@ mod tests {
         let permit = got.recv_timeout(Duration::from_secs(10));
         assert!(permit.is_ok_and(|p| p.is_some()), "the release was missed");
         assert_eq!(gate.in_use(), 0, "the permit did not go back");
+    }
+
+    /// A wait that is no longer wanted ends at the next wake-up, with
+    /// nothing, and takes no slot.
+    #[test]
+    fn a_wait_no_longer_wanted_ends_on_wake() {
+        let gate = Gate::new(1);
+        let _held = gate.try_acquire().expect("slot");
+        let wanted = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (tx, got) = std::sync::mpsc::channel();
+        {
+            let (gate, wanted) = (gate.clone(), wanted.clone());
+            std::thread::spawn(move || {
+                tx.send(gate.acquire_while(|| wanted.load(std::sync::atomic::Ordering::SeqCst)))
+            });
+        }
+        until_acquiring(&gate, 1);
+        wanted.store(false, std::sync::atomic::Ordering::SeqCst);
+        gate.wake();
+        let ended = got.recv_timeout(Duration::from_secs(10));
+        assert!(ended.is_ok_and(|p| p.is_none()), "the wait went on");
+        assert_eq!(gate.in_use(), 1);
     }
 
     /// Lowering the limit takes no permit back but gives none until enough

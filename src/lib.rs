@@ -38,7 +38,8 @@
 //!   (pure message framing with a size limit), `proxy` (the PROXY protocol
 //!   header), [`access`] (who may stop the server, connections per
 //!   address), `gate` (the connection limit, as permits), [`shutdown`] (the
-//!   stop signal and its wake-ups), [`config`], `error` (what setting up a
+//!   stop signal and its wake-ups), [`config`], [`values`] (how setting
+//!   values are written, for flags and the console alike), `error` (what setting up a
 //!   server can refuse, and which setting), [`logfmt`] (how values
 //!   appear in logs), [`tls`] (certificates, their reload, one
 //!   connection's TLS session, why a handshake failed), `stats` (counters,
@@ -88,6 +89,7 @@ mod socket;
 mod stats;
 mod sync;
 pub mod tls;
+pub mod values;
 mod watchdog;
 
 pub use config::{Config, Overload};

@@ -83,6 +83,39 @@ impl Shutdown {
         !self.is_triggered() && !self.inner.draining.swap(true, Ordering::SeqCst)
     }
 
+    /// Drains for `time`, then stops, on a thread of its own
+    /// (`linepool-drain`) whose wait the stop ends: SIGTERM with `--drain`
+    /// and the admin console's `drain`. Returns `Ok(false)` if the server
+    /// was draining or stopping already. If the thread cannot be started
+    /// the server stops at once, since the drain would never end, and the
+    /// error says why.
+    pub fn drain_then_stop(&self, time: Duration) -> std::io::Result<bool> {
+        if !self.start_draining() {
+            return Ok(false);
+        }
+        let timer = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("linepool-drain".to_string())
+            .spawn(move || {
+                if !timer.wait_timeout(time) {
+                    log::info!("drain over, stopping");
+                    timer.trigger();
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.trigger();
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the server drains (and has not begun its stop).
+    pub fn is_draining(&self) -> bool {
+        self.health() == Health::Draining
+    }
+
     /// What the server tells load balancers now.
     pub fn health(&self) -> Health {
         if self.is_triggered() {

@@ -25,13 +25,18 @@ pub(crate) fn run(
     registry: &Connections,
     stats: &Stats,
     until: &Shutdown,
-    idle: Option<Duration>,
+    idle: impl Fn() -> Option<Duration>,
     handshake: Duration,
 ) {
-    // A handshake deadline shorter than the idle timeout is looked at often
-    // enough to be kept within a quarter of itself.
-    let tick = activity::tick(idle).min(activity::tick(Some(handshake)));
-    while !until.wait_timeout(tick) {
+    loop {
+        // Asked each round: the admin console may change it.
+        let idle = idle();
+        // A handshake deadline shorter than the idle timeout is looked at
+        // often enough to be kept within a quarter of itself.
+        let tick = activity::tick(idle).min(activity::tick(Some(handshake)));
+        if until.wait_timeout(tick) {
+            return;
+        }
         stats.flush_client_warnings();
         let now = Instant::now();
         // Marked under the registry's lock (atomics only); woken after it.

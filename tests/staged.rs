@@ -69,6 +69,7 @@ fn threads_are_named_owned_and_never_left_behind() {
     let mut expected: Vec<String> = [
         "linepool-acceptor",
         "linepool-metrics",
+        "linepool-stats",
         "linepool-watchdog",
         "linepool-worker",
         "linepool-worker",

@@ -32,7 +32,6 @@ mod values;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -176,62 +175,5 @@ impl TlsClientArgs {
     }
 }
 
-/// Parses a count that must be at least 1.
-pub fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("must be at least 1".to_string()),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
-    }
-}
-
-/// The longest duration any flag takes: a year. Deadlines are instants a
-/// duration from now, which cannot be past the clock's range.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Parses a duration: a number of seconds (`10`, `0.5`) or a number with
-/// units (`10s`, `500ms`, `5m`, `1h 30m`), at most a year.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let parsed = match text.parse::<f64>() {
-        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("'{text}' is not a duration (a number of seconds, or e.g. 10s, 500ms, 5m)")
-        })?,
-        Err(_) => humantime::parse_duration(text).map_err(|e| {
-            format!(
-                "'{text}' is not a duration ({e}); use a number of seconds, or e.g. 10s, 500ms, 5m"
-            )
-        })?,
-    };
-    if parsed > MAX_DURATION {
-        return Err(format!("'{text}' is longer than a year"));
-    }
-    Ok(parsed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_plain_seconds_and_units() {
-        assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("0"), Ok(Duration::ZERO));
-        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(duration("365d"), Ok(MAX_DURATION));
-        for bad in ["", "-1", "ten", "10 parsecs", "inf", "NaN", "1e19", "366d"] {
-            assert!(duration(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn counts_must_be_at_least_one() {
-        assert_eq!(at_least_one("3"), Ok(3));
-        assert!(at_least_one("0").is_err());
-        assert!(at_least_one("many").is_err());
-    }
-}
+/// The value parsers the admin console's `set` shares.
+pub use linepool::values::{at_least_one, duration};

@@ -313,6 +313,24 @@ impl Args {
         config
     }
 
+    /// The configuration, saying which settings `given` came from a flag
+    /// or a variable (for the admin console's `show config`).
+    fn config_from(&self, given: &[Given]) -> Config {
+        let mut config = self.config();
+        config.drain = Some(self.drain).filter(|d| !d.is_zero());
+        config.origins = given
+            .iter()
+            .map(|setting| {
+                let origin = match &setting.origin {
+                    settings::Origin::Flag => "flag".to_string(),
+                    settings::Origin::Env(variable) => format!("env:{variable}"),
+                };
+                (setting.name.replace('_', "-"), origin)
+            })
+            .collect();
+        config
+    }
+
     fn tls(&self) -> Option<TlsSettings> {
         let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
         Some(TlsSettings {
@@ -431,8 +449,8 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
         }
     };
     let bound = match passed {
-        Some(listeners) => Server::from_listeners(listeners, args.config(), protocol),
-        None => Server::bind(args.config(), protocol),
+        Some(listeners) => Server::from_listeners(listeners, args.config_from(given), protocol),
+        None => Server::bind(args.config_from(given), protocol),
     };
     let server = match bound {
         Ok(server) => server,

@@ -2,7 +2,6 @@
 //! stop, SIGHUP reloads the certificates (and tells systemd so), a second
 //! stop signal exits at once.
 
-use std::thread;
 use std::time::Duration;
 
 use linepool::logfmt;
@@ -37,28 +36,18 @@ pub(super) fn watch_signals(
             eprintln!("linepool: interrupted again, exiting now");
             std::process::exit(EXIT_INTERRUPTED.into());
         }
-        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
+        if signal == Signal::SIGTERM && !drain.is_zero() && !shutdown.is_draining() {
             info!(
                 "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
                 drain.as_millis()
             );
-            let timer = shutdown.clone();
-            let spawned = thread::Builder::new()
-                .name("linepool-drain".to_string())
-                .spawn(move || {
-                    if !timer.wait_timeout(drain) {
-                        info!("drain over, stopping");
-                        timer.trigger();
-                    }
-                });
-            // Without a timer the drain would never end: stop now, and
-            // keep watching for signals.
-            if let Err(e) = spawned {
+            // Without a timer the drain would never end: it stops now, and
+            // signals are still watched.
+            if let Err(e) = shutdown.drain_then_stop(drain) {
                 warn!(
                     "cannot time the drain, stopping now error={}",
                     logfmt::error(&e)
                 );
-                shutdown.trigger();
             }
         } else {
             info!("signal received, stopping signal={signal} (send again to exit at once)");

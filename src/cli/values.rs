@@ -42,35 +42,6 @@ pub(super) fn file_mode(text: &str) -> Result<u32, String> {
     }
 }
 
-/// The longest line `--max-line` allows: 1 GiB. A client may make the
-/// server hold one line of it, which must be memory it can have.
-const MAX_MAX_LINE: usize = 1 << 30;
-
 /// Parses `--max-line`: every line limit must leave room for the longest
-/// command, or `quit_server` itself would be too long to be obeyed, and be
-/// at most [`MAX_MAX_LINE`].
-pub(super) fn room_for_commands(text: &str) -> Result<usize, String> {
-    let longest = b"quit_server".len();
-    match text.parse::<usize>() {
-        Ok(n) if n > MAX_MAX_LINE => Err(format!("must be at most {MAX_MAX_LINE} (1 GiB)")),
-        Ok(n) if n >= longest => Ok(n),
-        Ok(_) => Err(format!(
-            "must be at least {longest}, the length of quit_server"
-        )),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_line_limit_holds_quit_server_and_at_most_a_gibibyte() {
-        assert_eq!(room_for_commands("11"), Ok(11));
-        assert_eq!(room_for_commands("1073741824"), Ok(1 << 30));
-        assert!(room_for_commands("10").is_err());
-        assert!(room_for_commands("1073741825").is_err());
-        assert!(room_for_commands("ten").is_err());
-    }
-}
+/// command, or `quit_server` itself would be too long to be obeyed.
+pub(super) use linepool::values::max_line as room_for_commands;

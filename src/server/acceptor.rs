@@ -182,7 +182,7 @@ impl Acceptor {
     /// bound Unix socket's file is removed), so clients still in the
     /// backlogs are refused.
     pub(super) fn run(mut self) {
-        let shutdown = self.admission.policy.shutdown.clone();
+        let shutdown = self.admission.shutdown.clone();
         // Should the acceptor ever panic, the server stops rather than
         // serve on without accepting.
         let _stop = StopOnPanic(&shutdown);
@@ -270,18 +270,21 @@ impl Acceptor {
     /// Accepts one connection from listener `on` and hands it on (or turns
     /// it away).
     fn accept_one(&mut self, on: usize) -> Flow {
-        let shutdown = &self.admission.policy.shutdown;
+        let shutdown = &self.admission.shutdown;
         if shutdown.is_triggered() {
             return Flow::Stop;
         }
-        if self.admission.overload == Overload::Block && self.reserved.is_none() {
+        let live = &self.admission.live;
+        if live.overload() == Overload::Block && self.reserved.is_none() {
             // The backpressure: while every slot is taken, this thread
             // waits here and accepts nothing, and new clients wait in the
             // kernel's listen backlog. A release wakes it, and so does the
-            // stop (it closes the gate).
-            match self.admission.gate.acquire() {
+            // stop (it closes the gate), and a switch to `reject` on the
+            // console, after which it accepts and refuses as that mode does.
+            match (self.admission.gate).acquire_while(|| live.overload() == Overload::Block) {
                 Some(permit) => self.reserved = Some(permit),
-                None => return Flow::Stop,
+                None if shutdown.is_triggered() => return Flow::Stop,
+                None => {}
             }
         }
         let listener = &self.listening.listeners[on];
@@ -329,17 +332,18 @@ impl Acceptor {
             on,
             unix,
         };
+        // The policy of the moment, for this connection's life.
+        let policy = self.admission.live.policy();
         let reserved = self.reserved.take();
         let Some(permit) = reserved.or_else(|| self.admission.gate.try_acquire()) else {
-            self.admission.reject(accepted, Refusal::Busy);
+            self.admission.reject(&policy, accepted, Refusal::Busy);
             return Flow::Go;
         };
         // Behind a proxy the address to count is known only once the
         // header is read: the handler admits it then. A Unix client has no
         // address to count.
         let admission = &self.admission;
-        let table = admission
-            .policy
+        let table = policy
             .per_address
             .as_ref()
             .filter(|_| !admission.proxy_protocol);
@@ -351,11 +355,11 @@ impl Acceptor {
             Ok(slot) => {
                 let id = self.next_id;
                 self.next_id += 1;
-                admission.dispatch(id, accepted, permit, slot);
+                admission.dispatch(policy, id, accepted, permit, slot);
             }
             Err(access::TooMany) => {
                 drop(permit);
-                admission.reject(accepted, Refusal::PerAddress);
+                admission.reject(&policy, accepted, Refusal::PerAddress);
             }
         }
         Flow::Go

@@ -12,13 +12,14 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 
 use super::listen::ACCEPTED_INHERIT_OPTIONS;
+use super::live::Live;
 use crate::access::{AddressSlot, TOO_MANY_FROM_ADDRESS};
-use crate::config::Overload;
 use crate::conn::{Conn, LINGER_BYTES, drain_pending};
 use crate::engine::{Engine, Served};
 use crate::gate::{Gate, Permit};
 use crate::handler::{Driver, Policy};
 use crate::logfmt;
+use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
 use crate::stats::ListenerCount;
 use crate::tls::{self, Certs};
@@ -26,12 +27,13 @@ use crate::tls::{self, Certs};
 /// What every accepted connection is given: the policy it shares with the
 /// others, the rules of admission, and where it goes.
 pub(super) struct Admission {
-    pub(super) overload: Overload,
     pub(super) proxy_protocol: bool,
     /// What every connection shares (limits, protocol, admin rules, the
-    /// per-address table, the counters, the stop): each driver gets a
-    /// reference.
-    pub(super) policy: Arc<Policy>,
+    /// per-address table, the counters, the stop), which each driver gets
+    /// a reference to, and the other settings the console may change
+    /// (`--overload`).
+    pub(super) live: Arc<Live>,
+    pub(super) shutdown: Shutdown,
     pub(super) gate: Arc<Gate>,
     pub(super) engine: Arc<Engine>,
     /// The certificates, on a TLS server (TCP listeners only).
@@ -76,6 +78,7 @@ impl Admission {
     /// turn.
     pub(super) fn dispatch(
         &self,
+        policy: Arc<Policy>,
         id: u64,
         accepted: Accepted,
         permit: Permit,
@@ -96,7 +99,7 @@ impl Admission {
         counted.add();
         // Released when the connection is dropped, however it ends (the
         // address slot earlier, when the server ends its side).
-        let stats = &self.policy.stats;
+        let stats = &policy.stats;
         let guards = Box::new((permit, stats.connection()));
         let mut conn = Conn::new(id, stream, peer, stats.clone(), guards);
         if let Some(certs) = &self.tls {
@@ -118,12 +121,7 @@ impl Admission {
         // The PROXY header comes from a proxy in front of TCP listeners; a
         // Unix socket is for local clients.
         let proxy = self.proxy_protocol && !unix;
-        let driver = Driver::new(
-            self.policy.clone(),
-            &conn,
-            Some(counted.name.clone()),
-            proxy,
-        );
+        let driver = Driver::new(policy, &conn, Some(counted.name.clone()), proxy);
         let served = Arc::new(Served {
             conn,
             handler: Mutex::new(driver),
@@ -137,12 +135,12 @@ impl Admission {
     }
 
     /// Turns a connection away: one line, then close, without blocking.
-    pub(super) fn reject(&self, accepted: Accepted, why: Refusal) {
+    pub(super) fn reject(&self, policy: &Policy, accepted: Accepted, why: Refusal) {
         let Accepted {
             stream, peer, on, ..
         } = accepted;
         let listener = &self.counts[on].name;
-        let stats = &self.policy.stats;
+        let stats = &policy.stats;
         let text: &[u8] = match why {
             Refusal::Busy => {
                 stats.rejected();
@@ -171,7 +169,7 @@ impl Admission {
         // without a word.
         if self.tls.is_none() {
             let mut line = Vec::with_capacity(text.len() + 4);
-            self.policy.protocol.framing().say(text, &mut line);
+            policy.protocol.framing().say(text, &mut line);
             // A fresh socket's send buffer is empty: the line goes out whole.
             let _ = (&stream).write_all(&line);
         }

@@ -22,6 +22,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::Control;
 use super::listen::Listener;
+use super::live::Live;
+use crate::config::Config;
 use crate::engine::Connections;
 use crate::gate::Gate;
 use crate::logfmt;
@@ -61,6 +63,10 @@ pub(super) struct Console {
     pub(super) admin_uids: Arc<[u32]>,
     /// `show info`'s fixed lines: version, protocol, listeners, sizes.
     pub(super) about: Vec<(&'static str, String)>,
+    /// The settings the server started with, for `show config`.
+    pub(super) config: Config,
+    /// The settings `set` changes.
+    pub(super) live: Arc<Live>,
     pub(super) started: Instant,
 }
 
@@ -193,6 +199,7 @@ impl Console {
             ["help"] => ok(HELP),
             ["show", "info"] => ok(&self.info()),
             ["show", "conns"] => ok(&self.conns()),
+            ["show", "config"] => ok(&self.show_config()),
             ["kill", id] => self.kill(id, uid),
             ["set", name, value] => self.set(name, value, uid),
             ["pause"] => {
@@ -217,6 +224,8 @@ impl Console {
                 }
                 None => "ERR nothing to reload: the server has no TLS\n".to_string(),
             },
+            ["drain"] => self.drain(None, uid),
+            ["drain", time] => self.drain(Some(time), uid),
             ["stop"] => {
                 self.shutdown.trigger_by(|| {
                     info!("stop requested on the admin console by=uid:{uid}");
@@ -284,42 +293,6 @@ impl Console {
         out
     }
 
-    /// `set NAME VALUE`: changes a setting while the server runs, with one
-    /// audit line.
-    fn set(&self, name: &str, value: &str, uid: u32) -> String {
-        let changed = |from: &dyn std::fmt::Display, to: &dyn std::fmt::Display| {
-            info!("setting changed name={name} from={from} to={to} by=uid:{uid}");
-            ok("")
-        };
-        match name {
-            // Lowered, it closes nobody: the acceptor admits no one more
-            // until fewer are open.
-            "max-connections" => match value.parse::<usize>() {
-                Ok(limit) if limit >= 1 => {
-                    let before = self.gate.set_capacity(limit);
-                    changed(&before, &limit)
-                }
-                _ => invalid(name, value, "a whole number, at least 1"),
-            },
-            "log-level" => match value.parse::<log::LevelFilter>() {
-                Ok(level) => {
-                    let before = log::max_level();
-                    // The audit line is written at the level that shows it
-                    // whichever way the change goes.
-                    log::set_max_level(before.max(level));
-                    let line = changed(&lower(before), &lower(level));
-                    log::set_max_level(level);
-                    line
-                }
-                Err(_) => invalid(name, value, "off, error, warn, info, debug or trace"),
-            },
-            _ => format!(
-                "ERR no setting {}: max-connections or log-level\n",
-                one_line(name)
-            ),
-        }
-    }
-
     /// `kill ID`: closes that connection, its close line saying
     /// `reason=killed`.
     fn kill(&self, id: &str, uid: u32) -> String {
@@ -344,39 +317,33 @@ impl Console {
 const HELP: &str = "\
 show info
 show conns
+show config
 kill ID
-set max-connections N
-set log-level LEVEL
+set SETTING VALUE (show config says which may be set)
 pause
 resume
+drain [DURATION]
 reload
 stop
 help
 ";
 
-/// A refused value, as the flags refuse it.
-fn invalid(name: &str, value: &str, expected: &str) -> String {
-    format!(
-        "ERR invalid value '{}' for {name}: {expected}\n",
-        one_line(value)
-    )
-}
-
-/// A log level as the flag names it.
-fn lower(level: log::LevelFilter) -> String {
-    level.to_string().to_lowercase()
-}
-
 /// An answer's lines, then `OK`.
-fn ok(lines: &str) -> String {
+pub(super) fn ok(lines: &str) -> String {
     format!("{lines}OK\n")
 }
 
-/// A word or a message fit for one answer line: at most 64 characters,
-/// control characters replaced.
-fn one_line(text: &str) -> String {
+/// A word fit for one answer line: at most 64 characters, control
+/// characters replaced.
+pub(super) fn one_line(text: &str) -> String {
+    clipped(text, 64)
+}
+
+/// Text fit for one answer line: at most `max` characters, control
+/// characters replaced.
+pub(super) fn clipped(text: &str, max: usize) -> String {
     text.chars()
-        .take(64)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }

@@ -26,9 +26,11 @@ mod acceptor;
 mod admission;
 mod console;
 mod listen;
+mod live;
 mod running;
 mod start;
 mod threads;
+mod tuning;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};

@@ -17,6 +17,7 @@ use super::acceptor::{Acceptor, Control, Listening};
 use super::admission::Admission;
 use super::console::{Console, ConsoleSocket};
 use super::listen::Listener;
+use super::live::Live;
 use super::running::Running;
 use super::threads::{self, Threads};
 use crate::access::{self, PerAddress};
@@ -49,7 +50,16 @@ impl Server {
         log_listening(&self.listening, &self.config, self.protocol.name());
         let about = About::new(&self.listening, &self.config, &*self.protocol);
         let control = self.listening.control();
-        let admission = shared.admission(&self);
+        let live = Live::new(shared.policy(&self), &self.config);
+        let admission = Admission {
+            proxy_protocol: self.config.proxy_protocol,
+            live: live.clone(),
+            shutdown: self.shutdown.clone(),
+            gate: shared.gate.clone(),
+            engine: self.engine.clone(),
+            tls: self.tls.clone(),
+            counts: shared.counts.clone(),
+        };
         let acceptor = Acceptor::new(self.listening, admission);
         // From here on, dropping `running` stops and joins what started.
         let mut running = Running {
@@ -68,6 +78,7 @@ impl Server {
         };
         let helpers = Helpers {
             shared,
+            live,
             config: self.config,
             protocol: self.protocol,
             shutdown: self.shutdown,
@@ -141,35 +152,27 @@ impl Shared {
         }
     }
 
-    /// What the acceptor needs to admit a connection and push it into the
-    /// pool.
-    fn admission(&self, server: &Server) -> Admission {
+    /// What every connection shares, built once: each driver gets a
+    /// reference, until a live change swaps it for later connections.
+    fn policy(&self, server: &Server) -> Arc<Policy> {
         let config = &server.config;
-        Admission {
-            overload: config.overload,
-            proxy_protocol: config.proxy_protocol,
-            // Built once: every connection shares it.
-            policy: Arc::new(Policy {
-                protocol: server.protocol.clone(),
-                limits: Limits::from_config(config),
-                shutdown: server.shutdown.clone(),
-                stats: self.stats.clone(),
-                admin_from: Arc::new(config.admin_from.clone()),
-                admin_uids: self.admin_uids.clone(),
-                per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
-                admin_certs: config.admin_cert.clone(),
-            }),
-            gate: self.gate.clone(),
-            engine: server.engine.clone(),
-            tls: server.tls.clone(),
-            counts: self.counts.clone(),
-        }
+        Arc::new(Policy {
+            protocol: server.protocol.clone(),
+            limits: Limits::from_config(config),
+            shutdown: server.shutdown.clone(),
+            stats: self.stats.clone(),
+            admin_from: Arc::new(config.admin_from.clone()),
+            admin_uids: self.admin_uids.clone(),
+            per_address: (config.max_per_ip > 0).then(|| PerAddress::new(config.max_per_ip)),
+            admin_certs: config.admin_cert.clone(),
+        })
     }
 }
 
 /// What the helper threads are started with.
 struct Helpers {
     shared: Shared,
+    live: Arc<Live>,
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
@@ -189,14 +192,14 @@ impl Helpers {
             self.shared.stats.clone(),
             self.last_step.clone(),
         );
-        let idle = self.config.idle_timeout;
+        let live = self.live.clone();
         let handshake = self
             .config
             .tls
             .as_ref()
             .map_or(tls::DEFAULT_HANDSHAKE_TIMEOUT, |t| t.handshake_timeout);
         threads.spawn("linepool-watchdog", move || {
-            watchdog::run(&conns, &stats, &until, idle, handshake)
+            watchdog::run(&conns, &stats, &until, || live.idle_timeout(), handshake)
         })
     }
 
@@ -251,17 +254,18 @@ impl Helpers {
             tls: self.tls.clone(),
             admin_uids: self.shared.admin_uids.clone(),
             about: about.0,
+            config: self.config.clone(),
+            live: self.live.clone(),
             started: Instant::now(),
         };
         let until = self.last_step.clone();
         threads.spawn("linepool-console", move || console.run(socket, &until))
     }
 
-    /// The stats line (`--stats-interval`), if asked for.
+    /// The stats line (`--stats-interval`), which the console may turn on
+    /// at any time.
     fn stats_line(&self, threads: &mut Threads) -> io::Result<()> {
-        let Some(every) = self.config.stats_interval else {
-            return Ok(());
-        };
+        let live = self.live.clone();
         let (stats, engine, shutdown) = (
             self.shared.stats.clone(),
             self.engine.clone(),
@@ -269,6 +273,7 @@ impl Helpers {
         );
         let protocol = self.protocol.clone();
         threads.spawn("linepool-stats", move || {
+            let every = || live.stats_interval();
             threads::report_stats(&stats, &engine, &*protocol, &shutdown, every)
         })
     }

@@ -77,17 +77,30 @@ fn joined(name: &str, handle: JoinHandle<()>) -> bool {
     panicked
 }
 
-/// Logs one stats line every `every` until the server stops.
+/// While the stats line is off, how often to ask again whether it is on.
+const STATS_OFF_RECHECK: Duration = Duration::from_millis(500);
+
+/// Logs one stats line every `every()` (asked after each line: the admin
+/// console may change it, or turn it off) until the server stops.
 pub(super) fn report_stats(
     stats: &Stats,
     engine: &Engine,
     protocol: &dyn Protocol,
     shutdown: &Shutdown,
-    every: Duration,
+    every: impl Fn() -> Option<Duration>,
 ) {
     let mut last_lines = stats.summary().lines;
     let mut last_time = Instant::now();
-    while !shutdown.wait_timeout(every) {
+    loop {
+        let Some(wait) = every() else {
+            if shutdown.wait_timeout(STATS_OFF_RECHECK) {
+                return;
+            }
+            continue;
+        };
+        if shutdown.wait_timeout(wait) {
+            return;
+        }
         let now = Instant::now();
         let s = stats.interval();
         let per_sec =

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::{BinServer, Client, DEADLINE, run_bin};
 
 /// How long a test watches for bytes that must not come.
-const QUIET: Duration = Duration::from_millis(300);
+pub(crate) const QUIET: Duration = Duration::from_millis(300);
 
 /// A fresh path for the console's socket, gone before the test starts.
 fn socket_path(name: &str) -> PathBuf {
@@ -19,12 +19,22 @@ fn socket_path(name: &str) -> PathBuf {
 }
 
 /// `linepool serve --log-level debug --admin-socket PATH` plus `args`.
-fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
+pub(crate) fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
     serve_with_console_at(name, "debug", args)
 }
 
 /// `linepool serve --log-level LEVEL --admin-socket PATH` plus `args`.
 fn serve_with_console_at(name: &str, level: &str, args: &[&str]) -> (BinServer, PathBuf) {
+    serve_with_console_env(name, level, args, &[])
+}
+
+/// As [`serve_with_console_at`], with the variables `vars` set.
+pub(crate) fn serve_with_console_env(
+    name: &str,
+    level: &str,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> (BinServer, PathBuf) {
     let path = socket_path(name);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_linepool"));
     command
@@ -37,7 +47,8 @@ fn serve_with_console_at(name: &str, level: &str, args: &[&str]) -> (BinServer, 
             "--admin-socket",
         ])
         .arg(&path)
-        .args(args);
+        .args(args)
+        .envs(vars.iter().copied());
     let mut server = BinServer::spawn(command);
     server.wait_log("admin console on unix:");
     (server, path)
@@ -79,7 +90,7 @@ impl Session {
 }
 
 /// One command in a session of its own.
-fn ask(path: &Path, command: &str) -> Vec<String> {
+pub(crate) fn ask(path: &Path, command: &str) -> Vec<String> {
     Session::open(path).ask(command)
 }
 
@@ -327,11 +338,13 @@ fn set_max_connections_changes_the_limit_live() {
     third.expect("ACK: later\n");
     assert_eq!(
         ask(&path, "set max-connections 0"),
-        ["ERR invalid value '0' for max-connections: a whole number, at least 1"]
+        ["ERR invalid value '0' for max-connections: must be at least 1"]
     );
     assert_eq!(
-        ask(&path, "set workers 4"),
-        ["ERR no setting workers: max-connections or log-level"]
+        ask(&path, "set color blue"),
+        [
+            "ERR no setting color: max-connections, overload, idle-timeout, max-line, max-per-ip, stats-interval, admin-from, log-level"
+        ]
     );
 }
 
