@@ -11,6 +11,12 @@
 //! the way to it, and a worker that waits always has a leader that will
 //! hand it work.
 //!
+//! The pool can be resized while it serves ([`Rendezvous::resize`]). A
+//! worker retires only between turns, when it asks what to do next, so its
+//! turn is never cut short; and it passes on whatever wake-up it may have
+//! been given (to serve a queued item, or to lead), so that work it leaves
+//! in the queue still has a worker on the way to it.
+//!
 //! Its unit tests are `rendezvous/tests.rs`, its loom models
 //! `rendezvous/loom_tests.rs`.
 
@@ -42,6 +48,11 @@ struct Shared<T> {
     since_poll: usize,
     /// The server has stopped: workers return.
     done: bool,
+    /// Worker loops started and not retired.
+    workers: usize,
+    /// How many there should be: while `workers` is more, the next to ask
+    /// what to do retires.
+    wanted: usize,
 }
 
 /// What a worker does next.
@@ -55,12 +66,17 @@ pub(crate) enum Next<T> {
     /// Look into the poller without waiting: items wait, but nobody has
     /// polled for a while; then [`Rendezvous::hand_off`] keeping none.
     Look,
+    /// The pool is smaller now: this worker's loop ends. If
+    /// `wake_leader`, work waits in the queue with no follower to take it
+    /// and the leader is in the poller: the engine must wake it.
+    Retire { wake_leader: bool },
     /// The server has stopped.
     Done,
 }
 
 impl<T> Rendezvous<T> {
-    /// An empty queue, nobody leading.
+    /// An empty queue, nobody leading, no worker yet: [`Rendezvous::resize`]
+    /// says how many loops to start.
     pub(crate) fn new() -> Self {
         Rendezvous {
             shared: Mutex::new(Shared {
@@ -69,6 +85,8 @@ impl<T> Rendezvous<T> {
                 idle: 0,
                 since_poll: 0,
                 done: false,
+                workers: 0,
+                wanted: 0,
             }),
             followers: Condvar::new(),
         }
@@ -81,6 +99,9 @@ impl<T> Rendezvous<T> {
         loop {
             if shared.done {
                 return Next::Done;
+            }
+            if shared.workers > shared.wanted {
+                return self.retire(&mut shared);
             }
             let lead = !shared.leader;
             if lead && !shared.ready.is_empty() && shared.since_poll >= POLL_EVERY {
@@ -101,6 +122,47 @@ impl<T> Rendezvous<T> {
             self.followers.wait(&mut shared);
             shared.idle -= 1;
         }
+    }
+
+    /// Ends the calling worker's loop. It may have been woken to serve an
+    /// item or to lead: a follower takes that wake-up over. With no
+    /// follower, the workers serving come back to the queue when their
+    /// turn ends; the leader alone may not come back, so it is woken if
+    /// items wait.
+    fn retire(&self, shared: &mut Shared<T>) -> Next<T> {
+        shared.workers -= 1;
+        let unserved = !shared.ready.is_empty();
+        if (unserved || !shared.leader) && shared.idle > 0 {
+            self.followers.notify_one();
+            return Next::Retire { wake_leader: false };
+        }
+        Next::Retire {
+            wake_leader: unserved && shared.leader,
+        }
+    }
+
+    /// Sets how many worker loops there should be; returns how many the
+    /// caller must start now (counted from this call on, so a later resize
+    /// counts them too). Fewer: as many workers as there are too many
+    /// retire, each between its turns, the followers at once.
+    pub(crate) fn resize(&self, wanted: usize) -> usize {
+        assert!(wanted >= 1, "a pool of no worker");
+        let mut shared = self.shared.lock();
+        shared.wanted = wanted;
+        if wanted > shared.workers {
+            let start = wanted - shared.workers;
+            shared.workers = wanted;
+            return start;
+        }
+        if shared.workers > wanted {
+            self.followers.notify_all();
+        }
+        0
+    }
+
+    /// How many worker loops there should be, as last resized.
+    pub(crate) fn wanted(&self) -> usize {
+        self.shared.lock().wanted
     }
 
     /// The leader is back from the poller with the items that became

@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::Control;
 use super::listen::Listener;
-use crate::engine::Connections;
+use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::logfmt;
 use crate::shutdown::Shutdown;
@@ -53,13 +53,15 @@ pub(super) struct Console {
     pub(super) shutdown: Shutdown,
     pub(super) stats: Arc<Stats>,
     pub(super) conns: Arc<Connections>,
+    /// The pool's engine, which `set workers` resizes.
+    pub(super) engine: Arc<Engine>,
     pub(super) acceptor: Arc<Control>,
     /// The connection limit, which `set max-connections` changes.
     pub(super) gate: Arc<Gate>,
     pub(super) tls: Option<Arc<Certs>>,
     /// User ids that may use the console.
     pub(super) admin_uids: Arc<[u32]>,
-    /// `show info`'s fixed lines: version, protocol, listeners, sizes.
+    /// `show info`'s fixed lines: version, protocol, listeners, overload.
     pub(super) about: Vec<(&'static str, String)>,
     pub(super) started: Instant,
 }
@@ -195,6 +197,10 @@ impl Console {
             ["show", "conns"] => ok(&self.conns()),
             ["kill", id] => self.kill(id, uid),
             ["set", name, value] => self.set(name, value, uid),
+            ["set", name] => format!(
+                "ERR a value is required for {} but none was supplied\n",
+                one_line(name)
+            ),
             ["pause"] => {
                 if self.acceptor.pause() {
                     info!("acceptor paused by=uid:{uid}");
@@ -244,6 +250,7 @@ impl Console {
         for (name, value) in &self.about {
             line(name, value);
         }
+        line("workers", &self.engine.workers());
         line("max_connections", &self.gate.capacity());
         line("log_level", &log::max_level().to_string().to_lowercase());
         line("uptime_secs", &self.started.elapsed().as_secs());
@@ -301,6 +308,16 @@ impl Console {
                 }
                 _ => invalid(name, value, "a whole number, at least 1"),
             },
+            // The pool is resized while it serves: a worker too many ends
+            // after its turn, handing its ready work on (docs/console.md).
+            "workers" => match at_least_one(value) {
+                Ok(_) if self.shutdown.is_triggered() => "ERR the server is stopping\n".to_string(),
+                Ok(workers) => match self.engine.resize(workers) {
+                    Ok(before) => changed(&before, &workers),
+                    Err(e) => format!("ERR {e}\n"),
+                },
+                Err(expected) => invalid(name, value, &expected),
+            },
             "log-level" => match value.parse::<log::LevelFilter>() {
                 Ok(level) => {
                     let before = log::max_level();
@@ -314,7 +331,7 @@ impl Console {
                 Err(_) => invalid(name, value, "off, error, warn, info, debug or trace"),
             },
             _ => format!(
-                "ERR no setting {}: max-connections or log-level\n",
+                "ERR no setting {}: workers, max-connections or log-level\n",
                 one_line(name)
             ),
         }
@@ -345,6 +362,7 @@ const HELP: &str = "\
 show info
 show conns
 kill ID
+set workers N
 set max-connections N
 set log-level LEVEL
 pause
@@ -360,6 +378,16 @@ fn invalid(name: &str, value: &str, expected: &str) -> String {
         "ERR invalid value '{}' for {name}: {expected}\n",
         one_line(value)
     )
+}
+
+/// A count of at least one, as the flags (`--workers`) take it; the error
+/// says why not, in the flags' words.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".to_string()),
+        Err(_) => Err(format!("'{}' is not a whole number", one_line(value))),
+    }
 }
 
 /// A log level as the flag names it.

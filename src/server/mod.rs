@@ -397,7 +397,6 @@ impl Server {
             let registry = metrics::registry(metrics::Sources {
                 stats: stats.clone(),
                 engine: engine.clone(),
-                workers: config.workers,
                 gate: gate.clone(),
                 protocol: config.protocol,
                 shutdown: shutdown.clone(),
@@ -416,6 +415,7 @@ impl Server {
                 shutdown: shutdown.clone(),
                 stats: stats.clone(),
                 conns: conns.clone(),
+                engine: engine.clone(),
                 acceptor: control,
                 gate: gate.clone(),
                 tls: tls.clone(),
@@ -424,7 +424,6 @@ impl Server {
                     ("version", env!("CARGO_PKG_VERSION").to_string()),
                     ("protocol", config.protocol.to_string()),
                     ("listeners", names),
-                    ("workers", config.workers.to_string()),
                     ("overload", config.overload.to_string()),
                 ],
                 started: Instant::now(),

@@ -19,7 +19,7 @@ fn socket_path(name: &str) -> PathBuf {
 }
 
 /// `linepool serve --log-level debug --admin-socket PATH` plus `args`.
-fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
+pub fn serve_with_console(name: &str, args: &[&str]) -> (BinServer, PathBuf) {
     serve_with_console_at(name, "debug", args)
 }
 
@@ -79,7 +79,7 @@ impl Session {
 }
 
 /// One command in a session of its own.
-fn ask(path: &Path, command: &str) -> Vec<String> {
+pub fn ask(path: &Path, command: &str) -> Vec<String> {
     Session::open(path).ask(command)
 }
 
@@ -330,8 +330,8 @@ fn set_max_connections_changes_the_limit_live() {
         ["ERR invalid value '0' for max-connections: a whole number, at least 1"]
     );
     assert_eq!(
-        ask(&path, "set workers 4"),
-        ["ERR no setting workers: max-connections or log-level"]
+        ask(&path, "set max-per-ip 4"),
+        ["ERR no setting max-per-ip: workers, max-connections or log-level"]
     );
 }
 

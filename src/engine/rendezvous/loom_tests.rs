@@ -22,6 +22,8 @@ struct MockPoller {
 struct Events {
     ready: Vec<u32>,
     closed: bool,
+    /// The next wait ends, with or without items (the engine's waker).
+    woken: bool,
 }
 
 impl MockPoller {
@@ -39,12 +41,20 @@ impl MockPoller {
         self.cond.notify_all();
     }
 
-    /// Waits for items, and takes them.
+    /// Ends the wait of whoever polls, once, as the engine's waker does
+    /// for a retiring worker.
+    fn wake(&self) {
+        self.state.lock().woken = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits for items (or a wake-up), and takes them.
     fn poll(&self) -> Vec<u32> {
         let mut state = self.state.lock();
-        while state.ready.is_empty() && !state.closed {
+        while state.ready.is_empty() && !state.closed && !state.woken {
             self.cond.wait(&mut state);
         }
+        state.woken = false;
         std::mem::take(&mut state.ready)
     }
 
@@ -93,6 +103,8 @@ struct World {
     leaders: AtomicUsize,
     /// Turns that finished their item.
     served: AtomicUsize,
+    /// Workers whose loop ended as the pool shrank.
+    retired: AtomicUsize,
     /// Whether an item has spent a turn's budget already.
     yielded: AtomicBool,
     /// Holds a long turn until another item is served.
@@ -117,6 +129,13 @@ impl World {
                 Next::Look => {
                     let ready = self.lead(|| self.poller.look());
                     self.rendezvous.hand_off(ready, false);
+                }
+                Next::Retire { wake_leader } => {
+                    self.retired.fetch_add(1, Ordering::SeqCst);
+                    if wake_leader {
+                        self.poller.wake();
+                    }
+                    return;
                 }
                 Next::Done => return,
             }
@@ -155,10 +174,12 @@ impl World {
     }
 }
 
-/// Starts two workers with `serve` for a turn, runs `meanwhile` on the
-/// main thread, and waits for both workers to end.
+/// Starts two workers with `serve` for a turn, as the engine does (the
+/// rendezvous counts them, then they start), runs `meanwhile` on the main
+/// thread, and waits for both workers to end.
 fn run(serve: fn(&World, u32), meanwhile: fn(&World)) -> Arc<World> {
     let world = Arc::new(World::default());
+    assert_eq!(world.rendezvous.resize(2), 2);
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let world = world.clone();
@@ -218,5 +239,29 @@ fn loom_rendezvous_finish_ends_every_worker() {
     loom::model(|| {
         let world = run(|_, _| unreachable!("nothing is ever ready"), World::stop);
         assert_eq!(world.rendezvous.next(), Next::Done);
+    });
+}
+
+/// A worker that retires strands no work: item 1 goes back to the queue
+/// once while the pool shrinks to one worker; whichever worker retires,
+/// even leaving the item queued behind a leader waiting in the poller, the
+/// other serves it.
+#[test]
+fn loom_rendezvous_a_retiring_worker_strands_no_work() {
+    crate::sync::bounded_model(|| {
+        let serve = |world: &World, item| {
+            if !world.yielded.swap(true, Ordering::SeqCst) {
+                world.rendezvous.requeue(item);
+            } else {
+                world.finished(1);
+            }
+        };
+        let world = run(serve, |world| {
+            world.poller.push(1);
+            world.rendezvous.resize(1);
+        });
+        assert_eq!(world.served.load(Ordering::SeqCst), 1);
+        // The stop may come first, and then nobody retires.
+        assert!(world.retired.load(Ordering::SeqCst) <= 1);
     });
 }

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// Starts `n` workers that each ask what to do next, and waits until all
+/// of them wait as followers; their answers come on the channel.
+fn followers(
+    r: &std::sync::Arc<Rendezvous<u32>>,
+    n: usize,
+) -> std::sync::mpsc::Receiver<Next<u32>> {
+    let before = r.waiting();
+    let (tx, next) = std::sync::mpsc::channel();
+    for _ in 0..n {
+        let (r, tx) = (r.clone(), tx.clone());
+        std::thread::spawn(move || tx.send(r.next()));
+    }
+    while r.waiting() < before + n {
+        std::thread::yield_now();
+    }
+    next
+}
+
 #[test]
 fn a_worker_with_nothing_ready_leads_and_the_next_follows() {
     let r = std::sync::Arc::new(Rendezvous::<u32>::new());
@@ -27,14 +45,7 @@ fn a_worker_with_nothing_ready_leads_and_the_next_follows() {
 fn a_hand_off_wakes_a_follower_per_item_and_one_to_lead() {
     let r = std::sync::Arc::new(Rendezvous::<u32>::new());
     assert_eq!(r.next(), Next::Lead);
-    let (tx, woken) = std::sync::mpsc::channel();
-    for _ in 0..2 {
-        let (r, tx) = (r.clone(), tx.clone());
-        std::thread::spawn(move || tx.send(r.next()));
-    }
-    while r.waiting() < 3 {
-        std::thread::yield_now();
-    }
+    let woken = followers(&r, 2);
     assert_eq!(r.hand_off([1, 2], true), Some(1));
     let mut got: Vec<Next<u32>> = (0..2)
         .map(|_| {
@@ -120,4 +131,56 @@ fn finish_ends_every_worker() {
     r.finish();
     assert_eq!(follower.join().expect("follower"), Next::Done);
     assert_eq!(r.next(), Next::Done);
+}
+
+/// A worker that asks what to do next while the pool has too many
+/// retires; with work queued behind a leader in the poller and no
+/// follower to take it, it says the leader must be woken.
+#[test]
+fn a_worker_too_many_retires_and_wakes_the_leader_for_queued_work() {
+    let r = Rendezvous::new();
+    assert_eq!(r.resize(3), 3);
+    assert_eq!(r.next(), Next::Lead);
+    r.resize(2);
+    assert_eq!(r.next(), Next::Retire { wake_leader: false });
+    // The pool has its size: the next worker follows the rules again.
+    r.queue([7]);
+    assert_eq!(r.next(), Next::Serve(7));
+    r.resize(1);
+    r.requeue(7);
+    assert_eq!(r.next(), Next::Retire { wake_leader: true });
+    assert_eq!(r.wanted(), 1);
+}
+
+/// Growing says how many loops to start, counting loops not yet retired:
+/// shrunk and grown again before anyone retired, none is started.
+#[test]
+fn a_resize_counts_the_loops_to_start() {
+    let r = Rendezvous::<u32>::new();
+    assert_eq!(r.resize(2), 2);
+    assert_eq!(r.resize(4), 2);
+    assert_eq!(r.resize(1), 0);
+    assert_eq!(r.resize(4), 0);
+    assert_eq!(r.next(), Next::Lead);
+    assert_eq!(r.wanted(), 4);
+}
+
+/// A shrink retires a waiting follower at once; the follower that stays
+/// is woken to lead as before.
+#[test]
+fn a_shrink_retires_a_waiting_follower_at_once() {
+    let r = std::sync::Arc::new(Rendezvous::<u32>::new());
+    assert_eq!(r.resize(3), 3);
+    assert_eq!(r.next(), Next::Lead);
+    let next = followers(&r, 2);
+    r.resize(2);
+    let first = next.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(
+        first.expect("no follower retired"),
+        Next::Retire { wake_leader: false }
+    );
+    // The leader serves the item it kept: the follower left must lead.
+    assert_eq!(r.hand_off([1], true), Some(1));
+    let second = next.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(second.expect("nobody leads"), Next::Lead);
 }
