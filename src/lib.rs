@@ -52,7 +52,7 @@
 //!   threads of its own that the server runs.
 //! - `handler`: one connection's protocol driver, in non-blocking turns.
 //! - `registry` (live entries by id, of any type) and `engine` (the poller,
-//!   the ready queue and the workers' rendezvous).
+//!   the ready queue, the workers' rendezvous and the pool's resizing).
 //! - `watchdog` (the idle scan), `agent` (the HAProxy agent port), `metrics`
 //!   (Prometheus and `/healthz`).
 //! - [`server`]: binding, the acceptor thread, the admin console, the

@@ -43,8 +43,9 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Where the figures come from.
 pub(crate) struct Sources {
     pub stats: Arc<Stats>,
+    /// The ready queue and the pool, whose size the admin console may
+    /// change.
     pub engine: Arc<Engine>,
-    pub workers: usize,
     /// The connection limit, which the admin console may change.
     pub gate: Arc<Gate>,
     /// The protocol's name, the `protocol` label.
@@ -59,7 +60,7 @@ pub(crate) struct Sources {
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sources")
-            .field("workers", &self.workers)
+            .field("workers", &self.engine.workers())
             .field("max_connections", &self.gate.capacity())
             .field("protocol", &self.protocol)
             .finish_non_exhaustive()
@@ -193,13 +194,15 @@ impl Collector for Figures {
             &mut encoder,
             "linepool_workers",
             "Worker threads.",
-            s.workers as u64,
+            s.engine.workers() as u64,
         )?;
         gauge(
             &mut encoder,
             "linepool_workers_busy",
             "Worker threads serving a connection now.",
-            s.workers.saturating_sub(s.engine.waiting_workers()) as u64,
+            s.engine
+                .workers()
+                .saturating_sub(s.engine.waiting_workers()) as u64,
         )?;
         gauge(
             &mut encoder,

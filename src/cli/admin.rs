@@ -22,9 +22,9 @@ pub struct Args {
     /// The server's admin console socket (`serve --admin-socket`).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// The command: `show info`, `show conns`, `kill ID`, `set
-    /// max-connections N`, `set log-level LEVEL`, `pause`, `resume`,
-    /// `reload`, `stop`, `help`.
+    /// The command: `show info`, `show conns`, `kill ID`, `set workers
+    /// N`, `set max-connections N`, `set log-level LEVEL`, `pause`,
+    /// `resume`, `reload`, `stop`, `help`.
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
     command: Vec<String>,
 }

@@ -226,9 +226,10 @@ pub struct Args {
     admin_uid: Vec<u32>,
     /// Serve the admin console on a Unix socket at PATH (a stale socket
     /// file is replaced; one a running server holds is refused): `show
-    /// info`, `show conns`, `kill ID`, `set max-connections N`, `set
-    /// log-level LEVEL`, `pause`, `resume`, `reload`, `stop`, one line a
-    /// command (`linepool admin`). Only --admin-uid may use it.
+    /// info`, `show conns`, `kill ID`, `set workers N`, `set
+    /// max-connections N`, `set log-level LEVEL`, `pause`, `resume`,
+    /// `reload`, `stop`, one line a command (`linepool admin`). Only
+    /// --admin-uid may use it.
     #[arg(env = "LINEPOOL_ADMIN_SOCKET")]
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,

@@ -2,8 +2,9 @@
 //! connection with nothing to do, and a ready queue of connections that
 //! have, served leader/followers style.
 //!
-//! Each worker of the fixed-size pool runs [`Engine::work`] until the
-//! server stops. At any moment at most one worker, the leader, waits in the
+//! Each worker of the pool runs [`Engine::work`] until the server stops,
+//! or until the pool is made smaller ([`pool`]: the admin console's
+//! `set workers`). At any moment at most one worker, the leader, waits in the
 //! poller. When events come, it marks each connection ready (see
 //! [`crate::sched`]: a connection is queued at most once and served by at
 //! most one worker), queues all but one, wakes as many idle followers as
@@ -26,8 +27,10 @@
 //! connection's first turn is a worker's.
 //!
 //! The queue and the leader/followers discipline are [`rendezvous`]'s;
-//! this module adds the poller, the registry and the turns.
+//! starting, resizing and replacing the loops on the pool's threads is
+//! [`pool`]'s; this module adds the poller, the registry and the turns.
 
+mod pool;
 mod rendezvous;
 
 use std::io;
@@ -35,15 +38,15 @@ use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{error, warn};
+use log::error;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use threadpool::ThreadPool;
 
+use self::pool::PoolThreads;
 use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
 use crate::handler::{Driver, Turn};
@@ -78,6 +81,11 @@ pub(crate) struct Engine {
     workers: Rendezvous<Arc<Served>>,
     conns: Arc<Connections>,
     panics: AtomicUsize,
+    /// The pool the loops run on, from the start to the stop: resizes
+    /// take it in turns.
+    pool: Mutex<Option<ThreadPool>>,
+    /// The pool's threads that run, or ran, a loop.
+    threads: Arc<PoolThreads>,
 }
 
 impl Engine {
@@ -93,14 +101,9 @@ impl Engine {
             workers: Rendezvous::new(),
             conns,
             panics: AtomicUsize::new(0),
+            pool: Mutex::new(None),
+            threads: Arc::default(),
         }))
-    }
-
-    /// Starts `workers` worker loops on the pool.
-    pub(crate) fn start(self: &Arc<Self>, pool: &ThreadPool, workers: usize) {
-        for _ in 0..workers {
-            spawn_worker(self.clone(), pool.clone());
-        }
     }
 
     /// Adds an accepted connection: into the registry, so that its events
@@ -155,14 +158,13 @@ impl Engine {
         });
         self.workers.queue(woken);
         // The leader, waiting in the poller, comes back and serves too.
-        if let Err(e) = self.waker.wake() {
-            error!("cannot wake the poller error={}", logfmt::error(&e));
-        }
+        self.wake_leader();
     }
 
     /// Ends every worker loop: followers wake, the leader's wait ends.
     pub(crate) fn finish(&self) {
         self.workers.finish();
+        self.release_pool();
         if let Err(e) = self.waker.wake() {
             error!("cannot wake the poller to stop error={}", logfmt::error(&e));
         }
@@ -184,8 +186,22 @@ impl Engine {
                 Next::Look => {
                     self.lead(&mut events, &mut woken, Some(Duration::ZERO));
                 }
+                Next::Retire { wake_leader } => {
+                    if wake_leader {
+                        self.wake_leader();
+                    }
+                    return;
+                }
                 Next::Done => return,
             }
+        }
+    }
+
+    /// Ends the leader's wait in the poller, so that it comes back to the
+    /// ready queue.
+    fn wake_leader(&self) {
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the poller error={}", logfmt::error(&e));
         }
     }
 
@@ -285,36 +301,6 @@ impl Engine {
 fn token(id: u64) -> Token {
     // Ids count up from 0 and never reach the waker's token.
     Token(id as usize)
-}
-
-/// Runs a worker loop on the pool. Protocol code cannot end a loop (a
-/// panicking turn is caught); should the engine itself ever panic, the
-/// pool gets a fresh loop in place of the lost one.
-fn spawn_worker(engine: Arc<Engine>, pool: ThreadPool) {
-    let job_pool = pool.clone();
-    pool.execute(move || {
-        let respawn = Respawn {
-            engine: engine.clone(),
-            pool: job_pool,
-        };
-        engine.work();
-        drop(respawn);
-    });
-}
-
-struct Respawn {
-    engine: Arc<Engine>,
-    pool: ThreadPool,
-}
-
-impl Drop for Respawn {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            warn!("a worker loop panicked, starting another");
-            self.engine.workers.leader_lost();
-            spawn_worker(self.engine.clone(), self.pool.clone());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use super::acceptor::Control;
 use super::listen::Listener;
 use super::live::Live;
 use crate::config::Config;
-use crate::engine::Connections;
+use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::logfmt;
 use crate::shutdown::Shutdown;
@@ -55,13 +55,15 @@ pub(super) struct Console {
     pub(super) shutdown: Shutdown,
     pub(super) stats: Arc<Stats>,
     pub(super) conns: Arc<Connections>,
+    /// The pool's engine, which `set workers` resizes.
+    pub(super) engine: Arc<Engine>,
     pub(super) acceptor: Arc<Control>,
     /// The connection limit, which `set max-connections` changes.
     pub(super) gate: Arc<Gate>,
     pub(super) tls: Option<Arc<Certs>>,
     /// User ids that may use the console.
     pub(super) admin_uids: Arc<[u32]>,
-    /// `show info`'s fixed lines: version, protocol, listeners, sizes.
+    /// `show info`'s fixed lines: version, protocol, listeners.
     pub(super) about: Vec<(&'static str, String)>,
     /// The settings the server started with, for `show config`.
     pub(super) config: Config,
@@ -202,6 +204,10 @@ impl Console {
             ["show", "config"] => ok(&self.show_config()),
             ["kill", id] => self.kill(id, uid),
             ["set", name, value] => self.set(name, value, uid),
+            ["set", name] => format!(
+                "ERR a value is required for {} but none was supplied\n",
+                one_line(name)
+            ),
             ["pause"] => {
                 if self.acceptor.pause() {
                     info!("acceptor paused by=uid:{uid}");
@@ -253,6 +259,8 @@ impl Console {
         for (name, value) in &self.about {
             line(name, value);
         }
+        line("overload", &self.live.overload());
+        line("workers", &self.engine.workers());
         line("max_connections", &self.gate.capacity());
         line("log_level", &log::max_level().to_string().to_lowercase());
         line("uptime_secs", &self.started.elapsed().as_secs());

@@ -48,7 +48,7 @@ impl Server {
         let pool = start_pool(self.config.workers)?;
         self.engine.start(&pool, self.config.workers);
         log_listening(&self.listening, &self.config, self.protocol.name());
-        let about = About::new(&self.listening, &self.config, &*self.protocol);
+        let about = About::new(&self.listening, &*self.protocol);
         let control = self.listening.control();
         let live = Live::new(shared.policy(&self), &self.config);
         let admission = Admission {
@@ -222,7 +222,6 @@ impl Helpers {
         let sources = metrics::Sources {
             stats: self.shared.stats.clone(),
             engine: self.engine.clone(),
-            workers: self.config.workers,
             gate: self.shared.gate.clone(),
             protocol: self.protocol.name().to_string(),
             shutdown: self.shutdown.clone(),
@@ -249,6 +248,7 @@ impl Helpers {
             shutdown: self.shutdown.clone(),
             stats: self.shared.stats.clone(),
             conns: self.conns.clone(),
+            engine: self.engine.clone(),
             acceptor,
             gate: self.shared.gate.clone(),
             tls: self.tls.clone(),
@@ -293,14 +293,12 @@ impl Helpers {
 struct About(Vec<(&'static str, String)>);
 
 impl About {
-    fn new(listening: &Listening, config: &Config, protocol: &dyn Protocol) -> About {
+    fn new(listening: &Listening, protocol: &dyn Protocol) -> About {
         let names: Vec<&str> = listening.listeners().iter().map(Listener::name).collect();
         About(vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("protocol", protocol.name().to_string()),
             ("listeners", names.join(",")),
-            ("workers", config.workers.to_string()),
-            ("overload", config.overload.to_string()),
         ])
     }
 }

@@ -21,6 +21,7 @@ const REASON_MAX: usize = 256;
 
 /// The settings `set` changes, in `show config`'s order among the rest.
 const CHANGEABLE: &[&str] = &[
+    "workers",
     "max-connections",
     "overload",
     "idle-timeout",
@@ -47,7 +48,7 @@ impl Console {
                 opt(c.unix.as_ref().map(|p| p.display().to_string())),
             ),
             ("backlog", c.backlog.to_string()),
-            ("workers", c.workers.to_string()),
+            ("workers", self.engine.workers().to_string()),
             ("max-connections", self.gate.capacity().to_string()),
             ("overload", self.live.overload().to_string()),
             ("idle-timeout", shown(self.live.idle_timeout())),
@@ -111,6 +112,16 @@ impl Console {
         };
         let live = &self.live;
         match name {
+            // The pool is resized while it serves: a worker too many ends
+            // after its turn, handing its ready work on (docs/console.md).
+            "workers" => match values::at_least_one(value) {
+                Ok(_) if self.shutdown.is_triggered() => "ERR the server is stopping\n".to_string(),
+                Ok(workers) => match self.engine.resize(workers) {
+                    Ok(before) => changed(&before, &workers),
+                    Err(e) => format!("ERR {}\n", clipped(&e.to_string(), REASON_MAX)),
+                },
+                Err(why) => refused(why),
+            },
             // Lowered, it closes nobody: the acceptor admits no one more
             // until fewer are open.
             "max-connections" => match values::at_least_one(value) {

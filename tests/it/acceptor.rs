@@ -18,7 +18,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// The names of a process's threads (`/proc/PID/task/*/comm`; the system
 /// keeps 15 bytes of each).
-fn thread_names(pid: u32) -> Vec<String> {
+pub fn thread_names(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the server's threads")
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())

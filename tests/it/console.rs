@@ -343,7 +343,7 @@ fn set_max_connections_changes_the_limit_live() {
     assert_eq!(
         ask(&path, "set color blue"),
         [
-            "ERR no setting color: max-connections, overload, idle-timeout, max-line, max-per-ip, stats-interval, admin-from, log-level"
+            "ERR no setting color: workers, max-connections, overload, idle-timeout, max-line, max-per-ip, stats-interval, admin-from, log-level"
         ]
     );
 }

@@ -32,4 +32,5 @@ mod systemd;
 mod timeouts;
 mod tls;
 mod tls_certs;
+mod workers;
 mod wrong_transport;
