@@ -256,7 +256,7 @@ impl Config {
 
 /// The protocols a server speaks, by the name `--protocol` takes. The
 /// command line and [`Config`] share this one list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ProtocolName {
     /// Every line gets `ACK: <line>` back.
     #[default]

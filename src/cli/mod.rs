@@ -35,6 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use linepool::ProtocolName;
 
 /// Exit status after an interrupt, as shells report a death by SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -124,8 +125,31 @@ pub fn serve_settings(matches: &ArgMatches) -> Vec<settings::Given> {
 /// Exit status for a usage error, as clap's own.
 pub const EXIT_USAGE: u8 = 2;
 
-/// The protocols a server speaks: the library's list.
-pub use linepool::config::ProtocolName as Protocol;
+/// The protocols a server speaks, by the names `--protocol` takes: the
+/// library's [`ProtocolName`], whose names and help the binary gives here
+/// so that the library carries no command-line parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Every line gets `ACK: <line>` back.
+    Ack,
+    /// A chat room.
+    Chat,
+    /// Length-prefixed echo.
+    Framed,
+    /// The number exchange.
+    Sum,
+}
+
+impl From<Protocol> for ProtocolName {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Ack => ProtocolName::Ack,
+            Protocol::Chat => ProtocolName::Chat,
+            Protocol::Framed => ProtocolName::Framed,
+            Protocol::Sum => ProtocolName::Sum,
+        }
+    }
+}
 
 /// The TLS flags `client` and `load` share.
 #[derive(clap::Args, Clone, Debug, Default)]
