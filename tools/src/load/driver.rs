@@ -23,7 +23,7 @@ use super::payload::{busy, is_reply_to, split_reply, write_message};
 use super::report::Outcome;
 use super::series::Recorder;
 use super::{Limit, LoadConfig, Progress, share};
-use crate::tools::tls::Stream;
+use crate::tls::Stream;
 
 /// How often timeouts and the end of a timed run are checked.
 const TICK: Duration = Duration::from_millis(10);
