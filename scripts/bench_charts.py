@@ -3,7 +3,7 @@ scripts/bench_report.py). Each scenario is a group of bars, one per server,
 scaled to the group's largest bar (the scenarios differ by orders of
 magnitude) with every bar's value written beside it. Colours are CSS
 classes with a light and a dark palette chosen by prefers-color-scheme, the
-palette of the load tool's own charts (src/tools/load/chart.rs)."""
+palette of the load tool's own charts (tools/src/load/chart.rs)."""
 
 from xml.sax.saxutils import escape
 

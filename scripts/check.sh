@@ -13,9 +13,12 @@ if ! command -v redis-server >/dev/null; then
     apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
 fi
 
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# Every package of the workspace: the library, linepool-tools and
+# linepool-cli. `cargo test` runs the libraries' doctests too (what
+# `cargo test --doc` runs), after each package's other tests.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
 bash scripts/loom.sh
 if ! command -v openssl >/dev/null; then
   apt-get update -qq && apt-get install -y openssl

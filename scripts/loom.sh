@@ -17,4 +17,4 @@ cd "$(dirname "$0")/.."
 # rebuild the normal build from scratch, and the next normal build too.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom"
 export RUSTFLAGS="${RUSTFLAGS:-} --cfg loom"
-cargo test --locked --release --lib loom
+cargo test --locked --release -p linepool --lib loom

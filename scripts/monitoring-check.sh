@@ -5,7 +5,7 @@
 # when a rule does not load or a rule test fails. promtool comes with
 # Debian's `prometheus` package, installed here when missing (as root).
 # That the rules and the dashboard name only metrics the server exports is
-# checked by the integration tests (tests/it/monitoring.rs).
+# checked by the integration tests (cli/tests/it/monitoring.rs).
 #
 #   scripts/monitoring-check.sh
 set -euo pipefail

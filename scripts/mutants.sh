@@ -53,7 +53,7 @@ common=(--jobs "$jobs" --timeout-multiplier 3 --no-shuffle --exclude-re 'tests::
 if [ "${1:-}" = "--in-diff" ]; then
   diff=$(mktemp)
   git diff main -- src >"$diff"
-  cargo mutants "${common[@]}" --in-diff "$diff" --output target/mutants/in-diff || true
+  cargo mutants "${common[@]}" --test-workspace=true --in-diff "$diff" --output target/mutants/in-diff || true
   rm -f "$diff"
   exit 0
 fi
@@ -66,14 +66,16 @@ for module in $modules; do
   fi
   file_args=()
   for file in ${files[$module]}; do file_args+=(--file "$file"); done
-  test_args=()
+  # The mutated files are the library's; the integration tests are the
+  # linepool-cli package's, so the whole suite is the workspace's.
+  test_args=(--test-workspace=true)
   if [ "${tests[$module]}" = lib ]; then
     test_args=(-- --lib)
   elif command -v cargo-nextest >/dev/null; then
     # The whole suite through nextest, which runs every test binary's tests
     # in one pool, less the load tool's own tests: they measure the driver,
     # not the server, and one of them alone takes 15 s.
-    test_args=(--test-tool nextest -- -E 'not test(/^load::/)')
+    test_args+=(--test-tool nextest -- -E 'not test(/^load::/)')
   fi
   echo "mutants: $module (${tests[$module]} tests)" >&2
   start=$(date +%s)

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROPTEST_CASES=${PROPTEST_CASES:-100000} cargo test --release --lib properties
+PROPTEST_CASES=${PROPTEST_CASES:-100000} cargo test --release -p linepool --lib properties

@@ -59,7 +59,9 @@
 //!   running server and its stop sequence.
 //!
 //! The library installs no logger and no signal handler; the `linepool`
-//! binary does. The load generator and the client are the binary's too.
+//! binary does. The repository is a workspace: this library (`src/`), the
+//! load generator and the client in `linepool-tools` (`tools/`), and the
+//! binary in `linepool-cli` (`cli/`); the tools' dependencies stay theirs.
 
 #![warn(missing_docs)]
 // One function needs `unsafe`: the acceptor's scheduling policy

@@ -65,7 +65,7 @@ impl fmt::Display for ListeningFields<'_> {
 }
 
 /// Whether clients must present a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuth {
     /// A client without a certificate the CA signed fails its handshake.
     Required,

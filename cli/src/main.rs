@@ -1,5 +1,7 @@
-//! The command line: the three commands' flags and glue, one module each,
-//! and the value parsers they share.
+//! The `linepool` command (package `linepool-cli`): the commands' flags
+//! and glue, one module each, and the value parsers they share. The server
+//! is the `linepool` library; the load generator and the client are the
+//! `linepool-tools` library. `main` only dispatches.
 //!
 //! - [`serve`]: installs the logger and the signal handlers and runs the
 //!   library's server.
@@ -8,12 +10,14 @@
 //!   [`compare`] sets reports side by side (`linepool load compare`);
 //!   [`output`] creates the files they write.
 //! - [`client`]: connects standard input and output to a server.
+//! - [`admin`]: sends one command to a running server's admin console.
 //! - `activation`: the listening sockets systemd passes to `serve`.
 //! - `open_files`: raises the open file limit `serve` needs for
 //!   `--max-connections`.
 //! - [`settings`]: where `serve`'s settings came from (flag or
 //!   `LINEPOOL_*` variable), and refusals that name the variable.
-//! - [`dist`]: man pages and completions made from this definition.
+//! - [`dist`]: man pages and completions made from this definition
+//!   (`completions` prints a shell's).
 
 mod activation;
 pub mod admin;
@@ -34,6 +38,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+fn main() -> ExitCode {
+    let (parsed, matches) = match parse() {
+        Ok(parsed) => parsed,
+        Err(status) => return status,
+    };
+    match parsed.command {
+        Command::Serve(args) => serve::run(&args, &serve_settings(&matches)),
+        Command::Load(args) => load::run(&args),
+        Command::Client(args) => client::run(&args),
+        Command::Admin(args) => admin::run(&args),
+        Command::Completions(args) => dist::completions(&args),
+        Command::GenerateDist(args) => dist::generate(&args),
+    }
+}
 
 /// Exit status after an interrupt, as shells report a death by SIGINT.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -162,16 +181,16 @@ pub struct TlsClientArgs {
 impl TlsClientArgs {
     /// The connector for a server at `host`, with --tls; the error is one
     /// line.
-    pub fn connector(&self, host: &str) -> Result<Option<crate::tools::tls::Connector>, String> {
+    pub fn connector(&self, host: &str) -> Result<Option<linepool_tools::tls::Connector>, String> {
         if !self.tls {
             return Ok(None);
         }
-        let files = crate::tools::tls::ClientFiles {
+        let files = linepool_tools::tls::ClientFiles {
             ca: self.tls_ca.clone(),
             identity: self.tls_cert.clone().zip(self.tls_key.clone()),
         };
         let name = self.tls_server_name.as_deref().unwrap_or(host);
-        crate::tools::tls::Connector::new(&files, name).map(Some)
+        linepool_tools::tls::Connector::new(&files, name).map(Some)
     }
 }
 

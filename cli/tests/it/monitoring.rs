@@ -12,8 +12,8 @@ use crate::pki::{Pki, tls_server};
 use crate::redis_server::Redis;
 use crate::support::{scrape, scrape_until};
 
-/// The folder of the monitoring files.
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/monitoring");
+/// The folder of the monitoring files, in the repository's dist/.
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/monitoring");
 
 /// The rule files and their tests.
 const RULE_FILES: [&str; 3] = [
@@ -156,7 +156,7 @@ fn the_rules_and_the_dashboard_use_only_exported_metrics() {
 fn every_alert_has_its_annotations_its_test_and_a_runbook_section() {
     let alerts = read("linepool-alerts.yml");
     let tests = read("tests/linepool-alerts-test.yml");
-    let runbook = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
+    let runbook = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/runbook.md"))
         .expect("docs/runbook.md");
     let blocks: Vec<&str> = alerts.split("- alert: ").skip(1).collect();
     assert!(blocks.len() >= 7, "{} alerts", blocks.len());

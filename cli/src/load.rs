@@ -18,10 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{EXIT_BAD_FILE, Output};
 use super::{EXIT_INTERRUPTED, at_least_one, compare, duration};
-use crate::tools::load::chat::{self, ChatLoad};
-use crate::tools::load::report::{Report, Verdict};
-use crate::tools::load::{Limit, LoadConfig, LoadProtocol, Progress};
-use crate::tools::load::{hist, page};
+use linepool_tools::load::chat::{self, ChatLoad};
+use linepool_tools::load::report::{Report, Verdict};
+use linepool_tools::load::{Limit, LoadConfig, LoadProtocol, Progress};
+use linepool_tools::load::{hist, page};
 
 /// Requests per connection when a run names neither -n nor -d.
 const DEFAULT_REQUESTS_PER_CONNECTION: u64 = 1000;
@@ -209,7 +209,7 @@ pub fn run(args: &Args) -> ExitCode {
     let report = std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel::<()>();
         let bar = scope.spawn(|| show_progress(&config, &progress, finished));
-        let report = crate::tools::load::run(&config, &progress, &STOP);
+        let report = linepool_tools::load::run(&config, &progress, &STOP);
         drop(done);
         let _ = bar.join();
         report

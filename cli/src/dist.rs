@@ -212,7 +212,8 @@ mod tests {
     /// a flag changes, `scripts/gen-dist.sh` brings them up to date.
     #[test]
     fn the_checked_in_pages_and_completions_are_current() {
-        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+        // The repository's dist/, beside this package's folder.
+        let dist = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist"));
         let generated = files();
         for (path, contents) in &generated {
             let on_disk = std::fs::read(dist.join(path)).unwrap_or_default();

@@ -82,7 +82,7 @@ pub struct LoadConfig {
     /// The protocol spoken.
     pub protocol: LoadProtocol,
     /// Speak TLS, verifying the server with this.
-    pub tls: Option<crate::tools::tls::Connector>,
+    pub tls: Option<crate::tls::Connector>,
     /// The command line as given, program first, for the report.
     pub command: Vec<String>,
     /// Open-loop arrivals: the most connections in flight at once.

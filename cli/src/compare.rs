@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::output::{EXIT_BAD_FILE, Output};
-use crate::tools::load::{chart, compare, page};
+use linepool_tools::load::{chart, compare, page};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -432,7 +432,7 @@ fn the_log_names_what_stopped_the_server_once() {
 /// and bash accepts it: after sourcing it, `linepool` completes.
 #[test]
 fn completions_are_printed_and_load() {
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/completions");
+    let dist = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/completions"));
     for (shell, file) in [
         ("bash", "linepool.bash"),
         ("zsh", "_linepool"),

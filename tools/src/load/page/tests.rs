@@ -1,7 +1,7 @@
 //! The pages' unit tests: what each page holds, parsed strictly.
 
 use super::*;
-use crate::tools::load::report::samples;
+use crate::load::report::samples;
 
 /// The `data-points` of every polyline named `name`, chart by chart.
 fn lines_named(doc: &roxmltree::Document, name: &str) -> Vec<usize> {

@@ -402,9 +402,9 @@ pub mod samples {
     use std::time::Duration;
 
     use super::{About, Outcome, Report};
-    use crate::tools::load::counts::Counts;
-    use crate::tools::load::series::Slice;
-    use crate::tools::load::{Limit, LoadConfig, LoadProtocol};
+    use crate::load::counts::Counts;
+    use crate::load::series::Slice;
+    use crate::load::{Limit, LoadConfig, LoadProtocol};
 
     /// A run of `seconds` seconds over two threads: in second k each
     /// thread answers 100 requests at (k + 1) * 100 µs plus one

@@ -36,6 +36,16 @@ pub enum OverloadArg {
     Reject,
 }
 
+/// Whether TLS clients must present a certificate: the library's
+/// [`ClientAuth`], by the names `--tls-client-auth` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthArg {
+    /// A client without a certificate the CA signed fails its handshake.
+    Required,
+    /// A client may present none; one it presents must verify.
+    Optional,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Host name or address to listen on.
@@ -165,7 +175,7 @@ pub struct Args {
         requires = "tls_client_ca",
         env = "LINEPOOL_TLS_CLIENT_AUTH"
     )]
-    tls_client_auth: Option<ClientAuth>,
+    tls_client_auth: Option<ClientAuthArg>,
     /// The lowest TLS version accepted: 1.2 or 1.3.
     #[arg(
         long,
@@ -336,7 +346,10 @@ impl Args {
         let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
         Some(TlsSettings {
             client_ca: self.tls_client_ca.clone(),
-            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Required),
+            client_auth: match self.tls_client_auth {
+                None | Some(ClientAuthArg::Required) => ClientAuth::Required,
+                Some(ClientAuthArg::Optional) => ClientAuth::Optional,
+            },
             min_version: self.tls_min_version,
             handshake_timeout: self.tls_handshake_timeout,
             ..TlsSettings::new(cert, key)

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 
 use super::{EXIT_USAGE, Protocol};
-use crate::tools::client::Mode;
+use linepool_tools::client::Mode;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,8 +62,8 @@ pub fn run(args: &Args) -> ExitCode {
     let input = BufReader::new(std::io::stdin());
     let output = std::io::stdout();
     let session = match &tls {
-        Some(tls) => crate::tools::client::run_tls(stream, tls, mode, name, input, output),
-        None => crate::tools::client::run(stream, mode, name, input, output),
+        Some(tls) => linepool_tools::client::run_tls(stream, tls, mode, name, input, output),
+        None => linepool_tools::client::run(stream, mode, name, input, output),
     };
     match session {
         Ok(()) => ExitCode::SUCCESS,
