@@ -21,6 +21,7 @@
 
 mod activation;
 pub mod admin;
+mod checks;
 pub mod client;
 pub mod compare;
 pub mod dist;

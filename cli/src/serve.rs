@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use log::{debug, warn};
 
+use super::checks::{described, name_variables};
 use super::logging::{LogLevel, init_logging};
 use super::settings::{self, Given};
 use super::signals::{stop_signals, watch_signals};
@@ -20,7 +21,7 @@ use linepool::access::AddrList;
 use linepool::logfmt;
 use linepool::protocol::{self, ChatBus};
 use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
-use linepool::{Config, Overload, Server, Setting};
+use linepool::{Config, Overload, Server};
 
 /// `sum`: the name the server gives in its replies, by default.
 const DEFAULT_SERVER_NAME: &str = "Server of linepool";
@@ -357,20 +358,6 @@ impl Args {
     }
 }
 
-/// `message` with each flag that came from its variable named by the
-/// variable instead (`--tls-cert` as `LINEPOOL_TLS_CERT`), as clap's own
-/// refusals name it.
-fn name_variables(message: &str, given: &[Given]) -> String {
-    let mut message = message.to_string();
-    for setting in given {
-        if let settings::Origin::Env(variable) = &setting.origin {
-            let flag = format!("--{} ", setting.name.replace('_', "-"));
-            message = message.replace(&flag, &format!("{variable} "));
-        }
-    }
-    message
-}
-
 /// Checks what clap cannot, for the start and for `--check` alike, so that
 /// `--check` refuses exactly what the start refuses: that the chat flags go
 /// together and that the protocol can be set up with them (a chat bus's
@@ -402,23 +389,6 @@ fn check(args: &Args, given: &[Given]) -> Result<Arc<dyn linepool::protocol::Pro
         tls::check(&settings)?;
     }
     args.protocol().map_err(|e| described(&e))
-}
-
-/// A library error in the command line's words: the setting it names, as
-/// its flag. Certificate and protocol errors name their flags themselves.
-fn described(e: &linepool::Error) -> String {
-    let linepool::Error::Setting { setting, reason } = e else {
-        return e.to_string();
-    };
-    let flag = match setting {
-        Setting::Host => "--host",
-        Setting::Workers => "--workers",
-        Setting::MaxConnections => "--max-connections",
-        Setting::MaxLine => "--max-line",
-        Setting::AdminCert => "--admin-cert",
-        _ => return reason.clone(),
-    };
-    format!("{flag}: {reason}")
 }
 
 /// Runs `linepool serve`; `given` says which settings came from a flag or
@@ -514,18 +484,6 @@ pub fn run(args: &Args, given: &[Given]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refused_file_names_the_variable_it_came_from() {
-        let given = [Given {
-            name: "tls_key".to_string(),
-            origin: settings::Origin::Env("LINEPOOL_TLS_KEY".to_string()),
-        }];
-        assert_eq!(
-            name_variables("--tls-key k does not go with --tls-cert c: x", &given),
-            "LINEPOOL_TLS_KEY k does not go with --tls-cert c: x"
-        );
-    }
 
     #[test]
     fn the_idle_default_is_the_librarys() {
