@@ -2,7 +2,7 @@
 //! before any thread starts (the listener, the side ports, the poller, the
 //! protocol); [`Server::start`] starts the threads and returns a
 //! [`Running`] server that owns them all; [`Running::stop`] (or
-//! [`Running::wait`]) runs the stop sequence and returns the [`Summary`].
+//! [`Running::wait`]) runs the stop sequence and returns the [`Summary`](crate::Summary).
 //! A `Running` dropped without either stops and joins everything, so a
 //! start that fails half-way leaks no thread.
 //!
