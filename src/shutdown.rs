@@ -84,15 +84,22 @@ impl Shutdown {
     }
 
     /// Drains for `time`, then stops, on a thread of its own
-    /// (`linepool-drain`) whose wait the stop ends: SIGTERM with `--drain`
-    /// and the admin console's `drain`. Returns `Ok(false)` if the server
-    /// was draining or stopping already. If the thread cannot be started
-    /// the server stops at once, since the drain would never end, and the
-    /// error says why.
+    /// (`linepool-drain`) whose wait the stop ends: the admin console's
+    /// `drain`. Returns `Ok(false)` if the server was draining or stopping
+    /// already. See [`Shutdown::stop_after`] for the error.
     pub fn drain_then_stop(&self, time: Duration) -> std::io::Result<bool> {
         if !self.start_draining() {
             return Ok(false);
         }
+        self.stop_after(time).map(|()| true)
+    }
+
+    /// Stops the server once `time` has passed, on a thread of its own
+    /// (`linepool-drain`) whose wait the stop ends: the end of a drain
+    /// begun with [`Shutdown::start_draining`] (SIGTERM with `--drain`). If
+    /// the thread cannot be started the server stops at once, since the
+    /// drain would never end, and the error says why.
+    pub fn stop_after(&self, time: Duration) -> std::io::Result<()> {
         let timer = self.clone();
         let spawned = std::thread::Builder::new()
             .name("linepool-drain".to_string())
@@ -102,13 +109,9 @@ impl Shutdown {
                     timer.trigger();
                 }
             });
-        match spawned {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                self.trigger();
-                Err(e)
-            }
-        }
+        spawned.map(drop).inspect_err(|_| {
+            self.trigger();
+        })
     }
 
     /// Whether the server drains (and has not begun its stop).

@@ -36,14 +36,16 @@ pub(super) fn watch_signals(
             eprintln!("linepool: interrupted again, exiting now");
             std::process::exit(EXIT_INTERRUPTED.into());
         }
-        if signal == Signal::SIGTERM && !drain.is_zero() && !shutdown.is_draining() {
+        // Draining is marked before it is logged, so that whoever reads
+        // the line finds the health checks saying `drain` already.
+        if signal == Signal::SIGTERM && !drain.is_zero() && shutdown.start_draining() {
             info!(
                 "signal received, draining signal=SIGTERM drain_ms={} (send again to stop at once)",
                 drain.as_millis()
             );
             // Without a timer the drain would never end: it stops now, and
             // signals are still watched.
-            if let Err(e) = shutdown.drain_then_stop(drain) {
+            if let Err(e) = shutdown.stop_after(drain) {
                 warn!(
                     "cannot time the drain, stopping now error={}",
                     logfmt::error(&e)

@@ -28,8 +28,8 @@ pub(crate) mod testing;
 pub use self::certs::{Certs, check};
 pub(crate) use self::failure::Failure;
 pub(crate) use self::session::Session;
-pub(crate) use self::settings::{DEFAULT_HANDSHAKE_TIMEOUT, ListeningFields};
 pub use self::settings::{ClientAuth, Settings, TlsVersion};
+pub(crate) use self::settings::{DEFAULT_HANDSHAKE_TIMEOUT, ListeningFields};
 
 /// Whether the first bytes of a connection are a TLS handshake record:
 /// content type 22 (handshake), then a record version 3.0 to 3.4 (every
