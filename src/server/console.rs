@@ -21,6 +21,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::Control;
+use super::command::{Command, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
 use crate::config::Config;
@@ -196,31 +197,40 @@ impl Console {
             return "ERR not utf-8\n".to_string();
         };
         let words: Vec<&str> = line.trim_end_matches('\r').split_whitespace().collect();
-        match words.as_slice() {
-            [] => "ERR no command\n".to_string(),
-            ["help"] => ok(HELP),
-            ["show", "info"] => ok(&self.info()),
-            ["show", "conns"] => ok(&self.conns()),
-            ["show", "config"] => ok(&self.show_config()),
-            ["kill", id] => self.kill(id, uid),
-            ["set", name, value] => self.set(name, value, uid),
-            ["set", name] => format!(
+        let command = match Command::parse(&words) {
+            Ok(command) => command,
+            Err(NotACommand::Empty) => return "ERR no command\n".to_string(),
+            Err(NotACommand::Unknown(word)) => {
+                return format!("ERR unknown command: {}\n", one_line(word));
+            }
+        };
+        match command {
+            Command::Help => ok(HELP),
+            Command::ShowInfo => ok(&self.info()),
+            Command::ShowConns => ok(&self.conns()),
+            Command::ShowConfig => ok(&self.show_config()),
+            Command::Kill(id) => self.kill(id, uid),
+            Command::Set {
+                name,
+                value: Some(value),
+            } => self.set(name, value, uid),
+            Command::Set { name, value: None } => format!(
                 "ERR a value is required for {} but none was supplied\n",
                 one_line(name)
             ),
-            ["pause"] => {
+            Command::Pause => {
                 if self.acceptor.pause() {
                     info!("acceptor paused by=uid:{uid}");
                 }
                 ok("")
             }
-            ["resume"] => {
+            Command::Resume => {
                 if self.acceptor.resume() {
                     info!("acceptor resumed by=uid:{uid}");
                 }
                 ok("")
             }
-            ["reload"] => match &self.tls {
+            Command::Reload => match &self.tls {
                 Some(certs) => {
                     info!("reload requested on the admin console by=uid:{uid}");
                     match certs.reload() {
@@ -230,15 +240,13 @@ impl Console {
                 }
                 None => "ERR nothing to reload: the server has no TLS\n".to_string(),
             },
-            ["drain"] => self.drain(None, uid),
-            ["drain", time] => self.drain(Some(time), uid),
-            ["stop"] => {
+            Command::Drain(time) => self.drain(time, uid),
+            Command::Stop => {
                 self.shutdown.trigger_by(|| {
                     info!("stop requested on the admin console by=uid:{uid}");
                 });
                 ok("")
             }
-            [word, ..] => format!("ERR unknown command: {}\n", one_line(word)),
         }
     }
 
