@@ -1,5 +1,7 @@
-//! The admin console's commands, read from a line's words with no I/O. The
-//! console (`console.rs`) runs them.
+//! The admin console's commands, read from a line's words with no I/O, and
+//! what each needs: every command either only looks (`show …`, `help`),
+//! which a user id `--admin-read-uid` allows may run, or acts, which needs
+//! `--admin-uid`. The console (`console.rs`) runs them.
 
 /// One console command, as its words give it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,69 @@ impl<'a> Command<'a> {
             [word, ..] => return Err(NotACommand::Unknown(word)),
         })
     }
+
+    /// Whether the command only looks, changing nothing: all a read-only
+    /// user id may run. Every command is named here, with no catch-all, so
+    /// that a new one cannot reach the read-only level unless it is put
+    /// there on purpose.
+    pub(super) fn only_looks(&self) -> bool {
+        match self {
+            Command::Help | Command::ShowInfo | Command::ShowConns | Command::ShowConfig => true,
+            Command::Kill(_)
+            | Command::Set { .. }
+            | Command::Pause
+            | Command::Resume
+            | Command::Reload
+            | Command::Drain(_)
+            | Command::Stop => false,
+        }
+    }
+
+    /// The command's first word, as logs name it.
+    pub(super) fn word(&self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::ShowInfo | Command::ShowConns | Command::ShowConfig => "show",
+            Command::Kill(_) => "kill",
+            Command::Set { .. } => "set",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Reload => "reload",
+            Command::Drain(_) => "drain",
+            Command::Stop => "stop",
+        }
+    }
+}
+
+/// How much a console client may do, by its user id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Level {
+    /// Every command (`--admin-uid`).
+    Admin,
+    /// The commands that only look (`--admin-read-uid`).
+    ReadOnly,
+}
+
+impl Level {
+    /// The level of `uid`: `admin` first, so that a user id in both lists
+    /// has full rights; `None` for a user id in neither.
+    pub(super) fn of(uid: u32, admin: &[u32], read_only: &[u32]) -> Option<Level> {
+        if admin.contains(&uid) {
+            Some(Level::Admin)
+        } else if read_only.contains(&uid) {
+            Some(Level::ReadOnly)
+        } else {
+            None
+        }
+    }
+
+    /// Whether this level may run `command`.
+    pub(super) fn may_run(self, command: &Command<'_>) -> bool {
+        match self {
+            Level::Admin => true,
+            Level::ReadOnly => command.only_looks(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +156,40 @@ mod tests {
         assert_eq!(parsed("show"), Err(NotACommand::Unknown("show")));
         assert_eq!(parsed("kill 1 2"), Err(NotACommand::Unknown("kill")));
         assert_eq!(parsed("bogus"), Err(NotACommand::Unknown("bogus")));
+    }
+
+    #[test]
+    fn read_only_runs_what_only_looks() {
+        let looks = ["help", "show info", "show conns", "show config"];
+        let acts = [
+            "kill 1",
+            "set workers 2",
+            "set workers",
+            "pause",
+            "resume",
+            "reload",
+            "drain",
+            "drain 1s",
+            "stop",
+        ];
+        for line in looks {
+            let command = parsed(line).expect(line);
+            assert!(Level::ReadOnly.may_run(&command), "{line}");
+            assert!(Level::Admin.may_run(&command), "{line}");
+        }
+        for line in acts {
+            let command = parsed(line).expect(line);
+            assert!(!Level::ReadOnly.may_run(&command), "{line}");
+            assert!(Level::Admin.may_run(&command), "{line}");
+            assert_eq!(Some(command.word()), line.split(' ').next());
+        }
+    }
+
+    #[test]
+    fn a_uid_in_both_lists_is_an_admin() {
+        assert_eq!(Level::of(5, &[0, 5], &[5]), Some(Level::Admin));
+        assert_eq!(Level::of(5, &[0], &[5]), Some(Level::ReadOnly));
+        assert_eq!(Level::of(5, &[0], &[6]), None);
+        assert_eq!(Level::of(5, &[0], &[]), None);
     }
 }
