@@ -92,6 +92,9 @@ pub struct Config {
     /// User ids that may stop the server from the Unix socket, and use the
     /// admin console; `None`: the server's own (effective) user id and root.
     pub admin_uids: Option<Vec<u32>>,
+    /// User ids that may use the admin console to look only (`show …`,
+    /// `help`); a user id `admin_uids` allows too has full rights.
+    pub admin_read_uids: Vec<u32>,
     /// The admin console's Unix socket (docs/console.md), if any.
     pub admin_socket: Option<PathBuf>,
     /// The file mode of the `admin_socket`.
@@ -150,6 +153,7 @@ impl Default for Config {
             unix: None,
             unix_mode: DEFAULT_UNIX_MODE,
             admin_uids: None,
+            admin_read_uids: Vec::new(),
             admin_socket: None,
             admin_socket_mode: DEFAULT_ADMIN_SOCKET_MODE,
             workers: default_workers(),

@@ -235,6 +235,11 @@ pub struct Args {
     #[arg(env = "LINEPOOL_ADMIN_UID")]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     admin_uid: Vec<u32>,
+    /// User ids (comma-separated) that may only look at the --admin-socket
+    /// console: `show …` and `help`. One in --admin-uid too may do all.
+    #[arg(env = "LINEPOOL_ADMIN_READ_UID")]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    admin_read_uid: Vec<u32>,
     /// Serve the admin console on a Unix socket at PATH (a stale socket
     /// file is replaced; one a running server holds is refused): `show
     /// info`, `show conns`, `kill ID`, `set workers N`, `set
@@ -318,6 +323,7 @@ impl Args {
         config.unix = self.unix.clone();
         config.unix_mode = self.unix_mode;
         config.admin_uids = Some(self.admin_uid.clone()).filter(|uids| !uids.is_empty());
+        config.admin_read_uids = self.admin_read_uid.clone();
         config.admin_socket = self.admin_socket.clone();
         config.admin_socket_mode = self.admin_socket_mode;
         config.tls = self.tls();

@@ -490,7 +490,7 @@ _linepool() {
             return 0
             ;;
         linepool__subcmd__serve)
-            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --tls-cert --tls-key --tls-client-ca --tls-client-auth --tls-min-version --tls-handshake-timeout --admin-cert --check --log-level --listen --unix --unix-mode --admin-uid --admin-socket --admin-socket-mode --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
+            opts="-h --host --port --workers --max-connections --overload --idle-timeout --max-line --backlog --stats-interval --protocol --server-name --server-number --admin-from --max-per-ip --stop-grace --drain --agent --metrics --proxy-protocol --tls-cert --tls-key --tls-client-ca --tls-client-auth --tls-min-version --tls-handshake-timeout --admin-cert --check --log-level --listen --unix --unix-mode --admin-uid --admin-read-uid --admin-socket --admin-socket-mode --chat-bus --chat-room --chat-heartbeat --chat-backoff-max --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -613,6 +613,10 @@ _linepool() {
                     return 0
                     ;;
                 --admin-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-read-uid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -2,8 +2,9 @@
 //! operator of the running server shows what it does and acts on it, one
 //! line a command, each answered by its lines and a last `OK` or
 //! `ERR <reason>` (docs/console.md). Only clients whose user id
-//! `--admin-uid` allows (by `SO_PEERCRED`) may; others get `ERR not
-//! allowed` and change nothing.
+//! `--admin-uid` allows (by `SO_PEERCRED`) may act; those of
+//! `--admin-read-uid` may only look (`command.rs` says which commands do),
+//! and others get `ERR not allowed` and change nothing.
 //!
 //! One thread, `linepool-console`, serves one session at a time (others
 //! wait in the socket's backlog), with deadlines on every read and write:
@@ -21,6 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::Control;
+use super::command::{Command, Level, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
 use crate::config::Config;
@@ -61,7 +63,8 @@ pub(super) struct Console {
     /// The connection limit, which `set max-connections` changes.
     pub(super) gate: Arc<Gate>,
     pub(super) tls: Option<Arc<Certs>>,
-    /// User ids that may use the console.
+    /// User ids that may use the console; `config.admin_read_uids` may
+    /// only look.
     pub(super) admin_uids: Arc<[u32]>,
     /// `show info`'s fixed lines: version, protocol, listeners.
     pub(super) about: Vec<(&'static str, String)>,
@@ -139,8 +142,8 @@ impl Console {
             Peer::Local { uid } => uid,
             Peer::Ip(_) => return,
         };
-        let allowed = self.admin_uids.contains(&uid);
-        if !allowed {
+        let level = Level::of(uid, &self.admin_uids, &self.config.admin_read_uids);
+        if level.is_none() {
             warn!("admin console refused uid={uid}");
         }
         let prepared = stream
@@ -157,10 +160,9 @@ impl Console {
             // Every complete line waiting is a command.
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                let answer = if allowed {
-                    self.command(&line[..end], uid)
-                } else {
-                    "ERR not allowed\n".to_string()
+                let answer = match level {
+                    Some(level) => self.command(&line[..end], uid, level),
+                    None => "ERR not allowed\n".to_string(),
                 };
                 if (&*stream).write_all(answer.as_bytes()).is_err() {
                     return;
@@ -189,38 +191,54 @@ impl Console {
         }
     }
 
-    /// Runs one command line; returns its whole answer, `OK` or `ERR …`
-    /// last.
-    fn command(&self, line: &[u8], uid: u32) -> String {
+    /// Runs one command line for a client of `level`; returns its whole
+    /// answer, `OK` or `ERR …` last.
+    fn command(&self, line: &[u8], uid: u32, level: Level) -> String {
         let Ok(line) = std::str::from_utf8(line) else {
             return "ERR not utf-8\n".to_string();
         };
         let words: Vec<&str> = line.trim_end_matches('\r').split_whitespace().collect();
-        match words.as_slice() {
-            [] => "ERR no command\n".to_string(),
-            ["help"] => ok(HELP),
-            ["show", "info"] => ok(&self.info()),
-            ["show", "conns"] => ok(&self.conns()),
-            ["show", "config"] => ok(&self.show_config()),
-            ["kill", id] => self.kill(id, uid),
-            ["set", name, value] => self.set(name, value, uid),
-            ["set", name] => format!(
+        let command = match Command::parse(&words) {
+            Ok(command) => command,
+            Err(NotACommand::Empty) => return "ERR no command\n".to_string(),
+            Err(NotACommand::Unknown(word)) => {
+                return format!("ERR unknown command: {}\n", one_line(word));
+            }
+        };
+        if !level.may_run(&command) {
+            info!(
+                "admin console refused command={} uid={uid} level=read-only",
+                command.word()
+            );
+            return "ERR not allowed: read-only\n".to_string();
+        }
+        match command {
+            Command::Help => ok(HELP),
+            Command::ShowInfo => ok(&self.info()),
+            Command::ShowConns => ok(&self.conns()),
+            Command::ShowConfig => ok(&self.show_config()),
+            Command::Kill(id) => self.kill(id, uid),
+            Command::Set {
+                name,
+                value: Some(value),
+            } => self.set(name, value, uid),
+            Command::Set { name, value: None } => format!(
                 "ERR a value is required for {} but none was supplied\n",
                 one_line(name)
             ),
-            ["pause"] => {
+            Command::Pause => {
                 if self.acceptor.pause() {
                     info!("acceptor paused by=uid:{uid}");
                 }
                 ok("")
             }
-            ["resume"] => {
+            Command::Resume => {
                 if self.acceptor.resume() {
                     info!("acceptor resumed by=uid:{uid}");
                 }
                 ok("")
             }
-            ["reload"] => match &self.tls {
+            Command::Reload => match &self.tls {
                 Some(certs) => {
                     info!("reload requested on the admin console by=uid:{uid}");
                     match certs.reload() {
@@ -230,15 +248,13 @@ impl Console {
                 }
                 None => "ERR nothing to reload: the server has no TLS\n".to_string(),
             },
-            ["drain"] => self.drain(None, uid),
-            ["drain", time] => self.drain(Some(time), uid),
-            ["stop"] => {
+            Command::Drain(time) => self.drain(time, uid),
+            Command::Stop => {
                 self.shutdown.trigger_by(|| {
                     info!("stop requested on the admin console by=uid:{uid}");
                 });
                 ok("")
             }
-            [word, ..] => format!("ERR unknown command: {}\n", one_line(word)),
         }
     }
 

@@ -24,6 +24,7 @@
 
 mod acceptor;
 mod admission;
+mod command;
 mod console;
 mod listen;
 mod live;

@@ -64,6 +64,7 @@ impl Console {
             ("stats-interval", shown(self.live.stats_interval())),
             ("admin-from", policy.admin_from.to_string()),
             ("admin-uid", joined(&self.admin_uids)),
+            ("admin-read-uid", joined(&c.admin_read_uids)),
             (
                 "admin-cert",
                 opt(c.admin_cert.as_ref().map(|n| n.join(","))),

@@ -4,15 +4,23 @@
 use crate::support::run_bin_within;
 
 /// Runs `serve` with `args` (and `vars`) twice, with `--check` and without,
-/// and asserts both exit 2 with exactly `line` and nothing else.
-fn refused_alike(args: &[&str], vars: &[(&str, &str)], line: &str) {
-    for mode in [&["--check"][..], &[]] {
+/// asserts both exit 2, and returns what each said.
+pub(crate) fn refused_by_both(args: &[&str], vars: &[(&str, &str)]) -> [String; 2] {
+    [&["--check"][..], &[]].map(|mode| {
         let mut all = vec!["serve", "--port", "0", "--log-level", "off"];
         all.extend_from_slice(mode);
         all.extend_from_slice(args);
         let (status, text) = run_bin_within(&all, vars, b"");
         assert_eq!(status.code(), Some(2), "{all:?}: {text}");
-        assert_eq!(text, format!("{line}\n"), "{all:?}");
+        text
+    })
+}
+
+/// Runs `serve` with `args` (and `vars`) twice, with `--check` and without,
+/// and asserts both exit 2 with exactly `line` and nothing else.
+fn refused_alike(args: &[&str], vars: &[(&str, &str)], line: &str) {
+    for text in refused_by_both(args, vars) {
+        assert_eq!(text, format!("{line}\n"), "{args:?} {vars:?}");
     }
 }
 

@@ -109,7 +109,7 @@ fn ask_until(path: &Path, command: &str, line: &str) -> Vec<String> {
 }
 
 /// The `id=` of the connection from `peer`, from `show conns`.
-fn id_of(path: &Path, peer: &str) -> String {
+pub(crate) fn id_of(path: &Path, peer: &str) -> String {
     let answer = ask(path, "show conns");
     let line = answer
         .iter()

@@ -21,7 +21,7 @@ pub fn socket_path(name: &str) -> PathBuf {
 }
 
 /// The user id this test runs as.
-fn my_uid() -> u32 {
+pub(crate) fn my_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod client;
 mod console;
+mod console_levels;
 mod console_settings;
 mod drain;
 mod engine;
