@@ -242,10 +242,9 @@ pub struct Args {
     admin_read_uid: Vec<u32>,
     /// Serve the admin console on a Unix socket at PATH (a stale socket
     /// file is replaced; one a running server holds is refused): `show
-    /// info`, `show conns`, `kill ID`, `set workers N`, `set
-    /// max-connections N`, `set log-level LEVEL`, `pause`, `resume`,
-    /// `reload`, `stop`, one line a command (`linepool admin`). Only
-    /// --admin-uid may use it.
+    /// info|conns|config`, `set SETTING VALUE`, `kill ID`, `pause`,
+    /// `resume`, `drain`, `reload`, `stop`, one line a command (`linepool
+    /// admin`). --admin-uid may use it, --admin-read-uid only look.
     #[arg(env = "LINEPOOL_ADMIN_SOCKET")]
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
