@@ -55,6 +55,8 @@ pub(crate) struct Sources {
     pub listeners: Vec<Arc<ListenerCount>>,
     /// The certificates, with TLS.
     pub tls: Option<Arc<Certs>>,
+    /// Whether the acceptor accepts (not paused on the admin console).
+    pub accepting: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl fmt::Debug for Sources {
@@ -203,6 +205,12 @@ impl Collector for Figures {
             s.engine
                 .workers()
                 .saturating_sub(s.engine.waiting_workers()) as u64,
+        )?;
+        gauge(
+            &mut encoder,
+            "linepool_accepting",
+            "1 while the acceptor accepts new clients, 0 while paused (admin console) or stopping.",
+            u64::from((s.accepting)() && !s.shutdown.is_triggered()),
         )?;
         gauge(
             &mut encoder,

@@ -93,7 +93,7 @@ impl Server {
             helpers.agent(threads, listener)?;
         }
         if let Some(listener) = self.metrics {
-            helpers.metrics(threads, listener)?;
+            helpers.metrics(threads, listener, control.clone())?;
         }
         if let Some(socket) = self.console {
             helpers.console(threads, socket, control, about)?;
@@ -214,7 +214,12 @@ impl Helpers {
 
     /// `/metrics` and `/healthz` (`--metrics`), the protocol's own families
     /// after the server's.
-    fn metrics(&self, threads: &mut Threads, listener: std::net::TcpListener) -> io::Result<()> {
+    fn metrics(
+        &self,
+        threads: &mut Threads,
+        listener: std::net::TcpListener,
+        control: Arc<Control>,
+    ) -> io::Result<()> {
         info!(
             "metrics on http://{}/metrics and /healthz",
             listener.local_addr()?
@@ -227,6 +232,7 @@ impl Helpers {
             shutdown: self.shutdown.clone(),
             listeners: self.shared.counts.clone(),
             tls: self.tls.clone(),
+            accepting: Box::new(move || !control.is_paused()),
         };
         let registry = metrics::registry(sources, self.protocol.metrics());
         let (shutdown, until) = (self.shutdown.clone(), self.last_step.clone());

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{BinServer, Client, DEADLINE, run_bin};
+use crate::support::{BinServer, Client, DEADLINE, run_bin, scrape};
 
 /// How long a test watches for bytes that must not come.
 pub(crate) const QUIET: Duration = Duration::from_millis(300);
@@ -206,14 +206,19 @@ fn kill_closes_that_connection_alone() {
     assert_eq!(ask(&path, "kill x"), ["ERR not a connection id: x"]);
 }
 
-/// `pause` stops accepting: a new client waits in the backlog, unanswered;
-/// `resume` accepts it and it is served.
+/// `pause` stops accepting: a new client waits in the backlog, unanswered,
+/// and `linepool_accepting` says 0; `resume` accepts it and it is served.
 #[test]
 fn pause_holds_new_clients_and_resume_serves_them() {
-    let (mut server, path) = serve_with_console("pause", &[]);
+    let (mut server, path) = serve_with_console("pause", &["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics();
+    let accepting =
+        |m: &std::collections::HashMap<String, f64>| m.get("linepool_accepting").copied();
+    assert_eq!(accepting(&scrape(metrics)), Some(1.0));
     assert_eq!(ask(&path, "pause"), ["OK"]);
     server.wait_log("acceptor paused by=uid:");
     assert!(ask(&path, "show info").contains(&"accepting=paused".to_string()));
+    assert_eq!(accepting(&scrape(metrics)), Some(0.0));
     let mut waiting = server.connect();
     let peer = waiting.stream.local_addr().expect("local address");
     waiting.send_line("later");
@@ -224,6 +229,7 @@ fn pause_holds_new_clients_and_resume_serves_them() {
     );
     assert_eq!(ask(&path, "resume"), ["OK"]);
     waiting.expect("ACK: later\n");
+    assert_eq!(accepting(&scrape(metrics)), Some(1.0));
 }
 
 /// `stop` stops the server as `quit_server` does: `OK`, then a clean exit.
