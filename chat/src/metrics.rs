@@ -9,10 +9,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::bus::{Bus, Figures};
-use crate::stats::exposition::{counter, gauge, histogram};
-
 /// Reads the bus at scrape time.
 pub(super) struct BusMetrics(pub(super) Arc<Bus>);
 
@@ -30,23 +29,23 @@ impl Collector for BusMetrics {
 
 /// The bus's figures, as metric families.
 fn encode(encoder: &mut DescriptorEncoder, f: &Figures) -> fmt::Result {
-    gauge(
+    family(
         encoder,
         "linepool_chat_bus_up",
         "1 while the chat bus is subscribed and can publish, else 0.",
-        u64::from(f.up),
+        &ConstGauge::new(i64::from(f.up)),
     )?;
-    counter(
+    family(
         encoder,
         "linepool_chat_bus_published",
         "Envelopes published on the chat bus.",
-        f.published,
+        &ConstCounter::new(f.published),
     )?;
-    counter(
+    family(
         encoder,
         "linepool_chat_bus_received",
         "Envelopes of other instances received from the chat bus.",
-        f.received,
+        &ConstCounter::new(f.received),
     )?;
     {
         let mut family = encoder.encode_descriptor(
@@ -59,28 +58,39 @@ fn encode(encoder: &mut DescriptorEncoder, f: &Figures) -> fmt::Result {
             ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
         }
     }
-    counter(
+    family(
         encoder,
         "linepool_chat_bus_missed",
         "Envelopes of other instances that never came (gaps in their sequence).",
-        f.missed,
+        &ConstCounter::new(f.missed),
     )?;
-    counter(
+    family(
         encoder,
         "linepool_chat_bus_reconnects",
         "Subscriptions to the chat bus made again after one was lost.",
-        f.reconnects,
+        &ConstCounter::new(f.reconnects),
     )?;
-    gauge(
+    family(
         encoder,
         "linepool_chat_room_members",
         "Members of the chat room, on every instance, as this one sees it.",
-        f.members,
+        // Saturating: a count never near `i64::MAX`.
+        &ConstGauge::new(i64::try_from(f.members).unwrap_or(i64::MAX)),
     )?;
-    histogram(
+    family(
         encoder,
         "linepool_chat_bus_delivery_seconds",
         "Time from a line's arrival on another instance to its delivery here.",
-        &f.latency,
+        f.latency.histogram(),
     )
+}
+
+/// A family of one unlabelled metric.
+fn family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
