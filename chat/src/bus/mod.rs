@@ -290,7 +290,7 @@ impl Default for Latency {
 
 impl Latency {
     /// Counts one delivery that took `time`.
-    fn record(&self, time: Duration) {
+    pub(crate) fn record(&self, time: Duration) {
         self.0.observe(time.as_secs_f64());
     }
 
