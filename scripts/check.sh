@@ -13,9 +13,10 @@ if ! command -v redis-server >/dev/null; then
     apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
 fi
 
-# Every package of the workspace: the library, linepool-tools and
-# linepool-cli. `cargo test` runs the libraries' doctests too (what
-# `cargo test --doc` runs), after each package's other tests.
+# Every package of the workspace: the library, linepool-chat,
+# linepool-tools and linepool-cli. `cargo test` runs the libraries'
+# doctests too (what `cargo test --doc` runs), after each package's other
+# tests.
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -10,8 +10,8 @@
 //!
 //! # Using it
 //! [`Server::bind`] takes a [`Config`] and a protocol value (one of
-//! [`protocol`]'s four, or a [`protocol::Protocol`] of one's own: see
-//! `examples/kv`) and does everything that can fail (the listeners, the
+//! [`protocol`]'s three, the chat room of the `linepool-chat` crate, or a
+//! [`protocol::Protocol`] of one's own: see `examples/kv`) and does everything that can fail (the listeners, the
 //! side ports) before any thread starts, or says which setting it could
 //! not use ([`Error`]); [`Server::start`] starts the threads and returns a
 //! [`Running`] server, whose [`Running::stop`] (or [`Running::wait`], until
@@ -46,10 +46,8 @@
 //!   the stats line, the summary), `socket` (a TCP or Unix client socket,
 //!   and its [`Peer`](protocol::Peer)).
 //! - `conn`: a connection's socket and outbox, shared between threads.
-//! - [`protocol`]: the seam and the protocols (`ack`, `chat`, `framed`,
-//!   `sum`); sessions reach connections through its own small port. The
-//!   chat room's Redis bus (`--chat-bus`) is part of `chat`, with two
-//!   threads of its own that the server runs.
+//! - [`protocol`]: the seam and the protocols (`ack`, `framed`, `sum`);
+//!   sessions reach connections through its own small port.
 //! - `handler`: one connection's protocol driver, in non-blocking turns.
 //! - `registry` (live entries by id, of any type) and `engine` (the poller,
 //!   the ready queue, the workers' rendezvous and the pool's resizing).
@@ -60,8 +58,10 @@
 //!
 //! The library installs no logger and no signal handler; the `linepool`
 //! binary does. The repository is a workspace: this library (`src/`), the
-//! load generator and the client in `linepool-tools` (`tools/`), and the
-//! binary in `linepool-cli` (`cli/`); the tools' dependencies stay theirs.
+//! chat protocol and its Redis bus in `linepool-chat` (`chat/`, written
+//! against the public [`protocol`] seam alone), the load generator and the
+//! client in `linepool-tools` (`tools/`), and the binary in `linepool-cli`
+//! (`cli/`); each one's dependencies stay its own.
 
 #![warn(missing_docs)]
 // One function needs `unsafe`: the acceptor's scheduling policy

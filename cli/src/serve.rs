@@ -19,9 +19,10 @@ use super::values::{chat_bus_url, file_mode, positive_duration, room_for_command
 use super::{EXIT_USAGE, Protocol, activation, at_least_one, duration, open_files};
 use linepool::access::AddrList;
 use linepool::logfmt;
-use linepool::protocol::{self, ChatBus};
+use linepool::protocol;
 use linepool::tls::{self, ClientAuth, Settings as TlsSettings, TlsVersion};
 use linepool::{Config, Overload, Server};
+use linepool_chat::ChatBus;
 
 /// `sum`: the name the server gives in its replies, by default.
 const DEFAULT_SERVER_NAME: &str = "Server of linepool";
@@ -289,7 +290,7 @@ impl Args {
                     backoff_max: self.chat_backoff_max,
                     ..ChatBus::new(url.clone())
                 });
-                protocol::chat(self.max_line, bus)?
+                linepool_chat::chat(self.max_line, bus)?
             }
             Protocol::Framed => protocol::framed(),
             Protocol::Sum => protocol::sum(self.server_name.clone(), self.server_number),

@@ -8,11 +8,12 @@
 //! members) only through a [`Link`], over the small [`Port`] trait.
 //!
 //! The server takes a protocol value ([`Server::bind`](crate::Server::bind)):
-//! the four here ([`ack`], [`chat`], [`framed`], [`sum`]) and any written
-//! outside the crate plug in the same way, through [`Protocol`] alone.
+//! the three here ([`ack`], [`framed`], [`sum`]) and any written outside
+//! the crate plug in the same way, through [`Protocol`] alone. The chat
+//! room is one of those: the `linepool-chat` crate (`chat/`), with its
+//! Redis bus, written against this seam and nothing else of the library.
 
 mod ack;
-mod chat;
 mod framed;
 mod sum;
 
@@ -22,25 +23,15 @@ use prometheus_client::collector::Collector;
 
 use crate::conn::Conn;
 pub use crate::conn::Delivery;
-use crate::error::Error;
 use crate::framing::Framing;
 use crate::shutdown::Shutdown;
 pub use crate::socket::Peer;
 pub use ack::Ack;
-pub use chat::settings::ChatBus;
 
 /// The ACK line protocol (`ack`), the default: every line gets
 /// `ACK: <line>` back.
 pub fn ack() -> Arc<dyn Protocol> {
     Arc::new(Ack)
-}
-
-/// The chat room (`chat`), for a server whose longest message is
-/// `max_line` bytes; with a `bus`, one room across every instance on the
-/// same Redis and room name. Bus settings that cannot be used are an
-/// error, naming [`Setting::Protocol`](crate::Setting::Protocol).
-pub fn chat(max_line: usize, bus: Option<ChatBus>) -> Result<Arc<dyn Protocol>, Error> {
-    chat::build(max_line, bus)
 }
 
 /// The length-prefixed echo (`framed`).
@@ -256,44 +247,5 @@ impl Link {
             Some(port) => port.deliver(bytes, max_behind),
             None => Delivery::Gone,
         }
-    }
-}
-
-/// A fake connection for protocol tests: it keeps what is delivered.
-#[cfg(test)]
-pub(crate) mod fake {
-    use super::*;
-    use parking_lot::Mutex;
-
-    /// Collects deliveries; refuses them once `kicked`.
-    #[derive(Default)]
-    pub(crate) struct Inbox {
-        pub(crate) got: Mutex<Vec<u8>>,
-    }
-
-    impl Inbox {
-        /// What was delivered so far, as text, emptied.
-        pub(crate) fn take(&self) -> String {
-            String::from_utf8(std::mem::take(&mut *self.got.lock())).expect("utf-8")
-        }
-    }
-
-    impl Port for Inbox {
-        fn deliver(&self, bytes: &[u8], _max_behind: usize) -> Delivery {
-            self.got.lock().extend_from_slice(bytes);
-            Delivery::Queued
-        }
-    }
-
-    /// A link to a fresh inbox, from `peer`.
-    pub(crate) fn link(peer: &str, admin: bool) -> (Arc<Inbox>, Link) {
-        let inbox = Arc::new(Inbox::default());
-        let port: Arc<dyn Port> = inbox.clone();
-        let link = Link::new(
-            Arc::downgrade(&port),
-            Peer::ip(peer.parse().expect("address")),
-            admin,
-        );
-        (inbox, link)
     }
 }

@@ -1,6 +1,5 @@
 //! How figures are written for Prometheus: one family of one sample per
-//! call, read from the counters at scrape time. The metrics endpoint and
-//! the protocols' own collectors share these.
+//! call, read from the counters at scrape time, for the metrics endpoint.
 
 use std::fmt;
 

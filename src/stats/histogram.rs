@@ -43,7 +43,7 @@ pub(crate) struct Buckets {
     sum_nanos: AtomicU64,
 }
 
-/// The service-time buckets, which protocols' own latency histograms share.
+/// The service-time buckets.
 impl Default for Buckets {
     fn default() -> Self {
         Buckets::new(&BOUNDS)

@@ -47,7 +47,7 @@ fn chat_binary_beating(url: &str, heartbeat: &str) -> BinServer {
 /// once is not the heartbeat's doing.
 fn slow_instance(url: &str) -> TestServer {
     let server = TestServer::with_metrics(|c| {
-        c.protocol = crate::support::chat_on(Some(linepool::protocol::ChatBus {
+        c.protocol = crate::support::chat_on(Some(linepool_chat::ChatBus {
             heartbeat: Duration::from_secs(10),
             ..crate::chat_contract::test_bus(url, "lobby")
         }));
@@ -202,7 +202,7 @@ fn a_line_said_as_soon_as_redis_is_back_is_delivered() {
     // A long back-off: Redis is back well before either instance knows.
     let patient = |url: &str| {
         TestServer::with_metrics(|c| {
-            c.protocol = crate::support::chat_on(Some(linepool::protocol::ChatBus {
+            c.protocol = crate::support::chat_on(Some(linepool_chat::ChatBus {
                 backoff_max: Duration::from_secs(2),
                 ..crate::chat_contract::test_bus(url, "lobby")
             }));
@@ -241,8 +241,7 @@ fn a_short_redis_outage_loses_no_line() {
     let mut redis = Redis::start();
     let on_defaults = || {
         TestServer::with_metrics(|c| {
-            c.protocol =
-                crate::support::chat_on(Some(linepool::protocol::ChatBus::new(redis.url())));
+            c.protocol = crate::support::chat_on(Some(linepool_chat::ChatBus::new(redis.url())));
         })
     };
     let (a, b) = (on_defaults(), on_defaults());

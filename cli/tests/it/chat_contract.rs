@@ -6,7 +6,7 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use linepool::protocol::ChatBus;
+use linepool_chat::ChatBus;
 
 use crate::redis_server::Redis;
 use crate::support::{self, Client, TestServer, scrape_until};

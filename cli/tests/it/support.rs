@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use linepool::protocol::{self, ChatBus, Protocol};
+use linepool::protocol::{self, Protocol};
 use linepool::{Config, Server, Summary};
+use linepool_chat::ChatBus;
 
 /// The longest any single expected event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -46,7 +47,7 @@ pub fn chat() -> Arc<dyn Protocol> {
 
 /// The chat room, shared on `bus` when given.
 pub fn chat_on(bus: Option<ChatBus>) -> Arc<dyn Protocol> {
-    protocol::chat(Config::default().max_line, bus).expect("chat")
+    linepool_chat::chat(Config::default().max_line, bus).expect("chat")
 }
 
 /// A server run through the library on `127.0.0.1:0`; stopped on drop.

@@ -1,20 +1,43 @@
-//! `chat`: a chat room. A client names itself, then every line it sends
+//! linepool-chat: the chat room protocol (`--protocol chat`) for the
+//! linepool server. A client names itself, then every line it sends
 //! reaches every other member as `<name>: <line>`.
 //!
+//! It is a protocol like any an embedder could write: it reaches the
+//! server through the library's public seam alone
+//! ([`linepool::protocol::Protocol`]), with threads, figures and metric
+//! families of its own that the server runs, reports and scrapes. Redis and
+//! the JSON envelope are this crate's dependencies, not the server's.
+//!
+//! ```no_run
+//! let config = linepool::Config::new("0.0.0.0", 8000);
+//! let chat = linepool_chat::chat(config.max_line, None)?;
+//! let summary = linepool::Server::bind(config, chat)?.run()?;
+//! # Ok::<(), linepool::Error>(())
+//! ```
+//!
 //! Delivery to other members never waits on them: each line goes into the
-//! member's outbox in the core, and the room's writer ([`fanout`]) writes
+//! member's outbox in the core, and the room's writer (`fanout`) writes
 //! each member once for all the lines queued since its last write; what
 //! the socket does not take goes out when it has room again (the poller
-//! wakes the member for it). A member that falls more than [`MAX_BACKLOG`]
+//! wakes the member for it). A member that falls more than `MAX_BACKLOG`
 //! (or one whole line, if longer) behind is disconnected and announced as
 //! left; one that reads nothing at all is closed by the core's idle rule.
 //!
-//! With a chat bus (`--chat-bus`, [`bus`]) the room spans every instance on
+//! With a chat bus (`--chat-bus`, `bus`) the room spans every instance on
 //! the same Redis and room name: local members still hear a local line
 //! straight away, and the bus carries it to the others. Names are then
 //! given out by the bus's publisher thread, which claims them in Redis, so
 //! a newcomer's session waits in `Joining` (keeping what it says) until
 //! the claim is decided; no worker ever waits on Redis.
+//!
+//! # Layout
+//! [`ChatBus`] (`settings`) is the room's settings; `lib.rs` the room, its
+//! members' sessions and [`chat`]; `member` one member's outbox, `fanout`
+//! the room's writer, `roster` the other instances' members, `envelope`
+//! what the instances say to each other, `bus` the threads that talk to
+//! Redis, and `metrics` the bus's metric families.
+
+#![warn(missing_docs)]
 
 mod bus;
 mod envelope;
@@ -22,7 +45,7 @@ mod fanout;
 mod member;
 mod metrics;
 mod roster;
-pub(super) mod settings;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,10 +61,10 @@ use self::fanout::Fanout;
 use self::member::Member;
 use self::metrics::BusMetrics;
 use self::roster::Roster;
-use self::settings::ChatBus;
-use super::{Action, Link, Protocol, Session, Task, text};
-use crate::error::Error;
-use crate::shutdown::Shutdown;
+use linepool::Error;
+use linepool::protocol::{Action, Link, Protocol, Session, Task, text};
+use linepool::shutdown::Shutdown;
+pub use settings::ChatBus;
 
 /// The longest name a client may choose, in bytes.
 const MAX_NAME: usize = 32;
@@ -64,10 +87,11 @@ fn max_backlog(max_line: usize) -> usize {
 /// more is dropped.
 const MAX_JOINING: usize = 64 * 1024;
 
-/// The chat protocol for a server whose longest message is `max_line`
-/// bytes, with a bus when `bus` asks for one. Bus settings that cannot be
-/// used are an error.
-pub(super) fn build(max_line: usize, bus: Option<ChatBus>) -> Result<Arc<dyn Protocol>, Error> {
+/// The chat room (`chat`), for a server whose longest message is
+/// `max_line` bytes; with a `bus`, one room across every instance on the
+/// same Redis and room name. Bus settings that cannot be used are an
+/// error, naming [`Setting::Protocol`](linepool::Setting::Protocol).
+pub fn chat(max_line: usize, bus: Option<ChatBus>) -> Result<Arc<dyn Protocol>, Error> {
     let Some(settings) = bus else {
         let room = Room::new(None, max_backlog(max_line));
         return Ok(Arc::new(Chat { room, bus: None }));
@@ -448,5 +472,7 @@ impl Session for ChatSession {
     }
 }
 
+#[cfg(test)]
+mod fake;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The room without sockets: sessions on fake links.
 
 use super::*;
-use crate::protocol::fake::{self, Inbox};
+use crate::fake::{self, Inbox};
 
 /// A member who has joined under `name`, with what it was sent so far
 /// taken.

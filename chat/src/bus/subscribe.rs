@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::{Backoff, Bus, CONNECT_TIMEOUT, Loss};
-use crate::logfmt::Quoted;
-use crate::protocol::chat::envelope::{Body, Envelope, Unreadable};
-use crate::protocol::chat::roster::Sequence;
-use crate::protocol::chat::{MAX_NAME, Members, unix_micros};
-use crate::shutdown::Shutdown;
+use crate::envelope::{Body, Envelope, Unreadable};
+use crate::roster::Sequence;
+use crate::{MAX_NAME, Members, unix_micros};
+use linepool::logfmt::Quoted;
+use linepool::shutdown::Shutdown;
 
 /// The longest wait for a message before the subscriber looks at the
 /// clock (silent peers, its own heartbeat, the stop).
@@ -217,7 +217,7 @@ impl Bus {
             Body::Said { name, line } => {
                 drop(members);
                 let waited = unix_micros().saturating_sub(envelope.at);
-                counters.latency.record(Duration::from_micros(waited), 1);
+                counters.latency.record(Duration::from_micros(waited));
                 self.room
                     .broadcast(None, format!("{name}: {line}\n").as_bytes());
             }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use super::Member;
-use crate::shutdown::Shutdown;
+use linepool::shutdown::Shutdown;
 
 /// The members waiting for a write, and the writer that takes them.
 #[derive(Default)]
@@ -103,17 +103,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::protocol::fake;
+    use crate::fake;
 
     fn member(name: &str) -> (Arc<fake::Inbox>, Arc<Member>) {
         let (inbox, link) = fake::link("127.0.0.1:1", false);
         (
             inbox,
-            Arc::new(Member::new(
-                name.to_string(),
-                link,
-                super::super::MAX_BACKLOG,
-            )),
+            Arc::new(Member::new(name.to_string(), link, crate::MAX_BACKLOG)),
         )
     }
 

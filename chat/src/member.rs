@@ -5,8 +5,8 @@
 use log::warn;
 use parking_lot::Mutex;
 
-use crate::logfmt::Quoted;
-use crate::protocol::{Delivery, Link};
+use linepool::logfmt::Quoted;
+use linepool::protocol::{Delivery, Link};
 
 pub(super) struct Member {
     pub(super) name: String,
@@ -78,42 +78,26 @@ impl Member {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use linepool::protocol::Port;
 
-    use super::super::{MAX_BACKLOG, max_backlog};
     use super::*;
-    use crate::conn::{Conn, test_pair};
-    use crate::protocol::{Peer, Port};
-
-    /// A member on the server side of a fresh connection whose client
-    /// reads nothing, dropped past `max_backlog` bytes.
-    fn member(max_backlog: usize) -> (std::net::TcpStream, Arc<Conn>, Member) {
-        let (client, conn) = test_pair();
-        let conn = Arc::new(conn);
-        let port: Arc<dyn Port> = conn.clone();
-        let link = Link::new(
-            Arc::downgrade(&port),
-            Peer::ip("127.0.0.1:1".parse().expect("addr")),
-            false,
-        );
-        (
-            client,
-            conn,
-            Member::new("bob".to_string(), link, max_backlog),
-        )
-    }
+    use crate::fake;
+    use crate::{MAX_BACKLOG, max_backlog};
 
     /// Under a `--max-line` past the usual backlog, one whole line of that
-    /// length, more than the socket takes at once, drops nobody.
+    /// length, which a client that reads nothing leaves waiting, drops
+    /// nobody.
     #[test]
     fn one_line_within_the_limit_drops_no_member() {
         let line = vec![b'x'; 8 << 20];
-        let (_client, conn, bob) = member(max_backlog(16 << 20));
+        let (inbox, link) = fake::link("127.0.0.1:1", false);
+        let bob = Member::new("bob".to_string(), link, max_backlog(16 << 20));
         bob.deliver(&line);
-        assert_eq!(conn.deliver(b"next\n", usize::MAX), Delivery::Queued);
+        assert_eq!(inbox.deliver(b"next\n", usize::MAX), Delivery::Queued);
         // The same line against the usual backlog: dropped.
-        let (_client, conn, bob) = member(MAX_BACKLOG);
+        let (inbox, link) = fake::link("127.0.0.1:1", false);
+        let bob = Member::new("bob".to_string(), link, MAX_BACKLOG);
         bob.deliver(&line);
-        assert_eq!(conn.deliver(b"next\n", usize::MAX), Delivery::Gone);
+        assert_eq!(inbox.deliver(b"next\n", usize::MAX), Delivery::Gone);
     }
 }

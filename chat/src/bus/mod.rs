@@ -45,10 +45,10 @@ use redis::IntoConnectionInfo;
 use super::envelope::Body;
 use super::settings::{ChatBus, redacted};
 use super::{Admission, Room};
-use crate::error::{Error, Setting};
-use crate::protocol::Task;
-use crate::shutdown::Shutdown;
-use crate::stats::{Buckets, HistogramSnapshot};
+use linepool::protocol::Task;
+use linepool::shutdown::Shutdown;
+use linepool::{Error, Setting};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -105,7 +105,10 @@ impl Bus {
         out: Arc<Outgoing>,
     ) -> Result<Arc<Bus>, Error> {
         let url = redacted(&settings.url);
-        let invalid = |why: String| Error::setting(Setting::Protocol, why);
+        let invalid = |reason: String| Error::Setting {
+            setting: Setting::Protocol,
+            reason,
+        };
         if !settings.url.starts_with("redis://") {
             return Err(invalid(format!(
                 "chat bus {url}: expected redis://HOST:PORT[/DB]"
@@ -185,7 +188,7 @@ impl Bus {
             missed: load(&f.missed),
             reconnects: load(&f.reconnects),
             members: self.room.members.lock().online() as u64,
-            latency: f.latency.snapshot(),
+            latency: f.latency.clone(),
         }
     }
 
@@ -261,7 +264,40 @@ struct Counters {
     dropped: [AtomicU64; 5],
     missed: AtomicU64,
     reconnects: AtomicU64,
-    latency: Buckets,
+    latency: Latency,
+}
+
+/// Upper bounds of the delivery-time buckets, seconds: the server's own
+/// service-time buckets (`linepool_service_seconds`), so that the two
+/// histograms read alike side by side.
+const LATENCY_BOUNDS: [f64; 15] = [
+    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+    250e-3, 1.0,
+];
+
+/// Delivery times, from a line's arrival on its instance to its delivery
+/// here: prometheus-client's own histogram, with fixed buckets. Recorded
+/// by the subscriber thread alone, once per line, so its short lock is
+/// never contended but by a scrape.
+#[derive(Clone, Debug)]
+pub(crate) struct Latency(Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new(LATENCY_BOUNDS))
+    }
+}
+
+impl Latency {
+    /// Counts one delivery that took `time`.
+    pub(crate) fn record(&self, time: Duration) {
+        self.0.observe(time.as_secs_f64());
+    }
+
+    /// The histogram, to encode.
+    pub(crate) fn histogram(&self) -> &Histogram {
+        &self.0
+    }
 }
 
 impl Counters {
@@ -288,7 +324,7 @@ pub(crate) struct Figures {
     /// Members in the room, as this instance sees it.
     pub members: u64,
     /// Time from a line's arrival on its instance to its delivery here.
-    pub latency: HistogramSnapshot,
+    pub latency: Latency,
 }
 
 impl fmt::Display for Figures {

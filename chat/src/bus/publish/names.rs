@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::Publisher;
-use crate::protocol::chat::{Admission, Room, refusal};
+use crate::{Admission, Room, refusal};
 
 /// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` ms if it is free or holds
 /// `ARGV[1]` already; 1 if it is ours now.

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use super::{Backoff, Bus, COMMAND_TIMEOUT, CONNECT_TIMEOUT, HOLD, Job, Loss};
-use crate::logfmt;
-use crate::protocol::chat::envelope::{Body, Envelope, VERSION};
-use crate::protocol::chat::{Room, unix_micros};
-use crate::shutdown::Shutdown;
+use crate::envelope::{Body, Envelope, VERSION};
+use crate::{Room, unix_micros};
+use linepool::logfmt;
+use linepool::shutdown::Shutdown;
 
 mod names;
 
