@@ -69,6 +69,8 @@ pub(crate) struct Conn {
     ready_at: AtomicU64,
     /// Counts the bytes the client accepts, and the queue delays.
     stats: Arc<Stats>,
+    /// Bytes this client has accepted, for the admin console.
+    bytes_out: AtomicU64,
     /// The client address's `--max-per-ip` slot, given back as soon as the
     /// server ends its side of the stream, before the client can see the
     /// close: a client that connects again at once finds it free.
@@ -132,6 +134,7 @@ impl Conn {
             killed: AtomicBool::new(false),
             opened: Instant::now(),
             ready_at: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             stats,
             _guards: guards,
             address_slot: Mutex::new(None),
@@ -279,6 +282,24 @@ impl Conn {
         self.opened.elapsed()
     }
 
+    /// How long since the connection last had work to do (an event from
+    /// its client, or its own turn queued again); its age if never.
+    pub(crate) fn idle(&self) -> Duration {
+        let ready = Duration::from_nanos(self.ready_at.load(Ordering::Relaxed));
+        self.age().saturating_sub(ready)
+    }
+
+    /// Bytes the client has accepted.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// The TLS version the connection speaks (`1.3`, as the logs give
+    /// it; `unknown` until its handshake settles one), on a TLS port.
+    pub(crate) fn tls_version(&self) -> Option<&'static str> {
+        self.outbox.lock().tls.as_ref().map(|t| t.version())
+    }
+
     /// Disconnects the client: its worker wakes to a dead socket and closes.
     pub(crate) fn kick(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -338,6 +359,7 @@ impl Conn {
             && n > 0
         {
             self.stats.sent(n as u64);
+            self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         }
         result
     }

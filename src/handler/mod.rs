@@ -140,6 +140,8 @@ struct Tally {
     unreported: u64,
     unreported_bytes: u64,
     answered: u64,
+    /// Bytes read from the client, reported or not.
+    read: u64,
     /// When the read that started the current batch returned (only when
     /// service times are measured).
     read_at: Option<Instant>,
@@ -153,7 +155,9 @@ impl Tally {
             let service = self.read_at.map(|t| t.elapsed());
             stats.answered(self.unreported, service);
         }
-        stats.received(mem::take(&mut self.unreported_bytes));
+        let bytes = mem::take(&mut self.unreported_bytes);
+        self.read += bytes;
+        stats.received(bytes);
         self.answered += self.unreported;
         self.unreported = 0;
     }
@@ -209,6 +213,26 @@ impl Driver {
     /// Messages answered so far.
     pub(crate) fn messages(&self) -> u64 {
         self.tally.answered + self.tally.unreported
+    }
+
+    /// Bytes read from the client so far.
+    pub(crate) fn bytes_in(&self) -> u64 {
+        self.tally.read + self.tally.unreported_bytes
+    }
+
+    /// The client's address: the one a PROXY header named, once read.
+    pub(crate) fn peer(&self) -> Peer {
+        self.client.peer
+    }
+
+    /// The name of the client's verified certificate (`-` for none).
+    pub(crate) fn cert_name(&self) -> &str {
+        self.client.cert_name()
+    }
+
+    /// The protocol the connection speaks.
+    pub(crate) fn protocol_name(&self) -> &str {
+        self.policy.protocol.name()
     }
 
     /// Serves the connection `conn` as far as it can go without waiting.

@@ -299,18 +299,39 @@ impl Console {
             // The handler is locked while a worker runs a turn, which its
             // budget keeps short: its figures are waited for that long, and
             // left out after.
-            let (listener, messages) = match served.handler.try_lock_for(TURN_WAIT) {
-                Some(handler) => (
-                    handler.listener_name().unwrap_or("-").to_string(),
-                    handler.messages().to_string(),
+            let socket_peer = conn.peer().to_string();
+            let (peer, from, rest) = match served.handler.try_lock_for(TURN_WAIT) {
+                Some(handler) => {
+                    let peer = handler.peer().to_string();
+                    // Behind a proxy, the socket's peer is the proxy.
+                    let from = if peer == socket_peer {
+                        "-".to_string()
+                    } else {
+                        socket_peer
+                    };
+                    let rest = format!(
+                        "listener={} protocol={} cert={} bytes_in={} messages={}",
+                        handler.listener_name().unwrap_or("-"),
+                        handler.protocol_name(),
+                        logfmt::Quoted(handler.cert_name()),
+                        handler.bytes_in(),
+                        handler.messages(),
+                    );
+                    (peer, from, rest)
+                }
+                None => (
+                    socket_peer,
+                    "-".to_string(),
+                    "listener=- protocol=- cert=- bytes_in=- messages=-".to_string(),
                 ),
-                None => ("-".to_string(), "-".to_string()),
             };
             out.push_str(&format!(
-                "id={} peer={} listener={listener} age_secs={:.1} messages={messages} queued_bytes={}\n",
+                "id={} peer={peer} proxy={from} {rest} tls={} age_secs={:.1} idle_secs={:.1} bytes_out={} queued_bytes={}\n",
                 conn.id(),
-                conn.peer(),
+                conn.tls_version().unwrap_or("-"),
                 conn.age().as_secs_f64(),
+                conn.idle().as_secs_f64(),
+                conn.bytes_out(),
                 conn.pending(),
             ));
         }

@@ -173,8 +173,70 @@ fn show_conns_lists_each_connection() {
         line.contains(&format!(" listener={} ", server.addr)),
         "{line}"
     );
-    assert!(line.contains(" messages=1 "), "{line}");
+    for field in [
+        " proxy=- ",
+        " protocol=ack ",
+        " cert=- ",
+        " bytes_in=4 ",
+        " messages=1 ",
+        " tls=- ",
+        " bytes_out=9 ",
+        " idle_secs=",
+    ] {
+        assert!(line.contains(field), "no{field}in {line}");
+    }
     assert_eq!(answer.last().map(String::as_str), Some("OK"));
+}
+
+/// Behind a proxy, `show conns` gives the client's address from the
+/// PROXY header and the proxy's as `proxy=`.
+#[test]
+fn show_conns_names_the_proxy() {
+    let (server, path) = serve_with_console("conns-proxy", &["--proxy-protocol"]);
+    let mut client = server.connect();
+    let proxy = client.stream.local_addr().expect("local address");
+    client.send("PROXY TCP4 192.0.2.7 127.0.0.1 4242 8000\r\nhi\n");
+    client.expect("ACK: hi\n");
+    let answer = ask(&path, "show conns");
+    let line = answer
+        .iter()
+        .find(|l| l.contains(" peer=192.0.2.7:4242 "))
+        .unwrap_or_else(|| panic!("no PROXY client in {answer:?}"));
+    assert!(line.contains(&format!(" proxy={proxy} ")), "{line}");
+}
+
+/// On a TLS port, `show conns` gives the TLS version and the name of the
+/// client's verified certificate.
+#[test]
+fn show_conns_names_the_tls_version_and_certificate() {
+    let pki = crate::pki::Pki::new("conns");
+    let identity = pki.client_cert("alice", "alice", false);
+    let (cert, key, ca) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+        pki.ca_pem.display().to_string(),
+    );
+    let args = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ];
+    let (server, path) = serve_with_console("conns-tls", &args);
+    let mut client =
+        crate::pki::TlsClient::connect(server.addr, pki.client_config(Some(&identity)))
+            .expect("handshake");
+    client.send_line("hi");
+    client.expect("ACK: hi\n");
+    let answer = ask(&path, "show conns");
+    let line = answer
+        .iter()
+        .find(|l| l.starts_with("id="))
+        .unwrap_or_else(|| panic!("no connection in {answer:?}"));
+    assert!(line.contains(" cert=alice "), "{line}");
+    assert!(line.contains(" tls=1.3 "), "{line}");
 }
 
 /// `kill ID` closes that connection alone, its close line saying

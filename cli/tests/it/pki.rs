@@ -100,6 +100,20 @@ impl Pki {
         (cert_path, key_path)
     }
 
+    /// The flags that serve TLS with these files and ask clients for a
+    /// certificate of this CA.
+    pub fn server_args(&self) -> Vec<String> {
+        let path = |p: &PathBuf| p.display().to_string();
+        vec![
+            "--tls-cert".to_string(),
+            path(&self.cert),
+            "--tls-key".to_string(),
+            path(&self.key),
+            "--tls-client-ca".to_string(),
+            path(&self.ca_pem),
+        ]
+    }
+
     /// The server's TLS settings for the library.
     pub fn settings(&self) -> linepool::tls::Settings {
         linepool::tls::Settings::new(&self.cert, &self.key)

@@ -379,19 +379,9 @@ fn tls_is_refused_on_a_unix_socket() {
 fn the_close_line_names_the_certificate_and_the_listener() {
     let pki = Pki::new("close-line");
     let user = pki.client_cert("user", "user.example", false);
-    let (cert, key, ca) = (
-        pki.cert.display().to_string(),
-        pki.key.display().to_string(),
-        pki.ca_pem.display().to_string(),
-    );
-    let mut server = BinServer::start(&[
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--tls-client-ca",
-        &ca,
-    ]);
+    let args = pki.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = BinServer::start(&args);
     let listener = server.addr;
     let mut client = TlsClient::connect(server.addr, pki.client_config(Some(&user))).expect("tls");
     client.send_line("hello");
