@@ -202,9 +202,7 @@ impl Collector for Figures {
             &mut encoder,
             "linepool_workers_busy",
             "Worker threads serving a connection now.",
-            s.engine
-                .workers()
-                .saturating_sub(s.engine.waiting_workers()) as u64,
+            s.engine.busy_workers() as u64,
         )?;
         gauge(
             &mut encoder,

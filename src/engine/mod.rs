@@ -137,6 +137,11 @@ impl Engine {
         self.workers.waiting()
     }
 
+    /// Workers serving a connection now.
+    pub(crate) fn busy_workers(&self) -> usize {
+        self.workers().saturating_sub(self.waiting_workers())
+    }
+
     /// How many turns panicked.
     pub(crate) fn panics(&self) -> usize {
         self.panics.load(Ordering::Relaxed)

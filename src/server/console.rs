@@ -260,7 +260,11 @@ impl Console {
 
     /// `show info`: one `name=value` line each.
     fn info(&self) -> String {
-        let summary = self.stats.summary();
+        let totals = self.stats.totals();
+        let summary = &totals.summary;
+        let micros = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+        // A percentile past the last bucket's bound is `inf`.
+        let bound = |d: Option<std::time::Duration>| d.map_or("inf".to_string(), micros);
         let accepting = if self.acceptor.is_paused() {
             "paused"
         } else if self.shutdown.is_triggered() {
@@ -286,6 +290,13 @@ impl Console {
         line("lines", &summary.lines);
         line("rejected", &summary.rejected);
         line("rejected_per_ip", &summary.rejected_per_ip);
+        line("ready", &self.engine.ready());
+        line("workers_busy", &self.engine.busy_workers());
+        // Since the start: the stats line's are over its interval.
+        line("service_mean_us", &micros(totals.service.mean()));
+        line("service_p99_le_us", &bound(totals.service.p99_bound()));
+        line("queue_mean_us", &micros(totals.queue_delay.mean()));
+        line("queue_p99_le_us", &bound(totals.queue_delay.p99_bound()));
         out
     }
 

@@ -18,6 +18,34 @@ pub struct HistogramSnapshot {
     pub count: u64,
 }
 
+impl HistogramSnapshot {
+    /// The mean time, zero when nothing was recorded.
+    pub fn mean(&self) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(self.sum / self.count as f64).unwrap_or_default()
+    }
+
+    /// The upper bound of the bucket that holds the 99th percentile: zero
+    /// when nothing was recorded, `None` when it is past the last finite
+    /// bound.
+    pub fn p99_bound(&self) -> Option<Duration> {
+        if self.count == 0 {
+            return Some(Duration::ZERO);
+        }
+        let want = self.count - self.count / 100;
+        let mut seen = 0;
+        for &(upper, n) in &self.buckets {
+            seen += n;
+            if seen >= want {
+                return Duration::try_from_secs_f64(upper).ok();
+            }
+        }
+        None
+    }
+}
+
 /// Upper bounds of the metrics endpoint's service-time buckets, seconds.
 const BOUNDS: [f64; 15] = [
     10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,

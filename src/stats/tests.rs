@@ -89,3 +89,29 @@ fn queue_delays_reach_the_stats_line_and_the_metrics_buckets() {
     assert!(i.queue_p99 >= Duration::from_secs(3), "{:?}", i.queue_p99);
     assert_eq!(stats.interval().queue_mean, Duration::ZERO);
 }
+
+/// A cumulative histogram's mean, and the bound of the bucket that holds
+/// its 99th percentile (none past the last finite bound).
+#[test]
+fn a_snapshot_gives_its_mean_and_p99_bucket() {
+    let snapshot = HistogramSnapshot {
+        buckets: vec![(1e-5, 98), (1e-4, 1), (1e-3, 0), (f64::INFINITY, 1)],
+        sum: 0.5,
+        count: 100,
+    };
+    assert_eq!(snapshot.mean(), Duration::from_millis(5));
+    assert_eq!(snapshot.p99_bound(), Some(Duration::from_micros(100)));
+    let slow = HistogramSnapshot {
+        buckets: vec![(1e-5, 1), (f64::INFINITY, 99)],
+        sum: 99.0,
+        count: 100,
+    };
+    assert_eq!(slow.p99_bound(), None);
+    let empty = HistogramSnapshot {
+        buckets: vec![(1e-5, 0), (f64::INFINITY, 0)],
+        sum: 0.0,
+        count: 0,
+    };
+    assert_eq!(empty.mean(), Duration::ZERO);
+    assert_eq!(empty.p99_bound(), Some(Duration::ZERO));
+}

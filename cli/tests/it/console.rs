@@ -152,6 +152,23 @@ fn show_info_names_the_server() {
     }
     let listeners = format!("listeners={}", server.addr);
     assert!(answer.contains(&listeners), "{answer:?}");
+    // The stats line's figures, since the start: the one turn waited.
+    for key in [
+        "ready=",
+        "workers_busy=",
+        "service_mean_us=",
+        "service_p99_le_us=",
+    ] {
+        assert!(
+            answer.iter().any(|l| l.starts_with(key)),
+            "no {key} in {answer:?}"
+        );
+    }
+    let queued = answer.iter().find(|l| l.starts_with("queue_p99_le_us="));
+    assert!(
+        queued.is_some_and(|l| l != "queue_p99_le_us=0.0"),
+        "{answer:?}"
+    );
 }
 
 /// `show conns` lists each connection with its peer, listener and
