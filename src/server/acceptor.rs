@@ -274,17 +274,31 @@ impl Acceptor {
         if shutdown.is_triggered() {
             return Flow::Stop;
         }
+        // Paused on the console: nothing more is accepted, even in the
+        // middle of a round; the slot goes back.
+        let control = &self.listening.control;
+        if control.is_paused() {
+            self.reserved = None;
+            return Flow::Stop;
+        }
         let live = &self.admission.live;
         if live.overload() == Overload::Block && self.reserved.is_none() {
             // The backpressure: while every slot is taken, this thread
             // waits here and accepts nothing, and new clients wait in the
             // kernel's listen backlog. A release wakes it, and so does the
-            // stop (it closes the gate), and a switch to `reject` on the
-            // console, after which it accepts and refuses as that mode does.
-            match (self.admission.gate).acquire_while(|| live.overload() == Overload::Block) {
+            // stop (it closes the gate), a switch to `reject` on the
+            // console, after which it accepts and refuses as that mode
+            // does, and a pause, after which it accepts nothing.
+            let wanted = || live.overload() == Overload::Block && !control.is_paused();
+            match self.admission.gate.acquire_while(wanted) {
                 Some(permit) => self.reserved = Some(permit),
-                None if shutdown.is_triggered() => return Flow::Stop,
+                None if shutdown.is_triggered() || control.is_paused() => return Flow::Stop,
                 None => {}
+            }
+            // A pause that came as the slot was taken holds this client too.
+            if control.is_paused() {
+                self.reserved = None;
+                return Flow::Stop;
             }
         }
         let listener = &self.listening.listeners[on];

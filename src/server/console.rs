@@ -228,6 +228,8 @@ impl Console {
             ),
             Command::Pause => {
                 if self.acceptor.pause() {
+                    // An acceptor waiting for a slot stops waiting.
+                    self.gate.wake();
                     info!("acceptor paused by=uid:{uid}");
                 }
                 ok("")

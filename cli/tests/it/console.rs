@@ -311,6 +311,24 @@ fn pause_holds_new_clients_and_resume_serves_them() {
     assert_eq!(accepting(&scrape(metrics)), Some(1.0));
 }
 
+/// A pause holds new clients on a full server too: when a slot frees, the
+/// acceptor waiting for it takes nobody until `resume`.
+#[test]
+fn pause_holds_new_clients_on_a_full_server() {
+    let (server, path) = serve_with_console("pause-full", &["--max-connections", "1"]);
+    let mut holder = server.connect();
+    holder.send_line("in");
+    holder.expect("ACK: in\n");
+    assert_eq!(ask(&path, "pause"), ["OK"]);
+    let mut waiting = server.connect();
+    waiting.send_line("later");
+    holder.send_line("shutdown");
+    holder.expect_closed();
+    waiting.expect_silence(QUIET);
+    assert_eq!(ask(&path, "resume"), ["OK"]);
+    waiting.expect("ACK: later\n");
+}
+
 /// `stop` stops the server as `quit_server` does: `OK`, then a clean exit.
 #[test]
 fn stop_stops_the_server() {
