@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,10 +317,17 @@ fn answer(mut stream: TcpStream, registry: &Registry, shutdown: &Shutdown) -> io
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
             let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) if openmetrics => ("200 OK", OPENMETRICS, body),
-                Ok(()) => ("200 OK", PROMETHEUS_TEXT, to_prometheus_text(&body)),
-                Err(_) => ("500 Internal Server Error", TEXT, "cannot encode\n".into()),
+            // A protocol's collector that panics fails this scrape, not
+            // the endpoint.
+            let encoded = panic::catch_unwind(AssertUnwindSafe(|| {
+                prometheus_client::encoding::text::encode(&mut body, registry)
+            }));
+            match encoded {
+                Ok(Ok(())) if openmetrics => ("200 OK", OPENMETRICS, body),
+                Ok(Ok(())) => ("200 OK", PROMETHEUS_TEXT, to_prometheus_text(&body)),
+                Ok(Err(_)) | Err(_) => {
+                    ("500 Internal Server Error", TEXT, "cannot encode\n".into())
+                }
             }
         }
         ("GET", "/healthz") => match shutdown.health() {

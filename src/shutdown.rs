@@ -83,20 +83,10 @@ impl Shutdown {
         !self.is_triggered() && !self.inner.draining.swap(true, Ordering::SeqCst)
     }
 
-    /// Drains for `time`, then stops, on a thread of its own
-    /// (`linepool-drain`) whose wait the stop ends: the admin console's
-    /// `drain`. Returns `Ok(false)` if the server was draining or stopping
-    /// already. See [`Shutdown::stop_after`] for the error.
-    pub fn drain_then_stop(&self, time: Duration) -> std::io::Result<bool> {
-        if !self.start_draining() {
-            return Ok(false);
-        }
-        self.stop_after(time).map(|()| true)
-    }
-
     /// Stops the server once `time` has passed, on a thread of its own
     /// (`linepool-drain`) whose wait the stop ends: the end of a drain
-    /// begun with [`Shutdown::start_draining`] (SIGTERM with `--drain`). If
+    /// begun with [`Shutdown::start_draining`] (SIGTERM with `--drain`, the
+    /// admin console's `drain`). If
     /// the thread cannot be started the server stops at once, since the
     /// drain would never end, and the error says why.
     pub fn stop_after(&self, time: Duration) -> std::io::Result<()> {

@@ -28,15 +28,19 @@ pub(crate) fn run(
     idle: impl Fn() -> Option<Duration>,
     handshake: Duration,
 ) {
+    // A handshake deadline shorter than the idle timeout is looked at
+    // often enough to be kept within a quarter of itself; no wait is
+    // longer than `activity::MAX_TICK`.
+    let tick = |idle| activity::tick(idle).min(activity::tick(Some(handshake)));
+    let mut wait = tick(idle());
     loop {
-        // Asked each round: the admin console may change it.
-        let idle = idle();
-        // A handshake deadline shorter than the idle timeout is looked at
-        // often enough to be kept within a quarter of itself.
-        let tick = activity::tick(idle).min(activity::tick(Some(handshake)));
-        if until.wait_timeout(tick) {
+        if until.wait_timeout(wait) {
             return;
         }
+        // Asked after each wait: the admin console may have changed it,
+        // and the change holds from this scan on.
+        let idle = idle();
+        wait = tick(idle);
         stats.flush_client_warnings();
         let now = Instant::now();
         // Marked under the registry's lock (atomics only); woken after it.

@@ -22,9 +22,11 @@ pub struct Args {
     /// The server's admin console socket (`serve --admin-socket`).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// The command: `show info`, `show conns`, `kill ID`, `set workers
-    /// N`, `set max-connections N`, `set log-level LEVEL`, `pause`,
-    /// `resume`, `reload`, `stop`, `help`.
+    /// The command: `show info|conns|config`, `set SETTING VALUE`
+    /// (`workers`, `max-connections`, `overload`, `idle-timeout`,
+    /// `max-line`, `max-per-ip`, `stats-interval`, `admin-from`,
+    /// `log-level`), `kill ID`, `pause`, `resume`, `drain [DURATION]`,
+    /// `reload`, `stop`, `help`.
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
     command: Vec<String>,
 }

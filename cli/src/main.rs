@@ -81,8 +81,8 @@ pub enum Command {
     /// Talk to a server: input lines go out, what it sends is printed.
     Client(client::Args),
     /// Send one command to a running server's admin console
-    /// (`serve --admin-socket`): `show info`, `show conns`, `kill ID`,
-    /// `pause`, `resume`, `reload`, `stop`.
+    /// (`serve --admin-socket`): `show info|conns|config`, `set SETTING
+    /// VALUE`, `kill ID`, `pause`, `resume`, `drain`, `reload`, `stop`.
     Admin(admin::Args),
     /// Print a shell's completion script (`linepool completions bash`).
     Completions(dist::CompletionsArgs),

@@ -25,10 +25,12 @@ use super::acceptor::Control;
 use super::command::{Command, Level, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
+use super::running::figures;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::logfmt;
+use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
@@ -66,6 +68,8 @@ pub(super) struct Console {
     /// User ids that may use the console; `config.admin_read_uids` may
     /// only look.
     pub(super) admin_uids: Arc<[u32]>,
+    /// The protocol served, for its name and its figures.
+    pub(super) protocol: Arc<dyn Protocol>,
     /// `show info`'s fixed lines: version, protocol, listeners.
     pub(super) about: Vec<(&'static str, String)>,
     /// The settings the server started with, for `show config`.
@@ -159,11 +163,17 @@ impl Console {
         loop {
             // Every complete line waiting is a command.
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                if end > MAX_COMMAND {
+                    break;
+                }
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                let answer = match level {
-                    Some(level) => self.command(&line[..end], uid, level),
-                    None => "ERR not allowed\n".to_string(),
+                let Some(level) = level else {
+                    // Refused, and the session ends: one the console must
+                    // not serve would only hold it from those it may.
+                    let _ = (&*stream).write_all(b"ERR not allowed\n");
+                    return;
                 };
+                let answer = self.command(&line[..end], uid, level);
                 if (&*stream).write_all(answer.as_bytes()).is_err() {
                     return;
                 }
@@ -299,6 +309,11 @@ impl Console {
         line("service_p99_le_us", &bound(totals.service.p99_bound()));
         line("queue_mean_us", &micros(totals.queue_delay.mean()));
         line("queue_p99_le_us", &bound(totals.queue_delay.p99_bound()));
+        // The protocol's own, as the stats line gives them.
+        for figure in figures(&*self.protocol).split_whitespace() {
+            out.push_str(figure);
+            out.push('\n');
+        }
         out
     }
 

@@ -35,6 +35,7 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// The settings `config` starts with, new connections given `policy`.
     pub(super) fn new(policy: Arc<Policy>, config: &Config) -> Arc<Live> {
         Arc::new(Live {
             policy: RwLock::new(policy),
@@ -59,6 +60,7 @@ impl Live {
         *policy = Arc::new(next);
     }
 
+    /// What a full server does with new clients now.
     pub(super) fn overload(&self) -> Overload {
         if self.reject.load(Ordering::Relaxed) {
             Overload::Reject
@@ -67,23 +69,28 @@ impl Live {
         }
     }
 
+    /// Changes it; the acceptor reads it before each accept.
     pub(super) fn set_overload(&self, overload: Overload) {
         self.reject
             .store(overload == Overload::Reject, Ordering::Relaxed);
     }
 
+    /// The idle timeout now; `None` for none.
     pub(super) fn idle_timeout(&self) -> Option<Duration> {
         duration(self.idle_ms.load(Ordering::Relaxed))
     }
 
+    /// Changes it; the watchdog reads it after each wait.
     pub(super) fn set_idle_timeout(&self, idle: Option<Duration>) {
         self.idle_ms.store(millis(idle), Ordering::Relaxed);
     }
 
+    /// How often the stats line is logged now; `None` for never.
     pub(super) fn stats_interval(&self) -> Option<Duration> {
         duration(self.stats_ms.load(Ordering::Relaxed))
     }
 
+    /// Changes it; the stats thread reads it at least twice a second.
     pub(super) fn set_stats_interval(&self, every: Option<Duration>) {
         self.stats_ms.store(millis(every), Ordering::Relaxed);
     }

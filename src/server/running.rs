@@ -2,6 +2,7 @@
 //! (the numbering of `server`'s own documentation).
 
 use std::net::{Shutdown as Direction, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,7 +111,7 @@ impl Running {
             warn!("{} panicked", logfmt::count(panicked, "server thread"));
         }
         let summary = self.stats.summary();
-        info!("stopped {summary}{}", spaced(self.protocol.figures()));
+        info!("stopped {summary}{}", figures(&*self.protocol));
         summary
     }
 }
@@ -124,12 +125,16 @@ impl Drop for Running {
     }
 }
 
-/// A protocol's figures as a log line's tail: after a space, if any.
-pub(super) fn spaced(figures: String) -> String {
-    if figures.is_empty() {
-        figures
-    } else {
-        format!(" {figures}")
+/// A protocol's figures as a log line's tail: after a space, if any. A
+/// protocol whose figures panic loses them, not the line.
+pub(super) fn figures(protocol: &dyn Protocol) -> String {
+    match panic::catch_unwind(AssertUnwindSafe(|| protocol.figures())) {
+        Ok(figures) if figures.is_empty() => figures,
+        Ok(figures) => format!(" {figures}"),
+        Err(_) => {
+            warn!("protocol figures panicked protocol={}", protocol.name());
+            String::new()
+        }
     }
 }
 

@@ -255,6 +255,7 @@ impl Helpers {
             stats: self.shared.stats.clone(),
             conns: self.conns.clone(),
             engine: self.engine.clone(),
+            protocol: self.protocol.clone(),
             acceptor,
             gate: self.shared.gate.clone(),
             tls: self.tls.clone(),

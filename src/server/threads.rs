@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::listen::context;
-use super::running::spaced;
+use super::running::figures;
 use crate::engine::Engine;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
@@ -77,11 +77,15 @@ fn joined(name: &str, handle: JoinHandle<()>) -> bool {
     panicked
 }
 
-/// While the stats line is off, how often to ask again whether it is on.
-const STATS_OFF_RECHECK: Duration = Duration::from_millis(500);
+/// How often the stats thread asks again how often to log: a change on
+/// the admin console holds within this.
+const STATS_RECHECK: Duration = Duration::from_millis(500);
 
-/// Logs one stats line every `every()` (asked after each line: the admin
-/// console may change it, or turn it off) until the server stops.
+/// Logs one stats line every `every()` until the server stops. The
+/// interval is asked again at least every [`STATS_RECHECK`]: the admin
+/// console may change it (a line then comes when the new interval has
+/// passed since the last), turn it off, or on (the figures then start
+/// afresh).
 pub(super) fn report_stats(
     stats: &Stats,
     engine: &Engine,
@@ -91,34 +95,60 @@ pub(super) fn report_stats(
 ) {
     let mut last_lines = stats.summary().lines;
     let mut last_time = Instant::now();
+    let mut on = true;
     loop {
-        let Some(wait) = every() else {
-            if shutdown.wait_timeout(STATS_OFF_RECHECK) {
-                return;
+        let wait = match every() {
+            None => {
+                on = false;
+                STATS_RECHECK
             }
-            continue;
+            Some(every) => {
+                if !on {
+                    // Turned on: the first line covers from now.
+                    on = true;
+                    stats.interval();
+                    last_lines = stats.summary().lines;
+                    last_time = Instant::now();
+                }
+                let due = last_time + every;
+                let now = Instant::now();
+                if now >= due {
+                    last_lines = log_stats(stats, engine, protocol, last_lines, last_time);
+                    last_time = now;
+                    continue;
+                }
+                (due - now).min(STATS_RECHECK)
+            }
         };
         if shutdown.wait_timeout(wait) {
             return;
         }
-        let now = Instant::now();
-        let s = stats.interval();
-        let per_sec =
-            (s.summary.lines - last_lines) as f64 / now.duration_since(last_time).as_secs_f64();
-        info!(
-            "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} queue_mean_us={:.1} queue_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
-            s.summary.lines,
-            s.service_mean.as_secs_f64() * 1e6,
-            s.service_p99.as_secs_f64() * 1e6,
-            s.queue_mean.as_secs_f64() * 1e6,
-            s.queue_p99.as_secs_f64() * 1e6,
-            s.open,
-            engine.ready(),
-            s.summary.rejected,
-            s.summary.connections,
-            spaced(protocol.figures()),
-        );
-        last_lines = s.summary.lines;
-        last_time = now;
     }
+}
+
+/// Logs one stats line, for the interval since `last_time` (when `lines`
+/// had been answered); returns the lines answered now.
+fn log_stats(
+    stats: &Stats,
+    engine: &Engine,
+    protocol: &dyn Protocol,
+    last_lines: u64,
+    last_time: Instant,
+) -> u64 {
+    let s = stats.interval();
+    let per_sec = (s.summary.lines - last_lines) as f64 / last_time.elapsed().as_secs_f64();
+    info!(
+        "stats lines={} lines_per_sec={per_sec:.0} service_mean_us={:.1} service_p99_us={:.1} queue_mean_us={:.1} queue_p99_us={:.1} open={} ready={} rejected={} connections={}{}",
+        s.summary.lines,
+        s.service_mean.as_secs_f64() * 1e6,
+        s.service_p99.as_secs_f64() * 1e6,
+        s.queue_mean.as_secs_f64() * 1e6,
+        s.queue_p99.as_secs_f64() * 1e6,
+        s.open,
+        engine.ready(),
+        s.summary.rejected,
+        s.summary.connections,
+        figures(protocol),
+    );
+    s.summary.lines
 }

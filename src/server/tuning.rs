@@ -75,11 +75,38 @@ impl Console {
             ("proxy-protocol", c.proxy_protocol.to_string()),
             ("agent", opt(c.agent.map(|a| a.to_string()))),
             ("metrics", opt(c.metrics.map(|a| a.to_string()))),
+            ("unix-mode", format!("{:04o}", c.unix_mode)),
             (
-                "tls-cert",
-                opt(c.tls.as_ref().map(|t| t.cert.display().to_string())),
+                "admin-socket",
+                opt(c.admin_socket.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("admin-socket-mode", format!("{:04o}", c.admin_socket_mode)),
+            ("protocol", self.protocol.name().to_string()),
+        ];
+        let tls = c.tls.as_ref();
+        let tls_settings: [(&str, String); 6] = [
+            ("tls-cert", opt(tls.map(|t| t.cert.display().to_string()))),
+            ("tls-key", opt(tls.map(|t| t.key.display().to_string()))),
+            (
+                "tls-client-ca",
+                opt(tls
+                    .and_then(|t| t.client_ca.as_ref())
+                    .map(|p| p.display().to_string())),
+            ),
+            (
+                "tls-client-auth",
+                opt(tls.map(|t| t.client_cert_mode().to_string())),
+            ),
+            (
+                "tls-min-version",
+                opt(tls.map(|t| t.min_version.to_string())),
+            ),
+            (
+                "tls-handshake-timeout",
+                opt(tls.map(|t| shown(Some(t.handshake_timeout)))),
             ),
         ];
+        let settings = settings.into_iter().chain(tls_settings);
         let mut out = String::new();
         for (name, value) in settings {
             let changeable = if CHANGEABLE.contains(&name) {
@@ -146,7 +173,6 @@ impl Console {
                     let idle = Some(idle).filter(|d| !d.is_zero());
                     let before = live.idle_timeout();
                     live.set_idle_timeout(idle);
-                    live.change_policy(|p| p.limits.idle_timeout = idle);
                     changed(&shown(before), &shown(idle))
                 }
                 Err(why) => refused(why),
@@ -244,15 +270,17 @@ impl Console {
                 }
             },
         };
-        if self.shutdown.is_triggered() || self.shutdown.is_draining() {
+        // Marked before it is logged, so that whoever reads the line finds
+        // the health checks saying `drain` already.
+        if !self.shutdown.start_draining() {
             return "ERR already draining or stopping\n".to_string();
         }
         info!(
             "drain requested on the admin console drain_ms={} by=uid:{uid}",
             time.as_millis()
         );
-        match self.shutdown.drain_then_stop(time) {
-            Ok(_) => ok(""),
+        match self.shutdown.stop_after(time) {
+            Ok(()) => ok(""),
             Err(e) => format!(
                 "ERR cannot time the drain, stopping now: {}\n",
                 one_line(&e.to_string())

@@ -96,7 +96,7 @@ pub(crate) fn ask(path: &Path, command: &str) -> Vec<String> {
 
 /// Asks `command` until its answer holds `line`: figures a worker adds
 /// just after its reply went out. Fails after [`DEADLINE`].
-fn ask_until(path: &Path, command: &str, line: &str) -> Vec<String> {
+pub(crate) fn ask_until(path: &Path, command: &str, line: &str) -> Vec<String> {
     let until = std::time::Instant::now() + DEADLINE;
     loop {
         let answer = ask(path, command);
@@ -348,10 +348,11 @@ fn a_uid_not_allowed_changes_nothing() {
     let (mut server, path) = serve_with_console("refused", &["--admin-uid", "65534"]);
     let mut session = Session::open(&path);
     assert_eq!(session.ask("stop"), ["ERR not allowed"]);
-    assert_eq!(session.ask("show info"), ["ERR not allowed"]);
     server.wait_log("admin console refused uid=");
-    // One session at a time: the next waits for this one to end.
-    drop(session);
+    // Its session ends there: it holds the console from nobody.
+    let mut rest = String::new();
+    assert_eq!(session.reader.read_line(&mut rest).expect("the close"), 0);
+    assert_eq!(ask(&path, "show info"), ["ERR not allowed"]);
     let mut client = server.connect();
     client.send_line("alive");
     client.expect("ACK: alive\n");
@@ -390,6 +391,10 @@ fn the_console_survives_garbage_and_endless_lines() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
     assert_eq!(ask(&path, "help").last().map(String::as_str), Some("OK"));
+    // A line over 1,024 bytes is refused even when its end has come.
+    let mut long = Session::open(&path);
+    let padded = format!("show info{}", " ".repeat(1100));
+    assert_eq!(long.ask(&padded), ["ERR line too long"]);
 }
 
 /// `linepool admin` prints the answer and exits 0 on `OK`, 1 on `ERR`

@@ -24,6 +24,9 @@ fn show_config_says_value_source_and_changeable() {
         "name=overload value=block source=default changeable=yes",
         "name=idle-timeout value=300s source=default changeable=yes",
         "name=admin-from value=127.0.0.0/8,::1/128 source=default changeable=yes",
+        "name=protocol value=ack source=default changeable=no",
+        "name=tls-cert value=- source=default changeable=no",
+        "name=unix-mode value=0660 source=default changeable=no",
     ] {
         assert!(
             config.contains(&line.to_string()),
@@ -177,4 +180,29 @@ fn drain_serves_on_then_stops() {
     client.expect("ACK: during\n");
     server.wait_log("drain over, stopping");
     assert!(server.wait_exit(DEADLINE).success());
+}
+
+/// A shorter stats interval holds at once, not after the old one has run
+/// out.
+#[test]
+fn a_shorter_stats_interval_holds_at_once() {
+    let (mut server, path) = serve_with_console("stats-short", &["--stats-interval", "1h"]);
+    assert_eq!(ask(&path, "set stats-interval 200ms"), ["OK"]);
+    server.wait_log("setting changed name=stats-interval from=3600s to=0.2s by=uid:");
+    server.wait_log("stats lines=");
+}
+
+/// `show info` gives the protocol's own figures too, as the stats line
+/// does: a chat room's bus.
+#[test]
+fn show_info_gives_the_protocols_figures() {
+    let redis = crate::redis_server::Redis::start();
+    let url = redis.url();
+    let (_server, path) =
+        serve_with_console("chat-info", &["--protocol", "chat", "--chat-bus", &url]);
+    let answer = crate::console::ask_until(&path, "show info", "bus_up=1");
+    assert!(
+        answer.iter().any(|l| l.starts_with("room_members=")),
+        "{answer:?}"
+    );
 }
