@@ -25,7 +25,7 @@ use super::acceptor::Control;
 use super::command::{Command, Level, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
-use super::running::figures;
+use super::threads::figures;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;

@@ -2,14 +2,13 @@
 //! (the numbering of `server`'s own documentation).
 
 use std::net::{Shutdown as Direction, SocketAddr};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
 use log::{info, warn};
 use threadpool::ThreadPool;
 
-use super::threads::Threads;
+use super::threads::{Threads, figures};
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
 use crate::logfmt;
@@ -121,19 +120,6 @@ impl Drop for Running {
         if self.pool.is_some() {
             self.shutdown.trigger();
             self.stop_sequence();
-        }
-    }
-}
-
-/// A protocol's figures as a log line's tail: after a space, if any. A
-/// protocol whose figures panic loses them, not the line.
-pub(super) fn figures(protocol: &dyn Protocol) -> String {
-    match panic::catch_unwind(AssertUnwindSafe(|| protocol.figures())) {
-        Ok(figures) if figures.is_empty() => figures,
-        Ok(figures) => format!(" {figures}"),
-        Err(_) => {
-            warn!("protocol figures panicked protocol={}", protocol.name());
-            String::new()
         }
     }
 }

@@ -1,16 +1,17 @@
 //! The server's threads besides the pool's workers (the watchdog, the
 //! side ports, the stats line): each named, its creation an
 //! error rather than a panic, and each joined at the stop, a panic logged
-//! and counted instead of swallowed.
+//! and counted instead of swallowed; and the protocol's figures as the
+//! stats line and the stop's summary end with them.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
 use super::listen::context;
-use super::running::figures;
 use crate::engine::Engine;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
@@ -151,4 +152,17 @@ fn log_stats(
         figures(protocol),
     );
     s.summary.lines
+}
+
+/// A protocol's figures as a log line's tail: after a space, if any. A
+/// protocol whose figures panic loses them, not the line.
+pub(super) fn figures(protocol: &dyn Protocol) -> String {
+    match panic::catch_unwind(AssertUnwindSafe(|| protocol.figures())) {
+        Ok(figures) if figures.is_empty() => figures,
+        Ok(figures) => format!(" {figures}"),
+        Err(_) => {
+            warn!("protocol figures panicked protocol={}", protocol.name());
+            String::new()
+        }
+    }
 }
