@@ -14,10 +14,9 @@ pub const MAX_MAX_LINE: usize = 1 << 30;
 
 /// A count that must be at least 1 (workers, connections).
 pub fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("must be at least 1".to_string()),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
+    match count(text)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
     }
 }
 
@@ -50,13 +49,12 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 /// A longest line: room for `quit_server` at least, 1 GiB at most.
 pub fn max_line(text: &str) -> Result<usize, String> {
     let longest = b"quit_server".len();
-    match text.parse::<usize>() {
-        Ok(n) if n > MAX_MAX_LINE => Err(format!("must be at most {MAX_MAX_LINE} (1 GiB)")),
-        Ok(n) if n >= longest => Ok(n),
-        Ok(_) => Err(format!(
+    match count(text)? {
+        n if n > MAX_MAX_LINE => Err(format!("must be at most {MAX_MAX_LINE} (1 GiB)")),
+        n if n >= longest => Ok(n),
+        _ => Err(format!(
             "must be at least {longest}, the length of quit_server"
         )),
-        Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }
 

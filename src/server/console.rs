@@ -26,6 +26,7 @@ use super::command::{Command, Level, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
 use super::threads::figures;
+use super::tuning::lower;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
@@ -294,7 +295,7 @@ impl Console {
         line("overload", &self.live.overload());
         line("workers", &self.engine.workers());
         line("max_connections", &self.gate.capacity());
-        line("log_level", &log::max_level().to_string().to_lowercase());
+        line("log_level", &lower(log::max_level()));
         line("uptime_secs", &self.started.elapsed().as_secs());
         line("accepting", &accepting);
         line("open", &self.stats.open());
