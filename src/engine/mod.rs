@@ -28,8 +28,11 @@
 //!
 //! The queue and the leader/followers discipline are [`rendezvous`]'s;
 //! starting, resizing and replacing the loops on the pool's threads is
-//! [`pool`]'s; this module adds the poller, the registry and the turns.
+//! [`pool`]'s; how the leader waits (a short nap first while clients keep
+//! the server busy) is [`pace`]'s; this module adds the poller, the
+//! registry and the turns.
 
+mod pace;
 mod pool;
 mod rendezvous;
 
@@ -46,6 +49,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use threadpool::ThreadPool;
 
+use self::pace::Pace;
 use self::pool::PoolThreads;
 use self::rendezvous::{Next, Rendezvous};
 use crate::conn::Conn;
@@ -81,6 +85,9 @@ pub(crate) struct Engine {
     workers: Rendezvous<Arc<Served>>,
     conns: Arc<Connections>,
     panics: AtomicUsize,
+    /// Connections added so far: the leader does not nap while they come
+    /// ([`pace`]).
+    added: AtomicUsize,
     /// The pool the loops run on, from the start to the stop: resizes
     /// take it in turns.
     pool: Mutex<Option<ThreadPool>>,
@@ -101,6 +108,7 @@ impl Engine {
             workers: Rendezvous::new(),
             conns,
             panics: AtomicUsize::new(0),
+            added: AtomicUsize::new(0),
             pool: Mutex::new(None),
             threads: Arc::default(),
         }))
@@ -115,6 +123,7 @@ impl Engine {
         let id = served.conn.id();
         let fd = served.conn.stream().as_raw_fd();
         self.conns.insert(id, served);
+        self.added.fetch_add(1, Ordering::Relaxed);
         let registered = self.registry.register(
             &mut SourceFd(&fd),
             token(id),
@@ -180,16 +189,17 @@ impl Engine {
         let mut events = Events::with_capacity(EVENTS);
         let mut woken = Vec::new();
         let mut out = Vec::new();
+        let mut pace = Pace::new();
         loop {
             match self.workers.next() {
                 Next::Serve(served) => self.serve(served, &mut out),
                 Next::Lead => {
-                    if let Some(served) = self.lead(&mut events, &mut woken, None) {
+                    if let Some(served) = self.lead(&mut events, &mut woken, Some(&mut pace)) {
                         self.serve(served, &mut out);
                     }
                 }
                 Next::Look => {
-                    self.lead(&mut events, &mut woken, Some(Duration::ZERO));
+                    self.lead(&mut events, &mut woken, None);
                 }
                 Next::Retire { wake_leader } => {
                     if wake_leader {
@@ -210,17 +220,24 @@ impl Engine {
         }
     }
 
-    /// Waits in the poller (at most `timeout`), queues the connections that
-    /// became ready and hands leadership on. After a wait, returns one ready
-    /// connection to serve now; after a look (`timeout` zero), queues them
-    /// all behind those already waiting.
+    /// Waits in the poller (paced by `pace`), queues the connections that
+    /// became ready and hands leadership on, returning one of them to
+    /// serve now. With no `pace`, only looks (does not wait) and queues
+    /// them all behind those already waiting.
     fn lead(
         &self,
         events: &mut Events,
         woken: &mut Vec<Arc<Served>>,
-        timeout: Option<Duration>,
+        mut pace: Option<&mut Pace>,
     ) -> Option<Arc<Served>> {
-        if let Err(e) = self.poll.lock().poll(events, timeout)
+        let polled = {
+            let mut poll = self.poll.lock();
+            match pace.as_deref_mut() {
+                Some(pace) => pace.wait(&mut poll, events, self.added.load(Ordering::Relaxed)),
+                None => poll.poll(events, Some(Duration::ZERO)),
+            }
+        };
+        if let Err(e) = polled
             && e.kind() != io::ErrorKind::Interrupted
         {
             // Nothing in the poller's contract makes this happen; say so
@@ -230,6 +247,10 @@ impl Engine {
         // One clock read for the whole batch: the queue delay of each
         // connection it schedules counts from here.
         let now = Instant::now();
+        let waited = pace.is_some();
+        if let Some(pace) = pace {
+            pace.woke(now);
+        }
         let ready = events.iter().filter(|e| e.token() != WAKER).map(|e| {
             let ended = e.is_read_closed() || e.is_error();
             (e.token().0 as u64, ended)
@@ -245,7 +266,7 @@ impl Engine {
         });
         // After a wait this worker serves one itself; after a look it goes
         // back to the queue, where others wait already.
-        self.workers.hand_off(woken.drain(..), timeout.is_none())
+        self.workers.hand_off(woken.drain(..), waited)
     }
 
     /// Runs one turn of a ready connection, then parks it, queues it again
