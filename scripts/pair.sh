@@ -7,7 +7,8 @@
 # machine does falls on all alike. Each
 # round records the rate and the server's CPU per reply (utime + stime from
 # /proc/PID/stat over the run). Prints every round, then per scenario the
-# medians and the ratios of the new build to the base (and to tokio).
+# medians, and the ratios of the new build to the base (and to tokio),
+# taken round by round and then the median.
 #
 #   BASE_BIN=/tmp/linepool-old scripts/pair.sh             # base against this tree
 #   BASE_BIN=old LINEPOOL_BIN=new ROUNDS=7 SECS=5 scripts/pair.sh
@@ -98,17 +99,24 @@ print()
 print("scenario\tserver\trate/s (median)\tCPU us/reply (median)\trate vs base\tCPU vs base"
       + ("\trate vs tokio\tCPU vs tokio" if "tokio" in servers else ""))
 for scenario in dict.fromkeys(r[0] for r in rows):
-    med = {}
+    mine = {name: {r[2]: (float(r[3]), float(r[4]))
+                   for r in rows if r[0] == scenario and r[1] == name}
+            for name in servers}
+
+    def paired(other):
+        # Round by round, then the median: the machine's pace drifts
+        # between rounds, and a ratio within one round sees the same pace.
+        rounds = [k for k in mine["new"] if k in mine[other]]
+        return (statistics.median(mine["new"][k][0] / mine[other][k][0] for k in rounds),
+                statistics.median(mine["new"][k][1] / mine[other][k][1] for k in rounds))
+
     for name in servers:
-        mine = [r for r in rows if r[0] == scenario and r[1] == name]
-        med[name] = (statistics.median(float(r[3]) for r in mine),
-                     statistics.median(float(r[4]) for r in mine))
-    for name in servers:
-        rate, cpu = med[name]
+        rate = statistics.median(v[0] for v in mine[name].values())
+        cpu = statistics.median(v[1] for v in mine[name].values())
         line = f"{scenario}\t{name}\t{rate:,.0f}\t{cpu:.3f}"
         if name == "new":
-            line += f"\t{rate / med['base'][0]:.3f}\t{cpu / med['base'][1]:.3f}"
-            if "tokio" in med:
-                line += f"\t{rate / med['tokio'][0]:.3f}\t{cpu / med['tokio'][1]:.3f}"
+            line += "\t{:.3f}\t{:.3f}".format(*paired("base"))
+            if "tokio" in mine:
+                line += "\t{:.3f}\t{:.3f}".format(*paired("tokio"))
         print(line)
 EOF
