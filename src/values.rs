@@ -58,6 +58,11 @@ pub fn max_line(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A log level as `--log-level` names it (`info`, not `INFO`).
+pub(crate) fn level_name(level: log::LevelFilter) -> String {
+    level.to_string().to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

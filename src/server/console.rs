@@ -26,7 +26,6 @@ use super::command::{Command, Level, NotACommand};
 use super::listen::Listener;
 use super::live::Live;
 use super::threads::figures;
-use super::tuning::lower;
 use crate::config::Config;
 use crate::engine::{Connections, Engine};
 use crate::gate::Gate;
@@ -36,6 +35,7 @@ use crate::shutdown::Shutdown;
 use crate::socket::{Peer, Stream};
 use crate::stats::Stats;
 use crate::tls::Certs;
+use crate::values;
 
 /// The longest command line; a longer one ends the session.
 const MAX_COMMAND: usize = 1024;
@@ -295,7 +295,7 @@ impl Console {
         line("overload", &self.live.overload());
         line("workers", &self.engine.workers());
         line("max_connections", &self.gate.capacity());
-        line("log_level", &lower(log::max_level()));
+        line("log_level", &values::level_name(log::max_level()));
         line("uptime_secs", &self.started.elapsed().as_secs());
         line("accepting", &accepting);
         line("open", &self.stats.open());

@@ -69,7 +69,7 @@ impl Console {
                 "admin-cert",
                 opt(c.admin_cert.as_ref().map(|n| n.join(","))),
             ),
-            ("log-level", lower(log::max_level())),
+            ("log-level", values::level_name(log::max_level())),
             ("stop-grace", shown(Some(c.stop_grace))),
             ("drain", shown(c.drain)),
             ("proxy-protocol", c.proxy_protocol.to_string()),
@@ -224,7 +224,7 @@ impl Console {
                     // The audit line is written at the level that shows it
                     // whichever way the change goes.
                     log::set_max_level(before.max(level));
-                    let line = changed(&lower(before), &lower(level));
+                    let line = changed(&values::level_name(before), &values::level_name(level));
                     log::set_max_level(level);
                     line
                 }
@@ -303,9 +303,4 @@ fn joined<T: Display>(items: &[T]) -> String {
         return "-".to_string();
     }
     items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// A log level as the flag names it.
-pub(super) fn lower(level: log::LevelFilter) -> String {
-    level.to_string().to_lowercase()
 }
