@@ -7,16 +7,24 @@
 //! write (in a virtual machine, where a halted CPU must be woken by the
 //! host, dearer still). A server a little faster than its clients goes idle
 //! thousands of times a second, and each time the next client write pays
-//! for waking it: the clients answer fewer replies a second although the
+//! for waking it: the clients get fewer replies a second although the
 //! server has time to spare.
 //!
 //! So while the server is busy (its last wait in the poller ended within
-//! [`BUSY`]), the leader first looks into the poller without waiting and,
+//! [`BUSY`], and it spent at most a fifth of the last [`WINDOW`] waiting),
+//! the leader first looks into the poller without waiting and,
 //! with nothing there, naps for [`NAP`] on a timer before it waits as
 //! before. Nobody waits in the poller during the nap, so a client's write
 //! wakes nobody; the wait after it returns at once if anything arrived
-//! meanwhile. An idle server naps at most once per idle spell, as a wait
-//! that ends late clears the busy mark: it never spins.
+//! meanwhile. A wait that ends late clears the busy mark, so the leader
+//! naps at most once per idle spell, and an idle server not at all: it
+//! never spins.
+//!
+//! The fifth matters: a nap costs the server more than a sleep in the
+//! poller (a timer to set and to take), so a server that waits half its
+//! time would nap several times per thousand replies and pay for each,
+//! while a nearly saturated one waits seldom and briefly, so that a nap is
+//! rare and nearly always catches the next arrival.
 //!
 //! It does not nap while the acceptor is adding connections (any added in
 //! the last [`QUIET`]): waking the leader costs the acceptor little, and
@@ -37,6 +45,13 @@ pub(super) const BUSY: Duration = Duration::from_micros(16);
 /// How long after a connection was added the leader naps again.
 pub(super) const QUIET: Duration = Duration::from_millis(1);
 
+/// The span over which the share of time spent waiting is taken.
+pub(super) const WINDOW: Duration = Duration::from_millis(1);
+
+/// The leader naps only while it waited at most 1 / `IDLE_SHARE` of the
+/// last window.
+const IDLE_SHARE: u32 = 5;
+
 /// The timer slack of a worker thread: without it, Linux lets a sleep this
 /// short run 50 µs late.
 const SLACK_NS: u64 = 1_000;
@@ -54,6 +69,13 @@ pub(super) struct Pace {
     added: usize,
     /// ...and when it was seen to change.
     added_at: Instant,
+    /// When the current window began...
+    window: Instant,
+    /// ...and the time spent waiting in it.
+    waited: Duration,
+    /// The last whole window was spent waiting at most a fifth of the
+    /// time.
+    saturated: bool,
 }
 
 impl Pace {
@@ -74,6 +96,9 @@ impl Pace {
             since: now,
             added: 0,
             added_at: now.checked_sub(QUIET).unwrap_or(now),
+            window: now,
+            waited: Duration::ZERO,
+            saturated: false,
         }
     }
 
@@ -103,12 +128,20 @@ impl Pace {
             self.added_at = now;
         }
         let quiet = now.saturating_duration_since(self.added_at) > QUIET;
-        self.busy && quiet && !self.nap.is_zero()
+        self.busy && self.saturated && quiet && !self.nap.is_zero()
     }
 
     /// The wait ended at `now`, with events.
     pub(super) fn woke(&mut self, now: Instant) {
-        self.busy = now.saturating_duration_since(self.since) <= BUSY;
+        let waited = now.saturating_duration_since(self.since);
+        self.busy = waited <= BUSY;
+        self.waited += waited;
+        let span = now.saturating_duration_since(self.window);
+        if span >= WINDOW {
+            self.saturated = self.waited * IDLE_SHARE <= span;
+            self.window = now;
+            self.waited = Duration::ZERO;
+        }
     }
 }
 
@@ -120,15 +153,43 @@ mod tests {
         Duration::from_micros(n)
     }
 
-    /// A pace that has seen a short wait, long after its last added
-    /// connection; returns it and the time the wait ended.
+    /// A pace that has seen a window of short waits, long after its last
+    /// added connection; returns it and the time the last wait ended.
     fn busy() -> (Pace, Instant) {
         let start = Instant::now();
         let mut pace = Pace::with_nap(NAP, start);
         assert!(!pace.begin(start, 0), "a fresh pace has no reason to nap");
-        let end = start + us(5);
+        pace.woke(start + us(5));
+        let last = start + WINDOW;
+        pace.begin(last, 0);
+        let end = last + us(5);
         pace.woke(end);
         (pace, end)
+    }
+
+    #[test]
+    fn waits_a_window_before_its_first_nap() {
+        let start = Instant::now();
+        let mut pace = Pace::with_nap(NAP, start);
+        pace.begin(start, 0);
+        pace.woke(start + us(5));
+        assert!(!pace.begin(start + us(8), 0), "no whole window seen yet");
+    }
+
+    #[test]
+    fn blocks_while_mostly_idle() {
+        let (mut pace, end) = busy();
+        let start = end + us(1);
+        pace.begin(start, 0);
+        let woke = start + us(400);
+        pace.woke(woke);
+        let last = woke + WINDOW;
+        pace.begin(last, 0);
+        pace.woke(last + us(5));
+        assert!(
+            !pace.begin(last + us(8), 0),
+            "405 us of waiting in 1.4 ms is more than a fifth"
+        );
     }
 
     #[test]
