@@ -65,6 +65,12 @@ pub struct Server {
     console: Option<ConsoleSocket>,
     /// The metrics endpoint, with `--metrics`.
     metrics: Option<TcpListener>,
+    core: Core,
+}
+
+/// What the server serves with, beside its listeners: handed on, whole,
+/// to the helper threads when it starts.
+struct Core {
     config: Config,
     protocol: Arc<dyn Protocol>,
     shutdown: Shutdown,
@@ -219,19 +225,21 @@ impl Server {
             agent,
             console,
             metrics,
-            config,
-            protocol,
-            shutdown,
-            last_step,
-            conns,
-            engine,
-            tls,
+            core: Core {
+                config,
+                protocol,
+                shutdown,
+                last_step,
+                conns,
+                engine,
+                tls,
+            },
         })
     }
 
     /// The certificates, with TLS: [`Certs::reload`] re-reads them.
     pub fn tls(&self) -> Option<Arc<Certs>> {
-        self.tls.clone()
+        self.core.tls.clone()
     }
 
     /// The address the server listens on, with the real port: the first
@@ -257,7 +265,7 @@ impl Server {
 
     /// A handle that stops this server from any thread.
     pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
+        self.core.shutdown.clone()
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::Instant;
 use log::info;
 use threadpool::ThreadPool;
 
-use super::Server;
 use super::acceptor::{Acceptor, Control, Listening};
 use super::admission::Admission;
 use super::console::{Console, ConsoleSocket};
@@ -20,18 +19,17 @@ use super::listen::Listener;
 use super::live::Live;
 use super::running::Running;
 use super::threads::{self, Threads};
+use super::{Core, Server};
 use crate::access::{self, PerAddress};
 use crate::agent;
 use crate::config::Config;
-use crate::engine::{Connections, Engine};
 use crate::error::Error;
 use crate::gate::Gate;
 use crate::handler::{Limits, Policy};
 use crate::metrics;
 use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
 use crate::stats::{ListenerCount, Stats, Summary};
-use crate::tls::{self, Certs};
+use crate::tls;
 use crate::watchdog;
 
 /// Stack size of each worker thread. A worker's deepest path is a turn of
@@ -45,47 +43,45 @@ impl Server {
     /// and joined before it is returned.
     pub fn start(self) -> Result<Running, Error> {
         let shared = Shared::new(&self);
-        let pool = start_pool(self.config.workers)?;
-        self.engine.start(&pool, self.config.workers);
-        log_listening(&self.listening, &self.config, self.protocol.name());
-        let about = About::new(&self.listening, &*self.protocol);
+        let pool = start_pool(self.core.config.workers)?;
+        self.core.engine.start(&pool, self.core.config.workers);
+        log_listening(
+            &self.listening,
+            &self.core.config,
+            self.core.protocol.name(),
+        );
+        let about = About::new(&self.listening, &*self.core.protocol);
         let control = self.listening.control();
-        let live = Live::new(shared.policy(&self), &self.config);
+        let live = Live::new(shared.policy(&self), &self.core.config);
         let admission = Admission {
-            proxy_protocol: self.config.proxy_protocol,
+            proxy_protocol: self.core.config.proxy_protocol,
             live: live.clone(),
-            shutdown: self.shutdown.clone(),
+            shutdown: self.core.shutdown.clone(),
             gate: shared.gate.clone(),
-            engine: self.engine.clone(),
-            tls: self.tls.clone(),
+            engine: self.core.engine.clone(),
+            tls: self.core.tls.clone(),
             counts: shared.counts.clone(),
         };
         let acceptor = Acceptor::new(self.listening, admission);
         // From here on, dropping `running` stops and joins what started.
         let mut running = Running {
             local_addr: self.local_addr,
-            shutdown: self.shutdown.clone(),
-            last_step: self.last_step.clone(),
+            shutdown: self.core.shutdown.clone(),
+            last_step: self.core.last_step.clone(),
             gate: shared.gate.clone(),
-            conns: self.conns.clone(),
-            engine: self.engine.clone(),
+            conns: self.core.conns.clone(),
+            engine: self.core.engine.clone(),
             stats: shared.stats.clone(),
-            stop_grace: self.config.stop_grace,
+            stop_grace: self.core.config.stop_grace,
             acceptor: Threads::default(),
-            protocol: self.protocol.clone(),
+            protocol: self.core.protocol.clone(),
             pool: Some(pool),
             threads: Threads::default(),
         };
         let helpers = Helpers {
             shared,
             live,
-            config: self.config,
-            protocol: self.protocol,
-            shutdown: self.shutdown,
-            last_step: self.last_step,
-            conns: self.conns,
-            engine: self.engine,
-            tls: self.tls,
+            core: self.core,
         };
         let threads = &mut running.threads;
         helpers.watchdog(threads)?;
@@ -129,10 +125,10 @@ struct Shared {
 
 impl Shared {
     fn new(server: &Server) -> Shared {
-        let gate = Gate::new(server.config.max_connections);
+        let gate = Gate::new(server.core.config.max_connections);
         {
             let gate = gate.clone();
-            server.shutdown.on_trigger(move || gate.close());
+            server.core.shutdown.on_trigger(move || gate.close());
         }
         let counts = server
             .listening
@@ -140,7 +136,7 @@ impl Shared {
             .iter()
             .map(|l| ListenerCount::new(l.shared_name()))
             .collect();
-        let admin_uids = match &server.config.admin_uids {
+        let admin_uids = match &server.core.config.admin_uids {
             Some(uids) => uids.as_slice().into(),
             None => access::default_admin_uids().into(),
         };
@@ -155,11 +151,11 @@ impl Shared {
     /// What every connection shares, built once: each driver gets a
     /// reference, until a live change swaps it for later connections.
     fn policy(&self, server: &Server) -> Arc<Policy> {
-        let config = &server.config;
+        let config = &server.core.config;
         Arc::new(Policy {
-            protocol: server.protocol.clone(),
+            protocol: server.core.protocol.clone(),
             limits: Limits::from_config(config),
-            shutdown: server.shutdown.clone(),
+            shutdown: server.core.shutdown.clone(),
             stats: self.stats.clone(),
             admin_from: Arc::new(config.admin_from.clone()),
             admin_uids: self.admin_uids.clone(),
@@ -173,14 +169,7 @@ impl Shared {
 struct Helpers {
     shared: Shared,
     live: Arc<Live>,
-    config: Config,
-    protocol: Arc<dyn Protocol>,
-    shutdown: Shutdown,
-    /// Fires at the stop's last step, when the helpers end.
-    last_step: Shutdown,
-    conns: Arc<Connections>,
-    engine: Arc<Engine>,
-    tls: Option<Arc<Certs>>,
+    core: Core,
 }
 
 impl Helpers {
@@ -188,12 +177,13 @@ impl Helpers {
     /// take too long.
     fn watchdog(&self, threads: &mut Threads) -> io::Result<()> {
         let (conns, stats, until) = (
-            self.conns.clone(),
+            self.core.conns.clone(),
             self.shared.stats.clone(),
-            self.last_step.clone(),
+            self.core.last_step.clone(),
         );
         let live = self.live.clone();
         let handshake = self
+            .core
             .config
             .tls
             .as_ref()
@@ -206,7 +196,7 @@ impl Helpers {
     /// The HAProxy agent port (`--agent`).
     fn agent(&self, threads: &mut Threads, listener: std::net::TcpListener) -> io::Result<()> {
         info!("agent listening on {}", listener.local_addr()?);
-        let (shutdown, until) = (self.shutdown.clone(), self.last_step.clone());
+        let (shutdown, until) = (self.core.shutdown.clone(), self.core.last_step.clone());
         threads.spawn("linepool-agent", move || {
             agent::serve(&listener, &shutdown, &until)
         })
@@ -226,16 +216,16 @@ impl Helpers {
         );
         let sources = metrics::Sources {
             stats: self.shared.stats.clone(),
-            engine: self.engine.clone(),
+            engine: self.core.engine.clone(),
             gate: self.shared.gate.clone(),
-            protocol: self.protocol.name().to_string(),
-            shutdown: self.shutdown.clone(),
+            protocol: self.core.protocol.name().to_string(),
+            shutdown: self.core.shutdown.clone(),
             listeners: self.shared.counts.clone(),
-            tls: self.tls.clone(),
+            tls: self.core.tls.clone(),
             accepting: Box::new(move || !control.is_paused()),
         };
-        let registry = metrics::registry(sources, self.protocol.metrics());
-        let (shutdown, until) = (self.shutdown.clone(), self.last_step.clone());
+        let registry = metrics::registry(sources, self.core.protocol.metrics());
+        let (shutdown, until) = (self.core.shutdown.clone(), self.core.last_step.clone());
         threads.spawn("linepool-metrics", move || {
             metrics::serve(&listener, &registry, &shutdown, &until)
         })
@@ -251,21 +241,21 @@ impl Helpers {
     ) -> io::Result<()> {
         info!("admin console on {}", socket.addr());
         let console = Console {
-            shutdown: self.shutdown.clone(),
+            shutdown: self.core.shutdown.clone(),
             stats: self.shared.stats.clone(),
-            conns: self.conns.clone(),
-            engine: self.engine.clone(),
-            protocol: self.protocol.clone(),
+            conns: self.core.conns.clone(),
+            engine: self.core.engine.clone(),
+            protocol: self.core.protocol.clone(),
             acceptor,
             gate: self.shared.gate.clone(),
-            tls: self.tls.clone(),
+            tls: self.core.tls.clone(),
             admin_uids: self.shared.admin_uids.clone(),
             about: about.0,
-            config: self.config.clone(),
+            config: self.core.config.clone(),
             live: self.live.clone(),
             started: Instant::now(),
         };
-        let until = self.last_step.clone();
+        let until = self.core.last_step.clone();
         threads.spawn("linepool-console", move || console.run(socket, &until))
     }
 
@@ -275,10 +265,10 @@ impl Helpers {
         let live = self.live.clone();
         let (stats, engine, shutdown) = (
             self.shared.stats.clone(),
-            self.engine.clone(),
-            self.shutdown.clone(),
+            self.core.engine.clone(),
+            self.core.shutdown.clone(),
         );
-        let protocol = self.protocol.clone();
+        let protocol = self.core.protocol.clone();
         threads.spawn("linepool-stats", move || {
             let every = || live.stats_interval();
             threads::report_stats(&stats, &engine, &*protocol, &shutdown, every)
@@ -288,7 +278,7 @@ impl Helpers {
     /// The protocol's own threads, which end at the last step, after every
     /// session has ended.
     fn protocol_threads(&self, threads: &mut Threads) -> io::Result<()> {
-        for task in self.protocol.threads(&self.last_step) {
+        for task in self.core.protocol.threads(&self.core.last_step) {
             let (name, run) = task.into_parts();
             threads.spawn(name, run)?;
         }
