@@ -37,16 +37,16 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 /// How long the leader naps before it waits, while busy.
-pub(super) const NAP: Duration = Duration::from_micros(8);
+const NAP: Duration = Duration::from_micros(8);
 
 /// A wait that ended within this long marks the server busy.
-pub(super) const BUSY: Duration = Duration::from_micros(16);
+const BUSY: Duration = Duration::from_micros(16);
 
 /// How long after a connection was added the leader naps again.
-pub(super) const QUIET: Duration = Duration::from_millis(1);
+const QUIET: Duration = Duration::from_millis(1);
 
 /// The span over which the share of time spent waiting is taken.
-pub(super) const WINDOW: Duration = Duration::from_millis(1);
+const WINDOW: Duration = Duration::from_millis(1);
 
 /// The leader naps only while it waited at most 1 / `IDLE_SHARE` of the
 /// last window.
